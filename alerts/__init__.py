@@ -1,0 +1,1 @@
+"""envgrid alerts package."""

@@ -1,0 +1,1 @@
+"""envgrid dashboards package."""

@@ -1,0 +1,143 @@
+"""What every device kind provides: its payload model, topic kind, measurement and point mapping.
+
+A kind module (``devices/water.py`` …) declares one :class:`DeviceKind`; the ingest side only
+talks to this interface and never names a kind's fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
+
+import msgspec
+
+from devices.lineproto import FieldValue, escape_key, escape_measurement, format_field
+from devices.registry import Device
+
+# Epoch milliseconds must be a non-negative integer; ISO 8601 strings decode to datetime.
+EpochMs = Annotated[int, msgspec.Meta(ge=0)]
+
+
+def rng(lo: float | None = None, hi: float | None = None, unit: str = "") -> msgspec.Meta:
+    """The physical range [lo, hi] of a float reading; ``unit`` documents it."""
+    return msgspec.Meta(ge=lo, le=hi, description=unit)
+
+
+class Reading(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Base of every payload model: a timestamp plus named readings, all optional but one."""
+
+    ts: EpochMs | datetime
+    # Readings of which at least one must be present; a payload of only metadata is not a reading.
+    MEASURED: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ts, datetime) and self.ts.tzinfo is None:
+            raise ValueError("ts has no UTC offset: send epoch ms or ISO 8601 with an offset")
+        if self.MEASURED and all(getattr(self, f) is None for f in self.MEASURED):
+            raise ValueError("no readings: expected at least one of " + ", ".join(self.MEASURED))
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field rules of a kind; raise ValueError with the reason."""
+
+    def ts_ms(self) -> int:
+        """The timestamp as epoch milliseconds."""
+        ts = self.ts
+        if type(ts) is int:
+            return ts
+        return int(ts.timestamp() * 1000)  # type: ignore[union-attr]
+
+
+Derive = Callable[[Any, Device], Iterator[tuple[str, FieldValue]]]
+DeriveTags = Callable[[Any, Device], Iterator[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class DeviceKind:
+    """One device kind: how its payload decodes and how a reading becomes an InfluxDB point."""
+
+    name: str
+    measurement: str
+    model: type[Reading]
+    description: str
+    # payload attribute -> tag key, for values that identify a series (a connector, a berth).
+    payload_tags: Mapping[str, str] = field(default_factory=dict)
+    # payload attributes that are only tags, never also fields.
+    tag_only: frozenset[str] = frozenset()
+    # registry facts written as tags (low cardinality: section type, assessment level).
+    registry_tags: tuple[str, ...] = ()
+    derive: Derive | None = None
+    derive_tags: DeriveTags | None = None
+    # derived field name -> unit, so dashboards and rules can find them.
+    derived_fields: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [n for n in self.model.__struct_fields__ if n != "ts" and n not in self.tag_only]
+        prefixes = tuple((n, escape_key(n) + "=") for n in names)
+        object.__setattr__(self, "_fields", prefixes)
+        object.__setattr__(self, "_meas", escape_measurement(self.measurement))
+        object.__setattr__(self, "_decoder", msgspec.json.Decoder(self.model))
+
+    @property
+    def decoder(self) -> msgspec.json.Decoder[Any]:
+        """The JSON decoder that validates straight from bytes into the model."""
+        return self._decoder  # type: ignore[attr-defined]
+
+    def fields(self) -> dict[str, str]:
+        """Every field this kind can write, with its unit (readings and derived values)."""
+        out: dict[str, str] = {}
+        info = msgspec.inspect.type_info(self.model)
+        for f in info.fields:  # type: ignore[attr-defined]
+            if f.name != "ts" and f.name not in self.tag_only:
+                out[f.name] = _unit_of(f.type)
+        out.update(self.derived_fields)
+        return out
+
+    def tag_keys(self) -> tuple[str, ...]:
+        """Every tag key this kind's points may carry."""
+        return ("device_id", "site", "county", *self.registry_tags, *self.payload_tags.values())
+
+    def values(self, reading: Reading, device: Device) -> dict[str, FieldValue]:
+        """All field values of a reading, derived ones included (for the alert engine)."""
+        out = {n: v for n, _ in self._fields_iter() if (v := getattr(reading, n)) is not None}
+        if self.derive is not None:
+            out.update(self.derive(reading, device))
+        return out
+
+    def _fields_iter(self) -> tuple[tuple[str, str], ...]:
+        return self._fields  # type: ignore[attr-defined]
+
+    def encode(self, reading: Reading, device: Device, ts_ms: int) -> str | None:
+        """The reading as one line of line protocol; None if it holds nothing storable."""
+        parts = []
+        for name, prefix in self._fields:  # type: ignore[attr-defined]
+            v = getattr(reading, name)
+            if v is not None and (s := format_field(v)) is not None:
+                parts.append(prefix + s)
+        if self.derive is not None:
+            for name, v in self.derive(reading, device):
+                if (s := format_field(v)) is not None:
+                    parts.append(escape_key(name) + "=" + s)
+        if not parts:
+            return None
+        tags = device.tags_for(self.registry_tags)
+        for attr, key in self.payload_tags.items():
+            v = getattr(reading, attr)
+            if v is None:
+                v = device.facts.get(attr)
+            if v is not None and v != "":
+                tags += "," + escape_key(key) + "=" + escape_key(str(v))
+        if self.derive_tags is not None:
+            for key, tv in self.derive_tags(reading, device):
+                tags += "," + escape_key(key) + "=" + escape_key(tv)
+        return f"{self._meas}{tags} {','.join(parts)} {ts_ms}"  # type: ignore[attr-defined]
+
+
+def _unit_of(info: msgspec.inspect.Type) -> str:
+    """The unit a field declares in its Meta description ('' when it has none)."""
+    for member in getattr(info, "types", (info,)):
+        if isinstance(member, msgspec.inspect.Metadata) and member.extra_json_schema:
+            return str(member.extra_json_schema.get("description", ""))
+    return ""

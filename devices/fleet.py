@@ -1,0 +1,72 @@
+"""A simulated city fleet modelled on Huai'an (淮安): seven county-level districts, stations on
+the Grand Canal, the Huai River and Hongze Lake, PV in the five whole-county pilots, chargers and
+shore-power berths at canal ports. Pure data: the CLI writes it as a registry file.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+# County-level districts with an approximate centre (lat, lon).
+COUNTIES: dict[str, tuple[float, float]] = {
+    "清江浦区": (33.55, 119.03),
+    "淮安区": (33.50, 119.14),
+    "淮阴区": (33.63, 119.03),
+    "洪泽区": (33.29, 118.87),
+    "涟水县": (33.78, 119.26),
+    "盱眙县": (33.00, 118.54),
+    "金湖县": (33.02, 119.02),
+}
+# 整县屋顶分布式光伏 pilots (five whole-county pilots in the plan).
+PV_PILOTS = ("淮安区", "洪泽区", "涟水县", "盱眙县", "金湖县")
+RIVERS = ("京杭运河", "淮河入海水道", "盐河", "古黄河", "二河", "淮沭新河", "苏北灌溉总渠")
+LAKES = ("洪泽湖", "白马湖", "高邮湖")
+PORTS = ("淮安新港", "淮阴港区", "洪泽港区", "金湖港区", "涟水港区")
+PREFIX = {"water": "WQ", "air": "AQ", "shore_power": "SP", "pv": "PV", "ev_charger": "EV"}
+
+
+def fleet(per_kind: int = 24, seed: int = 7) -> list[dict[str, Any]]:
+    """Registry entries for ``per_kind`` devices of each kind, the same for the same seed."""
+    rnd = random.Random(seed)
+    counties = list(COUNTIES)
+    out: list[dict[str, Any]] = []
+    for kind, prefix in PREFIX.items():
+        for i in range(1, per_kind + 1):
+            county = counties[(i - 1) % len(counties)]
+            lat0, lon0 = COUNTIES[county]
+            d: dict[str, Any] = {
+                "id": f"{prefix}-{i:03d}",
+                "kind": kind,
+                "county": county,
+                "lat": round(lat0 + rnd.uniform(-0.08, 0.08), 5),
+                "lon": round(lon0 + rnd.uniform(-0.08, 0.08), 5),
+            }
+            if kind == "water":
+                lake = county in ("洪泽区", "盱眙县", "金湖县") and i % 2 == 0
+                water = LAKES[i % len(LAKES)] if lake else RIVERS[i % len(RIVERS)]
+                d.update(
+                    site=f"{water}{county}断面",
+                    name=f"{water} {county} 自动站",
+                    section_type="lake" if lake else "river",
+                    assessment="national" if i % 3 == 0 else "provincial",
+                )
+            elif kind == "air":
+                d.update(
+                    site=f"{county}监测站{i}",
+                    name=f"{county} 空气自动站 {i}",
+                    assessment="national" if i <= max(1, per_kind // 3) else "city",
+                )
+            elif kind == "pv":
+                d.update(
+                    site=f"{county}屋顶光伏{i}",
+                    capacity_kw=rnd.choice([8, 10, 15, 30, 50]),
+                    pilot=county in PV_PILOTS,
+                )
+            elif kind == "ev_charger":
+                d.update(site=f"{county}充电站{(i + 1) // 2}", rated_kw=rnd.choice([7, 60, 120]))
+            else:
+                port = PORTS[i % len(PORTS)]
+                d.update(site=port, berth=f"B{(i - 1) % 9 + 1}", port=port, voltage="380V/50Hz")
+            out.append(d)
+    return out

@@ -1,0 +1,189 @@
+"""The device registry: which device is where (site, county) and its static facts.
+
+Loaded from YAML (``devices:`` a list of objects). Errors name the file and line, so an
+operator can fix the file without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from devices.lineproto import escape_key
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+UNKNOWN = "unknown"
+
+
+class RegistryError(ValueError):
+    """A registry file that cannot be used; the message names file, line and fix."""
+
+
+@dataclass(slots=True)
+class Device:
+    """One device as the pipeline sees it: identity, place and facts."""
+
+    id: str
+    kind: str | None = None
+    site: str = UNKNOWN
+    county: str = UNKNOWN
+    name: str = ""
+    lat: float | None = None
+    lon: float | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    known: bool = False
+    _tags: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False)
+
+    def tags_for(self, registry_tags: tuple[str, ...]) -> str:
+        """The escaped tag set of this device's points (cached per tag selection)."""
+        cached = self._tags.get(registry_tags)
+        if cached is None:
+            pairs = [("county", self.county), ("device_id", self.id), ("site", self.site)]
+            pairs += [
+                (k, str(self.facts[k])) for k in registry_tags if self.facts.get(k) is not None
+            ]
+            cached = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in pairs if v != "")
+            self._tags[registry_tags] = cached
+        return cached
+
+
+class DeviceEntry(BaseModel):
+    """A registry entry as written in YAML; extra keys are kind facts (capacity_kw, berth, …)."""
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    id: str = Field(pattern=ID_PATTERN.pattern)
+    kind: str
+    site: str = Field(min_length=1, max_length=128)
+    county: str = Field(min_length=1, max_length=128)
+    name: str = ""
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    section_type: Literal["river", "lake"] | None = None
+    assessment: Literal["national", "provincial", "city"] | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _full_match(cls, v: str) -> str:
+        if not ID_PATTERN.fullmatch(v):
+            raise ValueError(f"must match {ID_PATTERN.pattern}")
+        return v
+
+
+class Registry:
+    """Devices by id (and by HJ 212 MN), with unknown ids answered as ``site=unknown``."""
+
+    def __init__(self, devices: Iterable[Device] = ()) -> None:
+        self._by_id: dict[str, Device] = {}
+        self._by_mn: dict[str, Device] = {}
+        for d in devices:
+            self._by_id[d.id] = d
+            mn = d.facts.get("mn")
+            if mn:
+                self._by_mn[str(mn)] = d
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[Device]:
+        return iter(self._by_id.values())
+
+    def get(self, device_id: str) -> Device | None:
+        """The registered device, or None."""
+        return self._by_id.get(device_id)
+
+    def by_mn(self, mn: str) -> Device | None:
+        """The station registered with this HJ 212 MN, or None."""
+        return self._by_mn.get(mn)
+
+    def resolve(self, device_id: str) -> Device | None:
+        """The registered device, an unregistered one tagged ``unknown``, or None for a bad id."""
+        d = self._by_id.get(device_id)
+        if d is not None:
+            return d
+        if ID_PATTERN.fullmatch(device_id):
+            # Not cached: 100,000 passing unknown ids must not grow memory.
+            return Device(id=device_id)
+        return None
+
+    def of_kind(self, kind: str) -> list[Device]:
+        """Registered devices of one kind."""
+        return [d for d in self._by_id.values() if d.kind == kind]
+
+    @classmethod
+    def load(cls, path: Path, kinds: Iterable[str]) -> Registry:
+        """Load and validate a registry file; raise RegistryError naming file, line and fix."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise RegistryError(f"{path}: cannot read the device registry ({e.strerror})") from e
+        return cls.parse(text, str(path), kinds)
+
+    @classmethod
+    def parse(cls, text: str, source: str, kinds: Iterable[str]) -> Registry:
+        """Parse registry YAML text; ``source`` names it in errors."""
+        known_kinds = set(kinds)
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as e:
+            line = e.problem_mark.line + 1 if e.problem_mark else 0
+            raise RegistryError(f"{source}:{line}: not valid YAML: {e.problem}") from e
+        if not isinstance(root, yaml.MappingNode) or not any(
+            k.value == "devices" for k, _ in root.value
+        ):
+            raise RegistryError(f"{source}:1: expected a top-level 'devices:' list")
+        items = next(v for k, v in root.value if k.value == "devices")
+        if not isinstance(items, yaml.SequenceNode):
+            raise RegistryError(f"{source}:{items.start_mark.line + 1}: 'devices' must be a list")
+        data = yaml.safe_load(text)["devices"] or []
+        devices: list[Device] = []
+        seen: dict[str, int] = {}
+        for node, raw in zip(items.value, data, strict=True):
+            line = node.start_mark.line + 1
+            where = f"{source}:{line}"
+            if not isinstance(raw, Mapping):
+                raise RegistryError(
+                    f"{where}: each device must be a mapping with id, kind, site, county"
+                )
+            try:
+                entry = DeviceEntry.model_validate(raw)
+            except ValidationError as e:
+                err = e.errors()[0]
+                loc = ".".join(str(p) for p in err["loc"]) or "entry"
+                raise RegistryError(
+                    f"{where}: device {raw.get('id', '?')!r}: {loc}: {err['msg']}"
+                ) from e
+            if entry.kind not in known_kinds:
+                raise RegistryError(
+                    f"{where}: device {entry.id!r}: unknown kind {entry.kind!r}; "
+                    f"use one of {', '.join(sorted(known_kinds))}"
+                )
+            if entry.id in seen:
+                raise RegistryError(
+                    f"{where}: device {entry.id!r} is listed twice (first at line {seen[entry.id]})"
+                )
+            seen[entry.id] = line
+            facts = {k: v for k, v in (entry.model_extra or {}).items()}
+            for k in ("section_type", "assessment"):
+                if getattr(entry, k) is not None:
+                    facts[k] = getattr(entry, k)
+            devices.append(
+                Device(
+                    id=entry.id,
+                    kind=entry.kind,
+                    site=entry.site,
+                    county=entry.county,
+                    name=entry.name,
+                    lat=entry.lat,
+                    lon=entry.lon,
+                    facts=facts,
+                    known=True,
+                )
+            )
+        return cls(devices)

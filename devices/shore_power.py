@@ -1,0 +1,99 @@
+"""Shore-power berth meter (岸电) at canal ports: connection state and a cumulative register.
+
+Inland ships take 380 V / 50 Hz; sea-going ships 440 V / 60 Hz through a converter; high-voltage
+systems 6.6 / 11 kV (standards.md, "Shore power"). Frequency is therefore accepted near 50 or 60 Hz.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
+
+import msgspec
+
+from devices.base import DeviceKind, Reading, rng
+from devices.registry import Device
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class ShorePowerReading(Reading):
+    """One berth-meter reading."""
+
+    berth: Name | None = None
+    vessel_id: Name | None = None
+    connected: bool | None = None
+    voltage_v: Annotated[float, rng(0, 12_000, "V")] | None = (
+        None  # up to 11 kV high-voltage shore power
+    )
+    current_a: Annotated[float, rng(0, 5000, "A")] | None = None
+    power_kw: Annotated[float, rng(0, 20_000, "kW")] | None = None
+    energy_kwh: Annotated[float, rng(0, None, "kWh")] | None = (
+        None  # cumulative register: never negative
+    )
+    frequency_hz: Annotated[float, rng(45, 65, "Hz")] | None = None
+    power_factor: Annotated[float, rng(-1, 1, "")] | None = None
+
+    MEASURED: ClassVar[tuple[str, ...]] = (
+        "connected",
+        "voltage_v",
+        "current_a",
+        "power_kw",
+        "energy_kwh",
+        "frequency_hz",
+        "power_factor",
+    )
+
+    def check(self) -> None:
+        f = self.frequency_hz
+        # A ship runs at 50 or 60 Hz; anything between is a meter fault, not a grid deviation.
+        if f is not None and not (47.5 <= f <= 52.5 or 57.5 <= f <= 62.5):
+            raise ValueError(f"frequency_hz {f} is neither near 50 Hz nor near 60 Hz")
+
+
+KIND = DeviceKind(
+    name="shore_power",
+    measurement="shore_power",
+    model=ShorePowerReading,
+    description="Shore-power berth meter",
+    payload_tags={"berth": "berth"},
+    tag_only=frozenset({"berth"}),
+)
+
+
+def simulate(
+    device: Device, now: datetime, rnd: random.Random, state: dict[str, Any]
+) -> dict[str, Any]:
+    """A berth with vessel calls of 2–10 h; a connected ship draws 50–400 kW three-phase."""
+    energy = state.setdefault("energy", rnd.uniform(1000, 50_000))
+    if state.get("until") is None or now >= state["until"]:
+        connected = not state.get("connected", False) if state.get("until") else rnd.random() < 0.5
+        state["connected"] = connected
+        state["until"] = now.fromtimestamp(now.timestamp() + rnd.uniform(2, 10) * 3600, now.tzinfo)
+        state["vessel"] = f"CN{rnd.randrange(100000, 999999)}" if connected else None
+        state["load"] = rnd.uniform(50, 400)
+    berth = str(device.facts.get("berth", "B1"))
+    out: dict[str, Any] = {"berth": berth, "connected": state["connected"]}
+    if state["connected"]:
+        power = max(5.0, state["load"] + rnd.gauss(0, 5))
+        voltage = 380 + rnd.gauss(0, 3)
+        energy += power * state.get("dt_h", 1 / 60)
+        state["energy"] = energy
+        out.update(
+            vessel_id=state["vessel"],
+            voltage_v=round(voltage, 1),
+            current_a=round(power * 1000 / (1.732 * voltage * 0.9), 1),
+            power_kw=round(power, 1),
+            frequency_hz=round(50 + rnd.gauss(0, 0.02), 2),
+            power_factor=0.9,
+        )
+    else:
+        out.update(
+            voltage_v=round(380 + rnd.gauss(0, 3), 1),
+            current_a=0.0,
+            power_kw=0.0,
+            frequency_hz=round(50 + rnd.gauss(0, 0.02), 2),
+        )
+    out["energy_kwh"] = round(energy, 2)
+    return out

@@ -1,0 +1,229 @@
+"""The ``envgrid`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import yaml
+
+from devices.fleet import fleet
+from devices.kinds import KINDS
+from devices.registry import Registry, RegistryError
+from ingest.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="envgrid: environment and energy readings from MQTT to InfluxDB.",
+)
+spool_app = typer.Typer(no_args_is_help=True, help="Inspect and replay the on-disk spool.")
+devices_app = typer.Typer(no_args_is_help=True, help="The device registry.")
+app.add_typer(spool_app, name="spool")
+app.add_typer(devices_app, name="devices")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="TOML config file (env vars override it).", envvar="ENVGRID_CONFIG"
+    ),
+]
+T = TypeVar("T")
+
+
+def setup_logging(level: str = "INFO", file: Path | None = None) -> None:
+    """Plain timestamped lines on stderr (or a file); no secrets are ever passed to them."""
+    handler: logging.Handler = logging.FileHandler(file) if file else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one clear line for the operator (no traceback) and exit."""
+    typer.echo(f"envgrid: {message}", err=True)
+    return typer.Exit(code)
+
+
+def settings_or_exit(config: Path | None, **overrides: Any) -> Settings:
+    """Load settings, or exit with the problems listed one per line."""
+    try:
+        return load_settings(config, **overrides)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+
+
+def run_async(coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine on uvloop when available."""
+    try:
+        import uvloop
+
+        return uvloop.run(coro())
+    except ImportError:
+        return asyncio.run(coro())
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+) -> None:
+    """Run the service: consume MQTT, write InfluxDB, serve /healthz /readyz /metrics."""
+    from ingest.app import run_service
+    from ingest.mqtt import ConnectError
+
+    setup_logging(log_level)
+    settings = settings_or_exit(config)
+    try:
+        code = run_async(lambda: run_service(settings))
+    except (RegistryError, ConnectError, OSError) as e:
+        raise fail(str(e)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def simulate(
+    config: ConfigOpt = None,
+    per_kind: Annotated[
+        int, typer.Option(help="Devices of each kind (from the shipped fleet).")
+    ] = 24,
+    rate: Annotated[float, typer.Option(help="Messages per second in total.")] = 20.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run (0 = until Ctrl-C).")] = 0.0,
+    count: Annotated[int, typer.Option(help="Stop after this many messages (0 = no limit).")] = 0,
+    bad_fraction: Annotated[float, typer.Option(help="Share of deliberately bad messages.")] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="Random seed for repeatable runs.")] = None,
+) -> None:
+    """Publish a realistic city fleet (water, air, PV, chargers, berths) to the broker."""
+    setup_logging("WARNING")
+    settings = settings_or_exit(config)
+    from ingest.simulation_run import run_simulation
+
+    n = run_async(
+        lambda: run_simulation(
+            settings,
+            per_kind=per_kind,
+            rate=rate,
+            duration=duration,
+            count=count,
+            bad_fraction=bad_fraction,
+            seed=seed,
+        )
+    )
+    typer.echo(f"published {n} messages")
+
+
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    rate: Annotated[float, typer.Option(help="Simulated messages per second.")] = 200.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run (0 = until Ctrl-C).")] = 0.0,
+    bad_fraction: Annotated[float, typer.Option(help="Share of bad messages.")] = 0.02,
+    workdir: Annotated[Path, typer.Option(help="Where local servers keep their data.")] = Path(
+        "var/demo"
+    ),
+) -> None:
+    """One command: local mosquitto + influxd (unless URLs are set), simulator, the service."""
+    from ingest.demo import run_demo
+
+    settings = settings_or_exit(config)
+    try:
+        code = run_async(
+            lambda: run_demo(
+                settings, rate=rate, duration=duration, bad_fraction=bad_fraction, workdir=workdir
+            )
+        )
+    except (RegistryError, OSError, RuntimeError) as e:
+        raise fail(str(e)) from None
+    raise typer.Exit(code)
+
+
+@spool_app.command("status")
+def spool_status(config: ConfigOpt = None) -> None:
+    """Segments, batches and bytes waiting in the spool."""
+    from ingest.spool import Spool
+
+    s = settings_or_exit(config)
+    dirs = [s.ingest.spool_dir, *sorted(s.ingest.spool_dir.glob("worker-*"))]
+    for d in dirs:
+        if d.is_dir():
+            st = Spool(d, s.ingest.spool_max_bytes).status()
+            typer.echo(
+                f"{d}: {st.segments} segments, {st.records} batches, {st.bytes} bytes "
+                f"({st.fill:.1%} of {st.max_bytes})"
+            )
+
+
+@spool_app.command("replay")
+def spool_replay(config: ConfigOpt = None) -> None:
+    """Write everything in the spool to InfluxDB now (while the service is stopped)."""
+    from ingest.spool import Spool
+    from ingest.writer import InfluxWriter, Outcome
+
+    setup_logging("INFO")
+    s = settings_or_exit(config)
+
+    async def replay() -> int:
+        total = 0
+        async with InfluxWriter(s.influx) as w:
+            for d in [s.ingest.spool_dir, *sorted(s.ingest.spool_dir.glob("worker-*"))]:
+                if not d.is_dir():
+                    continue
+                spool = Spool(d, s.ingest.spool_max_bytes)
+                while (oldest := spool.oldest()) is not None:
+                    seg, records = oldest
+                    for body in records:
+                        lines = body.decode().split("\n")
+                        res = await w.deliver(lines)
+                        if res.outcome is not Outcome.OK:
+                            raise fail(
+                                f"InfluxDB did not take the spool ({res.message}); "
+                                f"{len(spool)} batches left in {d}"
+                            )
+                        for idx, reason in res.rejected:
+                            typer.echo(
+                                f"refused by InfluxDB, dropped: {lines[idx]} ({reason})", err=True
+                            )
+                        total += len(lines) - len(res.rejected)
+                    spool.drop(seg)
+        return total
+
+    typer.echo(f"replayed {run_async(replay)} points")
+
+
+@devices_app.command("fleet")
+def devices_fleet(per_kind: Annotated[int, typer.Option()] = 24, seed: int = 7) -> None:
+    """Print the simulated city fleet as a registry file."""
+    typer.echo(
+        yaml.safe_dump(
+            {"devices": fleet(per_kind, seed)}, allow_unicode=True, sort_keys=False, width=120
+        )
+    )
+
+
+@devices_app.command("check")
+def devices_check(path: Path) -> None:
+    """Validate a registry file; report the first problem with its line."""
+    try:
+        reg = Registry.load(path, KINDS)
+    except RegistryError as e:
+        raise fail(str(e)) from None
+    by_kind: dict[str, int] = {}
+    for d in reg:
+        by_kind[d.kind or "?"] = by_kind.get(d.kind or "?", 0) + 1
+    typer.echo(
+        f"{path}: {len(reg)} devices OK ({', '.join(f'{k} {n}' for k, n in by_kind.items())})"
+    )
+
+
+def main() -> None:
+    """Entry point of the ``envgrid`` script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,318 @@
+"""envgrid settings: one pydantic-settings class, sources in a fixed order.
+
+Order (first wins): keyword arguments, environment variables (``ENVGRID_<SECTION>__<KEY>``),
+the TOML file given with ``--config``, then the defaults below. A bad value stops start-up with
+one line per problem naming the setting, where it came from and what is expected.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "ENVGRID_"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration(v: Any) -> Any:
+    """Accept 90, "90s", "15m", "12h", "7d" besides ISO 8601 ("P7D")."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return timedelta(seconds=v)
+    if isinstance(v, str) and (m := _DURATION.match(v)):
+        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    return v
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class TopicRoute(BaseModel):
+    """Maps a site's own topics onto kinds: ``pattern`` with ``{kind}``/``{device_id}``, ``+``."""
+
+    pattern: str
+    kind: str | None = None
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> TopicRoute:
+        if "{device_id}" not in self.pattern:
+            raise ValueError("pattern needs a {device_id} segment")
+        if "{kind}" not in self.pattern and self.kind is None:
+            raise ValueError('pattern has no {kind} segment: give kind = "water" (or another)')
+        return self
+
+
+class MqttSettings(BaseModel):
+    """The broker envgrid reads from and publishes dead letters and alerts to."""
+
+    url: str = "mqtt://127.0.0.1:1883"
+    topic_prefix: str = "envgrid"
+    client_id: str = ""  # default: envgrid-<hostname>[-<worker>]; stable, so the session survives
+    password_file: Path | None = None
+    keepalive_s: int = Field(default=60, ge=5, le=3600)
+    session_expiry: Duration = timedelta(days=2)
+    # MQTT v5 Receive Maximum: unacknowledged messages the broker may send us. It must cover a
+    # batch, since acks go out per batch once it is durable.
+    receive_maximum: int = Field(default=20_000, ge=20, le=65_535)
+    topics: list[TopicRoute] = []
+    shared_group: str = ""  # set by --workers: subscribe through $share/<group>/…
+    tls_ca: Path | None = None
+    tls_insecure: bool = False
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError("expected mqtt://[user:pass@]host[:port] or mqtts://… for TLS")
+        if not parts.hostname:
+            raise ValueError("the URL has no host")
+        return v
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v or any(c in v for c in "+#") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("a topic prefix like 'envgrid' or 'city/envgrid': no +, #, or edge /")
+        return v
+
+    @property
+    def tls(self) -> bool:
+        """Whether the URL asks for TLS."""
+        return urlsplit(self.url).scheme in ("mqtts", "ssl")
+
+    @property
+    def host(self) -> str:
+        """Broker host name."""
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        """Broker port (1883, or 8883 with TLS, when the URL has none)."""
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+    @property
+    def username(self) -> str | None:
+        """User name from the URL."""
+        return urlsplit(self.url).username
+
+    def password(self) -> str | None:
+        """Password from the password file (preferred) or the URL; never logged."""
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return urlsplit(self.url).password
+
+    def effective_client_id(self, worker: int | None = None) -> str:
+        """The stable client id, per worker when several share a host."""
+        base = self.client_id or f"envgrid-{socket.gethostname()}"
+        return base if worker is None else f"{base}-w{worker}"
+
+
+class InfluxSettings(BaseModel):
+    """Where readings are written: InfluxDB 1.x/2.x/3.x v1 API, or the v2 API."""
+
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = "v1"
+    database: str = "envgrid"
+    retention_policy: str = ""
+    bucket: str = "envgrid"
+    org: str = "envgrid"
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    username: str = ""
+    password: SecretStr | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).hostname:
+            raise ValueError("expected http://host:port or https://host:port")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _v2_needs_token(self) -> InfluxSettings:
+        if self.api == "v2" and self.token is None and self.token_file is None:
+            raise ValueError("api = 'v2' needs a token (ENVGRID_INFLUX__TOKEN or token_file)")
+        return self
+
+    def auth_token(self) -> str | None:
+        """The API token from the token file (preferred) or the setting; never logged."""
+        if self.token_file is not None:
+            return self.token_file.read_text(encoding="utf-8").strip()
+        return self.token.get_secret_value() if self.token else None
+
+
+class IngestSettings(BaseModel):
+    """Batching, validation windows, spool and shutdown."""
+
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
+    flush_interval: Duration = timedelta(seconds=1)
+    max_age: Duration = timedelta(days=7)  # stations back-fill after an outage
+    max_future: Duration = timedelta(minutes=5)
+    max_payload_bytes: int = Field(default=256 * 1024, ge=64)
+    spool_dir: Path = Path("var/spool")
+    spool_max_bytes: int = Field(default=1 << 30, ge=1 << 16)
+    # Fraction of spool_max_bytes at which consumption pauses and /readyz turns unready.
+    spool_high_water: float = Field(default=0.9, gt=0, le=1)
+    shutdown_grace: Duration = timedelta(seconds=15)
+    stats_interval: Duration = timedelta(seconds=10)
+    replay_backoff_max: Duration = timedelta(seconds=30)
+
+
+class DevicesSettings(BaseModel):
+    """The device registry file (YAML); unset = every device is unregistered."""
+
+    registry: Path | None = None
+
+
+class HttpSettings(BaseModel):
+    """The HTTP API: health, metrics, alerts, console."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65_535)
+    token: SecretStr | None = None  # bearer token for write calls of the JSON API
+
+
+class StandardsSettings(BaseModel):
+    """The city's time zone and the HJ 633 edition (unset: by each reading's date)."""
+
+    timezone: str = "Asia/Shanghai"
+    aqi_edition: Literal["2012", "2026"] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {v!r}; e.g. 'Asia/Shanghai'") from e
+        return v
+
+
+class Settings(BaseSettings):
+    """Every envgrid setting; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+    # Set by load_settings() before instantiation: the TOML file to read, if any.
+    _toml_file: ClassVar[Path | None] = None
+
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    ingest: IngestSettings = IngestSettings()
+    devices: DevicesSettings = DevicesSettings()
+    http: HttpSettings = HttpSettings()
+    standards: StandardsSettings = StandardsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
+        return tuple(sources)
+
+
+class ConfigError(ValueError):
+    """Settings that cannot be used; ``str()`` is the message for the operator."""
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from the environment and an optional TOML file; ConfigError if invalid."""
+    if config is not None:
+        try:
+            with config.open("rb") as f:
+                tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"{config}: cannot read the config file ({e.strerror})") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{config}: not valid TOML: {e}") from e
+    Settings._toml_file = config
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        raise ConfigError("\n".join(_explain(err, config) for err in e.errors())) from None
+    finally:
+        Settings._toml_file = None
+
+
+def _explain(err: Any, config: Path | None) -> str:
+    loc = [str(p) for p in err["loc"] if not str(p).isdigit()]
+    dotted = ".".join(loc) or "settings"
+    env = ENV_PREFIX + "__".join(p.upper() for p in loc)
+    where = f"{env}"
+    if config is not None and loc:
+        line = _toml_line(config, loc)
+        if line:
+            where += f" or {config}:{line}"
+    got = err.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None or _secret(loc) else f" (got {got!r})"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown setting: check its spelling against the README's configuration table"
+    return f"config error: {dotted} [{where}]: {msg}{shown}"
+
+
+def _secret(loc: list[str]) -> bool:
+    return any(p in ("token", "password", "url", "secret") for p in loc)
+
+
+def _toml_line(path: Path, loc: list[str]) -> int | None:
+    """The line where a setting is written in the TOML file, for the error message."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    section, key = ".".join(loc[:-1]), loc[-1]
+    current = ""
+    for i, raw in enumerate(lines, 1):
+        s = raw.strip()
+        if s.startswith("[") and s.endswith("]"):
+            current = s.strip("[]").strip()
+            if current == ".".join(loc):
+                return i
+            continue
+        if current == section and re.match(rf"{re.escape(key)}\s*=", s):
+            return i
+    return None
+
+
+def redact_url(url: str) -> str:
+    """A URL with its password replaced, safe to log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

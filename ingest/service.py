@@ -1,0 +1,440 @@
+"""The ingest service: MQTT in, validated batches out to InfluxDB or the spool, acks after.
+
+Delivery (ARCHITECTURE.md): a message is acknowledged to the broker only once its reading is
+durable, accepted by InfluxDB or fsynced to the spool, and a rejected message only once its dead
+letter was acknowledged by the broker. Memory is bounded by the MQTT v5 Receive Maximum: the
+broker stops sending when that many messages are unacknowledged, so a slow or absent InfluxDB
+slows consumption instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from devices.base import DeviceKind
+from devices.lineproto import encode_line
+from devices.registry import Registry
+from ingest.config import Settings, redact_url
+from ingest.mqtt import Message, MqttClient, MqttError, MqttOptions
+from ingest.pipeline import STORAGE_REJECTED, Accepted, Pipeline, Rejected, deadletter_payload
+from ingest.spool import Spool, SpoolFull
+from ingest.stats import Stats, new_registry
+from ingest.topics import TopicMap
+from ingest.writer import Delivery, InfluxWriter, Outcome
+
+log = logging.getLogger("envgrid.service")
+
+ReadingSink = Callable[[Accepted], None]
+
+
+@dataclass(slots=True)
+class Batch:
+    """Lines to write, the messages to ack once they are durable, and pending dead letters."""
+
+    lines: list[str] = field(default_factory=list)
+    acks: list[tuple[int, int]] = field(default_factory=list)
+    origins: list[Message] = field(default_factory=list)
+    deadletters: list[asyncio.Future[None]] = field(default_factory=list)
+    started: float = 0.0
+
+
+class IngestService:
+    """One ingest process: consumer, batcher, writer, spool and replay."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        kinds: dict[str, DeviceKind],
+        registry: Registry,
+        *,
+        worker: int | None = None,
+        subscribe: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.worker = worker
+        ing = settings.ingest
+        self.topics = TopicMap(
+            settings.mqtt.topic_prefix, kinds, settings.mqtt.topics, settings.mqtt.shared_group
+        )
+        self.pipeline = Pipeline(
+            kinds,
+            registry,
+            self.topics,
+            max_payload_bytes=ing.max_payload_bytes,
+            max_age_ms=int(ing.max_age.total_seconds() * 1000),
+            max_future_ms=int(ing.max_future.total_seconds() * 1000),
+        )
+        self.registry = registry
+        self.stats = Stats(spool_max_bytes=ing.spool_max_bytes)
+        self.metrics, self._latency = new_registry(self.stats)
+        self.writer = InfluxWriter(settings.influx)
+        spool_dir = ing.spool_dir if worker is None else ing.spool_dir / f"worker-{worker}"
+        self.spool = Spool(spool_dir, ing.spool_max_bytes)
+        self.sinks: list[ReadingSink] = []
+        self.mqtt = MqttClient(self._mqtt_options(subscribe), self._on_message, self._on_state)
+        self._batch = Batch()
+        self._sealed: deque[Batch] = deque()
+        self._wake = asyncio.Event()
+        self._spool_event = asyncio.Event()
+        self._influx_down = False
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._batch_size = ing.batch_size
+        self._flush_s = ing.flush_interval.total_seconds()
+        self._high = int(ing.spool_max_bytes * ing.spool_high_water)
+        self._low = int(self._high * 0.8)
+        self._refresh_spool_stats()
+
+    # ---------------------------------------------------------------- set-up
+    def _mqtt_options(self, subscribe: bool) -> MqttOptions:
+        m = self.settings.mqtt
+        ctx: ssl.SSLContext | None = None
+        if m.tls:
+            ctx = ssl.create_default_context(cafile=str(m.tls_ca) if m.tls_ca else None)
+            if m.tls_insecure:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+        return MqttOptions(
+            host=m.host,
+            port=m.port,
+            client_id=m.effective_client_id(self.worker),
+            username=m.username,
+            password=m.password(),
+            ssl=ctx,
+            keepalive_s=m.keepalive_s,
+            clean_start=False,
+            session_expiry_s=int(m.session_expiry.total_seconds()),
+            receive_maximum=m.receive_maximum,
+            subscriptions=self.topics.subscriptions() if subscribe else [],
+            connect_timeout_s=m.connect_timeout_s,
+        )
+
+    async def start(self) -> None:
+        """Connect and start the background tasks; returns once subscribed."""
+        log.info(
+            "envgrid ingest: broker %s, InfluxDB %s (%s), %d registered devices, spool %s",
+            redact_url(self.settings.mqtt.url),
+            self.settings.influx.url,
+            self.settings.influx.api,
+            len(self.registry),
+            self.spool.directory,
+        )
+        if len(self.spool):
+            log.info("spool holds %d batches from an earlier run: replaying", len(self.spool))
+            self._spool_event.set()
+        await self.mqtt.start()
+        loop = asyncio.get_running_loop()
+        for coro in (self._flush_loop(), self._replay_loop(), self._stats_loop()):
+            self._tasks.append(loop.create_task(coro))
+        try:
+            await self.mqtt.wait_connected(timeout=max(10.0, self.settings.mqtt.connect_timeout_s))
+        except TimeoutError:
+            # Not fatal: the client keeps reconnecting and /readyz says why meanwhile.
+            log.warning(
+                "broker %s not reachable yet: retrying in the background",
+                redact_url(self.settings.mqtt.url),
+            )
+
+    # ---------------------------------------------------------------- hot path
+    def _on_message(self, msg: Message) -> None:
+        if self._stopping:
+            return  # not acked: the broker redelivers it to the next run
+        res = self.pipeline.process(msg.topic, msg.payload)
+        batch = self._batch
+        if not batch.lines and not batch.acks:
+            batch.started = time.monotonic()
+        if type(res) is Accepted:
+            self.stats.received[res.kind.name] += 1
+            batch.lines.append(res.line)
+            batch.origins.append(msg)
+            if msg.qos:
+                batch.acks.append((msg.packet_id, msg.epoch))
+            for sink in self.sinks:
+                try:
+                    sink(res)
+                except Exception:  # an alert bug must not stop ingestion
+                    log.exception("reading sink failed")
+            if len(batch.lines) >= self._batch_size:
+                self._seal()
+        else:
+            assert isinstance(res, Rejected)
+            self.stats.received["unrouted" if res.category == "unknown_topic" else "rejected"] += 1
+            self.stats.rejected[res.category] += 1
+            batch.deadletters.append(self._deadletter(msg.topic, msg.payload, res.reason))
+            if msg.qos:
+                batch.acks.append((msg.packet_id, msg.epoch))
+
+    def _deadletter(self, topic: str, payload: bytes, reason: str) -> asyncio.Future[None]:
+        body = deadletter_payload(topic, payload, reason)
+        self.stats.deadlettered += 1
+        return asyncio.ensure_future(self.mqtt.publish(self.topics.deadletter(topic), body, qos=1))
+
+    def _seal(self) -> None:
+        if self._batch.lines or self._batch.acks:
+            self._sealed.append(self._batch)
+            self._batch = Batch()
+            self._wake.set()
+
+    # ---------------------------------------------------------------- delivery
+    async def _flush_loop(self) -> None:
+        while True:
+            if not self._sealed:
+                age = time.monotonic() - self._batch.started
+                if (self._batch.lines or self._batch.acks) and age >= self._flush_s:
+                    self._seal()
+                else:
+                    self._wake.clear()
+                    timeout = (
+                        self._flush_s - age
+                        if (self._batch.lines or self._batch.acks)
+                        else self._flush_s
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, timeout))
+                    continue
+            batch = self._sealed[0]
+            await self._commit(batch)
+            self._sealed.popleft()
+            self._refresh_queue_stats()
+
+    async def _commit(self, batch: Batch) -> None:
+        """Make a batch durable (InfluxDB or spool), dead-letter what InfluxDB refused, ack it."""
+        backoff = 0.5
+        while batch.lines:
+            if not self._influx_down:
+                d = await self.writer.deliver(batch.lines)
+                self._latency.observe(d.latency_s)
+                self.stats.last_write_latency_s = d.latency_s
+                if d.outcome is Outcome.OK:
+                    self._note_written(batch.lines, d)
+                    for idx, reason in d.rejected:
+                        origin = batch.origins[idx]
+                        batch.deadletters.append(
+                            self._deadletter(origin.topic, origin.payload, reason)
+                        )
+                        self.stats.rejected[STORAGE_REJECTED] += 1
+                    break
+                self.stats.write_failures += 1
+                self._mark_down(d)
+            try:
+                await asyncio.to_thread(self.spool.append, "\n".join(batch.lines).encode())
+            except SpoolFull:
+                self._set_paused(True)
+                log.warning(
+                    "spool full (%d bytes): holding %d readings, broker keeps the rest",
+                    self.spool.size_bytes,
+                    len(batch.lines),
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self.stats.spooled_batches += 1
+            self.stats.spooled_points += len(batch.lines)
+            self._refresh_spool_stats()
+            self._spool_event.set()
+            break
+        if batch.deadletters:
+            await self._await_deadletters(batch)
+        sent = self.mqtt.ack_many(batch.acks)
+        self.stats.acked += sent
+
+    async def _await_deadletters(self, batch: Batch) -> None:
+        results = await asyncio.gather(*batch.deadletters, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                # Not acked: the broker redelivers the original and it is dead-lettered again.
+                log.warning("dead letter not confirmed (%s): original left unacknowledged", r)
+                batch.acks.clear()
+                return
+
+    def _note_written(self, lines: list[str], d: Delivery) -> None:
+        self.stats.points_written += len(lines) - len(d.rejected)
+        self.stats.batches_written += 1
+        self.stats.influx_up = True
+
+    def _mark_down(self, d: Delivery) -> None:
+        if not self._influx_down:
+            log.warning("InfluxDB write failed (%s): spooling until it answers again", d.message)
+        self._influx_down = True
+        self.stats.influx_up = False
+        self._spool_event.set()
+
+    async def _replay_loop(self) -> None:
+        """Drain the spool oldest-first whenever InfluxDB answers; back off with jitter."""
+        backoff = 0.5
+        cap = self.settings.ingest.replay_backoff_max.total_seconds()
+        while True:
+            if not len(self.spool):
+                if self._influx_down and await self.writer.ping():
+                    self._influx_down = False
+                    self.stats.influx_up = True
+                    log.info("InfluxDB answers again")
+                if not self._influx_down:
+                    self._spool_event.clear()
+                    await self._spool_event.wait()
+                    continue
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, cap)
+                continue
+            oldest = await asyncio.to_thread(self.spool.oldest)
+            if oldest is None:
+                continue
+            seg, records = oldest
+            ok = True
+            for body in records:
+                lines = body.decode().split("\n")
+                d = await self.writer.deliver(lines)
+                if d.outcome is not Outcome.OK:
+                    ok = False
+                    self._mark_down(d)
+                    break
+                self.stats.replayed_points += len(lines) - len(d.rejected)
+                self._note_written(lines, d)
+                for idx, reason in d.rejected:
+                    self.stats.rejected[STORAGE_REJECTED] += 1
+                    await self._deadletter_spooled(lines[idx], reason)
+            if ok:
+                await asyncio.to_thread(self.spool.drop, seg)
+                self._refresh_spool_stats()
+                if self._influx_down:
+                    log.info("InfluxDB answers again: replaying the spool")
+                self._influx_down = False
+                self.stats.influx_up = True
+                backoff = 0.5
+                if not len(self.spool):
+                    log.info("spool drained")
+            else:
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, cap)
+
+    async def _deadletter_spooled(self, line: str, reason: str) -> None:
+        # The original message was acked when it was spooled: the line itself is what is left.
+        try:
+            await self._deadletter("spool", line.encode(), reason)
+        except MqttError as e:
+            log.error("could not dead-letter a spooled line refused by InfluxDB (%s): %s", e, line)
+
+    # ---------------------------------------------------------------- state
+    def _refresh_spool_stats(self) -> None:
+        st = self.spool.status()
+        self.stats.spool_bytes, self.stats.spool_records = st.bytes, st.records
+        if st.bytes >= self._high:
+            self._set_paused(True)
+        elif st.bytes <= self._low:
+            self._set_paused(False)
+
+    def _refresh_queue_stats(self) -> None:
+        self.stats.queue_depth = len(self._batch.lines) + sum(len(b.lines) for b in self._sealed)
+        self.stats.unacked = len(self._batch.acks) + sum(len(b.acks) for b in self._sealed)
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused == self.stats.paused:
+            return
+        self.stats.paused = paused
+        if paused:
+            log.warning(
+                "spool at %d of %d bytes: pausing consumption (the broker holds the "
+                "messages), /readyz is unready",
+                self.stats.spool_bytes,
+                self.stats.spool_max_bytes,
+            )
+            self.mqtt.pause_reading()
+        else:
+            log.info("spool below its high-water mark: resuming consumption")
+            self.mqtt.resume_reading()
+
+    def _on_state(self, connected: bool, reason: str) -> None:
+        self.stats.mqtt_connected = connected
+        if connected:
+            log.info("connected to the broker (%s)", reason)
+        else:
+            log.warning("broker connection lost (%s): reconnecting", reason)
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Whether the service takes traffic, and why not."""
+        why = []
+        if self._stopping:
+            why.append("shutting down")
+        if not self.stats.mqtt_connected:
+            why.append("not connected to the MQTT broker")
+        if self.stats.paused:
+            why.append(
+                f"spool near its limit ({self.stats.spool_bytes} of "
+                f"{self.stats.spool_max_bytes} bytes): consumption paused"
+            )
+        return not why, why
+
+    async def _stats_loop(self) -> None:
+        """Write the service's own counters to the envgrid_stats measurement for Grafana."""
+        interval = self.settings.ingest.stats_interval.total_seconds()
+        host = socket.gethostname()
+        while True:
+            await asyncio.sleep(interval)
+            self._refresh_queue_stats()
+            s = self.stats
+            fields: list[tuple[str, float | int | bool | str]] = [
+                ("received", sum(s.received.values())),
+                ("rejected", sum(s.rejected.values())),
+                ("points_written", s.points_written),
+                ("spool_bytes", s.spool_bytes),
+                ("spool_records", s.spool_records),
+                ("queue_depth", s.queue_depth),
+                ("write_latency_s", float(s.last_write_latency_s)),
+                ("mqtt_connected", s.mqtt_connected),
+                ("influx_up", s.influx_up),
+                ("paused", s.paused),
+            ]
+            fields += [(f"rejected_{k}", v) for k, v in s.rejected.items()]
+            tags = [("host", host), ("worker", str(self.worker if self.worker is not None else 0))]
+            line = encode_line("envgrid_stats", tags, fields, int(time.time() * 1000))
+            if line and not self._influx_down:
+                await self.writer.write(line.encode(), 1)
+
+    # ---------------------------------------------------------------- shutdown
+    async def stop(self) -> None:
+        """Stop reading, make what is in memory durable within the grace period, disconnect."""
+        if self._stopping:
+            return
+        self._stopping = True
+        grace = self.settings.ingest.shutdown_grace.total_seconds()
+        self.mqtt.pause_reading()
+        deadline = time.monotonic() + grace
+        # The flush task may be mid-commit: cancel it first so no batch is committed twice
+        # concurrently (a batch leaves _sealed only after its commit finished).
+        flush = self._tasks[0] if self._tasks else None
+        if flush is not None:
+            flush.cancel()
+            await asyncio.gather(flush, return_exceptions=True)
+        self._seal()
+        try:
+            while self._sealed and time.monotonic() < deadline:
+                await asyncio.wait_for(
+                    self._commit(self._sealed.popleft()),
+                    timeout=max(0.1, deadline - time.monotonic()),
+                )
+        except TimeoutError:
+            log.warning(
+                "shutdown grace of %.0f s passed: %d unacked readings will be redelivered",
+                grace,
+                self.stats.unacked,
+            )
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.mqtt.close()
+        await self.writer.close()
+        log.info(
+            "stopped: %d points written, %d spooled, %d dead-lettered",
+            self.stats.points_written,
+            self.stats.spooled_points,
+            self.stats.deadlettered,
+        )

@@ -1,0 +1,73 @@
+"""Running the simulator against a broker (``envgrid simulate`` and the demo)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+
+from devices.fleet import fleet
+from devices.kinds import KINDS
+from devices.registry import Device, Registry
+from ingest.config import Settings
+from ingest.mqtt import MqttClient, MqttOptions
+from ingest.simulator import live, publish_all
+
+
+def fleet_devices(settings: Settings, per_kind: int) -> list[Device]:
+    """The devices to simulate: the configured registry, or the shipped fleet of that size."""
+    if settings.devices.registry is not None:
+        return list(Registry.load(settings.devices.registry, KINDS))
+    import yaml
+
+    reg = Registry.parse(yaml.safe_dump({"devices": fleet(per_kind)}), "fleet", KINDS)
+    return list(reg)
+
+
+def publisher(settings: Settings, name: str = "sim") -> MqttClient:
+    """An MQTT client that only publishes."""
+    m = settings.mqtt
+    opts = MqttOptions(
+        host=m.host,
+        port=m.port,
+        client_id=f"envgrid-{name}-{os.getpid()}",
+        username=m.username,
+        password=m.password(),
+        clean_start=True,
+        session_expiry_s=0,
+        subscriptions=[],
+    )
+    return MqttClient(opts, lambda msg: None)
+
+
+async def run_simulation(
+    settings: Settings,
+    *,
+    per_kind: int,
+    rate: float,
+    duration: float,
+    count: int,
+    bad_fraction: float,
+    seed: int | None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Publish the live fleet until duration, count or ``stop``; the number published."""
+    devices = fleet_devices(settings, per_kind)
+    client = publisher(settings)
+    await client.start()
+    await client.wait_connected(timeout=15)
+    stream = live(devices, prefix=settings.mqtt.topic_prefix, bad_fraction=bad_fraction, seed=seed)
+    deadline = time.monotonic() + duration if duration else None
+
+    def until_done() -> bool:
+        return (deadline is not None and time.monotonic() >= deadline) or bool(
+            stop and stop.is_set()
+        )
+
+    limited = itertools.islice(stream, count) if count else stream
+    gated = itertools.takewhile(lambda _m: not until_done(), limited)
+    try:
+        return await publish_all(client, gated, rate=rate, window=max(10, int(rate)))
+    finally:
+        await client.close()

@@ -1,0 +1,111 @@
+"""Counters of the running service, kept as plain ints on the hot path.
+
+Incrementing a prometheus-client metric per message costs more than decoding it; the service
+bumps these fields instead and :class:`StatsCollector` exposes them at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+
+@dataclass
+class Stats:
+    """Everything /metrics and the envgrid_stats measurement report."""
+
+    received: Counter[str] = field(default_factory=Counter)  # by kind (or 'unrouted')
+    rejected: Counter[str] = field(default_factory=Counter)  # by category
+    points_written: int = 0
+    batches_written: int = 0
+    write_failures: int = 0
+    spooled_batches: int = 0
+    spooled_points: int = 0
+    replayed_points: int = 0
+    deadlettered: int = 0
+    acked: int = 0
+    # Gauges, refreshed by the service.
+    queue_depth: int = 0
+    unacked: int = 0
+    spool_bytes: int = 0
+    spool_records: int = 0
+    spool_max_bytes: int = 0
+    mqtt_connected: bool = False
+    influx_up: bool = True
+    paused: bool = False
+    last_write_latency_s: float = 0.0
+
+
+class StatsCollector(Collector):
+    """Exposes :class:`Stats` in Prometheus format."""
+
+    def __init__(
+        self, stats: Stats, extra: Callable[[], Iterator[GaugeMetricFamily]] | None = None
+    ):
+        self.stats = stats
+        self.extra = extra
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        s = self.stats
+        rec = CounterMetricFamily(
+            "envgrid_messages_received", "MQTT messages received", labels=["kind"]
+        )
+        for k, v in sorted(s.received.items()):
+            rec.add_metric([k], v)
+        yield rec
+        rej = CounterMetricFamily(
+            "envgrid_messages_rejected", "Messages dead-lettered, by reason", labels=["reason"]
+        )
+        for k, v in sorted(s.rejected.items()):
+            rej.add_metric([k], v)
+        yield rej
+        for name, doc, value in (
+            ("envgrid_points_written", "Points accepted by InfluxDB", s.points_written),
+            ("envgrid_batches_written", "Batches accepted by InfluxDB", s.batches_written),
+            (
+                "envgrid_write_failures",
+                "Batch writes that failed and were spooled or held",
+                s.write_failures,
+            ),
+            ("envgrid_spooled_batches", "Batches written to the spool", s.spooled_batches),
+            ("envgrid_spooled_points", "Points written to the spool", s.spooled_points),
+            ("envgrid_replayed_points", "Points replayed from the spool", s.replayed_points),
+            ("envgrid_deadlettered", "Messages published to the dead-letter topic", s.deadlettered),
+            ("envgrid_messages_acked", "Messages acknowledged to the broker", s.acked),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        for name, doc, gv in (
+            ("envgrid_queue_depth", "Readings in memory awaiting a write", s.queue_depth),
+            ("envgrid_unacked_messages", "Messages received and not yet acknowledged", s.unacked),
+            ("envgrid_spool_bytes", "Bytes held in the spool", s.spool_bytes),
+            ("envgrid_spool_records", "Batches held in the spool", s.spool_records),
+            ("envgrid_spool_max_bytes", "Spool size limit", s.spool_max_bytes),
+            ("envgrid_mqtt_connected", "1 when connected to the broker", int(s.mqtt_connected)),
+            ("envgrid_influx_up", "1 when the last write reached InfluxDB", int(s.influx_up)),
+            (
+                "envgrid_consumer_paused",
+                "1 when consumption is paused (spool near full)",
+                int(s.paused),
+            ),
+        ):
+            yield GaugeMetricFamily(name, doc, value=gv)
+        if self.extra is not None:
+            yield from self.extra()
+
+
+def new_registry(stats: Stats) -> tuple[CollectorRegistry, Histogram]:
+    """A Prometheus registry with the service's counters and the write-latency histogram."""
+    reg = CollectorRegistry()
+    reg.register(StatsCollector(stats))
+    latency = Histogram(
+        "envgrid_write_latency_seconds",
+        "InfluxDB write latency per batch",
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        registry=reg,
+    )
+    return reg, latency
