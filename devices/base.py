@@ -95,6 +95,18 @@ class DeviceKind:
         out.update(self.derived_fields)
         return out
 
+    def explain(self, error: str) -> str:
+        """A validation error made actionable: an enumeration error lists the allowed values."""
+        if "Invalid enum value" in error and "$." in error:
+            name = error.rsplit("$.", 1)[1].rstrip("`")
+            info = next(
+                (f for f in msgspec.inspect.type_info(self.model).fields if f.name == name), None
+            )  # type: ignore[attr-defined]
+            for member in getattr(info.type, "types", ()) if info else ():
+                if isinstance(member, msgspec.inspect.LiteralType):
+                    return f"{error}; expected one of {', '.join(map(str, member.values))}"
+        return error
+
     def tag_keys(self) -> tuple[str, ...]:
         """Every tag key this kind's points may carry."""
         return ("device_id", "site", "county", *self.registry_tags, *self.payload_tags.values())

@@ -58,7 +58,7 @@ class DeviceEntry(BaseModel):
 
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
-    id: str = Field(pattern=ID_PATTERN.pattern)
+    id: str
     kind: str
     site: str = Field(min_length=1, max_length=128)
     county: str = Field(min_length=1, max_length=128)
@@ -156,9 +156,8 @@ class Registry:
             except ValidationError as e:
                 err = e.errors()[0]
                 loc = ".".join(str(p) for p in err["loc"]) or "entry"
-                raise RegistryError(
-                    f"{where}: device {raw.get('id', '?')!r}: {loc}: {err['msg']}"
-                ) from e
+                msg = err["msg"].removeprefix("Value error, ")
+                raise RegistryError(f"{where}: device {raw.get('id', '?')!r}: {loc}: {msg}") from e
             if entry.kind not in known_kinds:
                 raise RegistryError(
                     f"{where}: device {entry.id!r}: unknown kind {entry.kind!r}; "

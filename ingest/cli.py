@@ -227,3 +227,6 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+# ---- sub-commands of other areas register below (one import + add_typer each) ----

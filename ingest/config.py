@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import (
     BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -48,7 +49,13 @@ def _duration(v: Any) -> Any:
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
-class TopicRoute(BaseModel):
+class Section(BaseModel):
+    """A settings section: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TopicRoute(Section):
     """Maps a site's own topics onto kinds: ``pattern`` with ``{kind}``/``{device_id}``, ``+``."""
 
     pattern: str
@@ -63,7 +70,7 @@ class TopicRoute(BaseModel):
         return self
 
 
-class MqttSettings(BaseModel):
+class MqttSettings(Section):
     """The broker envgrid reads from and publishes dead letters and alerts to."""
 
     url: str = "mqtt://127.0.0.1:1883"
@@ -130,7 +137,7 @@ class MqttSettings(BaseModel):
         return base if worker is None else f"{base}-w{worker}"
 
 
-class InfluxSettings(BaseModel):
+class InfluxSettings(Section):
     """Where readings are written: InfluxDB 1.x/2.x/3.x v1 API, or the v2 API."""
 
     url: str = "http://127.0.0.1:8086"
@@ -165,7 +172,7 @@ class InfluxSettings(BaseModel):
         return self.token.get_secret_value() if self.token else None
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(Section):
     """Batching, validation windows, spool and shutdown."""
 
     batch_size: int = Field(default=5000, ge=1, le=100_000)
@@ -182,13 +189,13 @@ class IngestSettings(BaseModel):
     replay_backoff_max: Duration = timedelta(seconds=30)
 
 
-class DevicesSettings(BaseModel):
+class DevicesSettings(Section):
     """The device registry file (YAML); unset = every device is unregistered."""
 
     registry: Path | None = None
 
 
-class HttpSettings(BaseModel):
+class HttpSettings(Section):
     """The HTTP API: health, metrics, alerts, console."""
 
     host: str = "127.0.0.1"
@@ -196,7 +203,7 @@ class HttpSettings(BaseModel):
     token: SecretStr | None = None  # bearer token for write calls of the JSON API
 
 
-class StandardsSettings(BaseModel):
+class StandardsSettings(Section):
     """The city's time zone and the HJ 633 edition (unset: by each reading's date)."""
 
     timezone: str = "Asia/Shanghai"

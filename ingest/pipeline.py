@@ -112,7 +112,7 @@ class Pipeline:
         try:
             reading: Reading = kind.decoder.decode(payload)
         except msgspec.ValidationError as e:
-            return Rejected(INVALID, f"{kind_name}: {e}")
+            return Rejected(INVALID, f"{kind_name}: {kind.explain(str(e))}")
         except msgspec.DecodeError as e:
             return Rejected(MALFORMED, f"not valid JSON: {e}")
         ts_ms = reading.ts_ms()

@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devices.kinds import SIMULATORS
 from devices.registry import Device
 from ingest import pipeline as p
-from ingest.mqtt import MqttClient
+
+if TYPE_CHECKING:
+    from ingest.mqtt import MqttClient
 
 
 @dataclass(slots=True)
@@ -47,7 +49,7 @@ def _bad(
     out_of_range = out_of_range_by_kind[dev.kind or "water"]
     choice = rnd.randrange(12)
     if choice == 0:
-        return SimMessage(topic, b'{"ts": %d, "value": 7.1' % ts, p.MALFORMED)
+        return SimMessage(topic, b'{"ts": %d, ' % ts, p.MALFORMED)
     if choice == 1:
         return SimMessage(topic, json.dumps({"ts": ts, **out_of_range}).encode(), p.INVALID)
     if choice == 2:
@@ -69,9 +71,11 @@ def _bad(
             )
         return SimMessage(topic, b"[]", p.INVALID)
     if choice == 7:
-        return SimMessage(topic, _valid_payload(dev, ts - 30 * 86_400_000, rnd), p.TOO_OLD)
+        old = min(ts, int(time.time() * 1000)) - 30 * 86_400_000
+        return SimMessage(topic, _valid_payload(dev, old, rnd), p.TOO_OLD)
     if choice == 8:
-        return SimMessage(topic, _valid_payload(dev, ts + 3_600_000, rnd), p.IN_FUTURE)
+        ahead = max(ts, int(time.time() * 1000)) + 3_600_000
+        return SimMessage(topic, _valid_payload(dev, ahead, rnd), p.IN_FUTURE)
     if choice == 9:
         return SimMessage(topic, b'{"ts": %d, "pad": "%s"}' % (ts, b"x" * 300_000), p.OVERSIZE)
     if choice == 10:

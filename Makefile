@@ -1,0 +1,40 @@
+# envgrid — the two commands of the README, and the checks behind them.
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast lint bench bench-peer clean
+
+setup:
+	scripts/setup
+
+## make demo: local mosquitto + InfluxDB + simulated fleet + the service (Ctrl-C stops it all)
+demo: setup
+	$(BIN)/envgrid demo
+
+## make test: lint, types and the whole suite against real mosquitto/InfluxDB/VictoriaMetrics
+test: setup
+	ENVGRID_SETUP_BROWSER=1 scripts/setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/pytest -q -x -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## make bench: end-to-end throughput, drain, CPU/point, RSS and latency (not part of make test)
+bench: setup
+	$(BIN)/python bench/run.py
+
+## make bench-peer: the shared side-by-side harness against Node-RED (installs Node-RED under /tmp)
+bench-peer: setup
+	bench/peer.sh
+
+clean:
+	rm -rf var build *.egg-info .pytest_cache .mypy_cache .ruff_cache
