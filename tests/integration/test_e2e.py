@@ -63,7 +63,7 @@ async def test_ten_thousand_mixed_readings(
             if key == "ts":
                 continue
             got = row.get("connector" if key == "connector_id" and row.get(key) is None else key)
-            if isinstance(value, bool) or isinstance(value, str):
+            if isinstance(value, (bool, str)):
                 assert got == value, (m.device_id, key)
             else:
                 assert abs(float(got) - value) < 1e-9, (m.device_id, key, got, value)  # type: ignore[arg-type]

@@ -60,7 +60,7 @@ def test_line_keeps_its_structure(tag_value: str, field_key: str, string_value: 
     # measurement+tags, fields, timestamp: exactly three space-separated sections outside quotes
     series, rest = split_unescaped(line, " ")[0], line[len(split_unescaped(line, " ")[0]) + 1 :]
     assert split_unescaped(series, ",")[0] == "m"
-    key, value = split_unescaped(split_unescaped(series, ",")[1], "=")
+    key, _value = split_unescaped(split_unescaped(series, ",")[1], "=")
     assert key == "berth"
     assert rest.endswith(" 1")
 

@@ -108,5 +108,5 @@ def test_topic_routes() -> None:
     shared = TopicMap("envgrid", KINDS, shared_group="ingest")
     assert shared.subscriptions()[0] == "$share/ingest/envgrid/water/+"
     assert tm.deadletter("plant/north/inv/X") == "city/envgrid/deadletter/plant/north/inv/X"
-    with pytest.raises(ValueError, match="needs a {device_id}"):
+    with pytest.raises(ValueError, match=r"needs a \{device_id\}"):
         TopicRoute(pattern="a/b")
