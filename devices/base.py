@@ -121,8 +121,13 @@ class DeviceKind:
     def _fields_iter(self) -> tuple[tuple[str, str], ...]:
         return self._fields  # type: ignore[attr-defined]
 
-    def encode(self, reading: Reading, device: Device, ts_ms: int) -> str | None:
-        """The reading as one line of line protocol; None if it holds nothing storable."""
+    def encode(
+        self, reading: Reading, device: Device, ts_ms: int, extra: str = "", extra_tags: str = ""
+    ) -> str | None:
+        """The reading as one line of line protocol; None if it holds nothing storable.
+
+        ``extra`` (fields) and ``extra_tags`` are pre-escaped ``k=v`` pairs a protocol intake
+        adds (HJ 212 data flags and data kind)."""
         parts = []
         for name, prefix in self._fields:  # type: ignore[attr-defined]
             v = getattr(reading, name)
@@ -132,9 +137,11 @@ class DeviceKind:
             for name, v in self.derive(reading, device):
                 if (s := format_field(v)) is not None:
                     parts.append(escape_key(name) + "=" + s)
+        if extra:
+            parts.append(extra)
         if not parts:
             return None
-        tags = device.tags_for(self.registry_tags)
+        tags = device.tags_for(self.registry_tags) + extra_tags
         for attr, key in self.payload_tags.items():
             v = getattr(reading, attr)
             if v is None:

@@ -45,6 +45,9 @@ CATEGORIES = (
 )
 
 
+Decoder = Callable[[str, bytes], "Accepted | Rejected"]
+
+
 @dataclass(slots=True)
 class Accepted:
     """A valid reading and its line of line protocol."""
@@ -77,8 +80,11 @@ class Pipeline:
         max_age_ms: int = 7 * 86_400_000,
         max_future_ms: int = 300_000,
         clock: Callable[[], float] = time.time,
+        decoders: Mapping[str, Decoder] | None = None,
     ) -> None:
         self.kinds = kinds
+        # Protocol decoders by topic kind segment: (id segment, payload) -> result.
+        self.decoders = dict(decoders or {})
         self.registry = registry
         self.topics = topics
         self.max_payload_bytes = max_payload_bytes
@@ -98,6 +104,9 @@ class Pipeline:
         if route is None:
             return Rejected(UNKNOWN_TOPIC, f"no topic route matches {topic!r}")
         kind_name, device_id = route
+        decoder = self.decoders.get(kind_name)
+        if decoder is not None:
+            return decoder(device_id, payload)
         kind = self.kinds[kind_name]
         device = self.registry.resolve(device_id)
         if device is None:
@@ -115,6 +124,18 @@ class Pipeline:
             return Rejected(INVALID, f"{kind_name}: {kind.explain(str(e))}")
         except msgspec.DecodeError as e:
             return Rejected(MALFORMED, f"not valid JSON: {e}")
+        return self.accept(kind, reading, device)
+
+    def accept(
+        self,
+        kind: DeviceKind,
+        reading: Reading,
+        device: Device,
+        extra: str = "",
+        extra_tags: str = "",
+    ) -> Accepted | Rejected:
+        """Check a decoded reading's time window and encode it; ``extra`` is appended as
+        further fields (a protocol's flags), already escaped."""
         ts_ms = reading.ts_ms()
         now_ms = int(self.clock() * 1000)
         if ts_ms > now_ms + self.max_future_ms:
@@ -129,7 +150,7 @@ class Pipeline:
                 f"ts {_iso(ts_ms)} is older than the accepted "
                 f"{self.max_age_ms / 86_400_000:g} days (ENVGRID_INGEST__MAX_AGE)",
             )
-        line = kind.encode(reading, device, ts_ms)
+        line = kind.encode(reading, device, ts_ms, extra, extra_tags)
         if line is None:
             return Rejected(EMPTY, "no storable value (every reading null or not finite)")
         return Accepted(line, kind, reading, device, ts_ms)

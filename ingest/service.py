@@ -25,7 +25,14 @@ from devices.lineproto import encode_line
 from devices.registry import Registry
 from ingest.config import Settings, redact_url
 from ingest.mqtt import Message, MqttClient, MqttError, MqttOptions
-from ingest.pipeline import STORAGE_REJECTED, Accepted, Pipeline, Rejected, deadletter_payload
+from ingest.pipeline import (
+    STORAGE_REJECTED,
+    Accepted,
+    Decoder,
+    Pipeline,
+    Rejected,
+    deadletter_payload,
+)
 from ingest.spool import Spool, SpoolFull
 from ingest.stats import Stats, new_registry
 from ingest.topics import TopicMap
@@ -58,12 +65,18 @@ class IngestService:
         *,
         worker: int | None = None,
         subscribe: bool = True,
+        protocols: dict[str, Callable[[Pipeline], Decoder]] | None = None,
     ) -> None:
         self.settings = settings
         self.worker = worker
         ing = settings.ingest
+        protocols = protocols or {}
         self.topics = TopicMap(
-            settings.mqtt.topic_prefix, kinds, settings.mqtt.topics, settings.mqtt.shared_group
+            settings.mqtt.topic_prefix,
+            kinds,
+            settings.mqtt.topics,
+            settings.mqtt.shared_group,
+            protocols=protocols,
         )
         self.pipeline = Pipeline(
             kinds,
@@ -73,6 +86,8 @@ class IngestService:
             max_age_ms=int(ing.max_age.total_seconds() * 1000),
             max_future_ms=int(ing.max_future.total_seconds() * 1000),
         )
+        for name, make_decoder in protocols.items():
+            self.pipeline.decoders[name] = make_decoder(self.pipeline)
         self.registry = registry
         self.stats = Stats(spool_max_bytes=ing.spool_max_bytes)
         self.metrics, self._latency = new_registry(self.stats)

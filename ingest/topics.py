@@ -29,9 +29,12 @@ class TopicMap:
         kinds: Iterable[str],
         routes: Iterable[TopicRoute] = (),
         shared_group: str = "",
+        protocols: Iterable[str] = (),
     ) -> None:
         self.prefix = prefix
-        self.kinds = tuple(kinds)
+        # Protocol intakes (e.g. raw HJ 212 on <prefix>/hj212/<MN>) route like kinds: their own
+        # decoder turns the payload into a reading of whichever kind it carries.
+        self.kinds = (*kinds, *protocols)
         self.shared_group = shared_group
         all_routes = [*routes, TopicRoute(pattern=prefix + "/{kind}/{device_id}")]
         self._routes = [self._compile(r) for r in all_routes]

@@ -196,8 +196,9 @@ class FakeBroker:
             assert first[0] == 0x10, "expected CONNECT"
             reader.readexactly = recording  # type: ignore[method-assign]
             await self.script(reader, writer)
-            while True:  # then record what the client sends until it hangs up
-                await read_packet(reader)
+            while True:  # then record what the client sends until DISCONNECT or hang-up
+                if (await read_packet(reader))[0] == 0xE0:
+                    break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
