@@ -317,7 +317,12 @@ def _parse(text: str, source: str) -> tuple[list[Rule], list[str]]:
         errors += errs
         if rule is not None:
             rules.append(rule)
-    return rules, errors
+    return rules, sorted(errors, key=_line_key)
+
+
+def _line_key(msg: str) -> int:
+    m = re.search(r":(\d+): ", msg)
+    return int(m.group(1)) if m else 0
 
 
 def _compile(node: yaml.Node, raw: Any, source: str) -> tuple[Rule | None, list[str]]:
@@ -499,7 +504,8 @@ def _check_values(
 ) -> bool:
     for v in values:
         if ftype == "enum" and str(v) not in enum:
-            hint = difflib.get_close_matches(str(v), enum, n=1, cutoff=0.5)
+            hint = [e for e in enum if e.lower() == str(v).lower()]
+            hint = hint or difflib.get_close_matches(str(v), enum, n=1, cutoff=0.5)
             dym = f"did you mean {hint[0]!r}? " if hint else ""
             report(f"{name} is never {v!r}; {dym}it is one of {', '.join(enum)}")
             return False

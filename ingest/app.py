@@ -12,6 +12,7 @@ from devices.kinds import KINDS
 from devices.registry import Registry
 from ingest.config import Settings
 from ingest.http import HttpServer, create_app
+from ingest.rollup import start_background
 from ingest.service import IngestService
 
 log = logging.getLogger("envgrid")
@@ -50,8 +51,11 @@ async def run_service(settings: Settings, *, worker: int | None = None) -> int:
         await service.stop()
         await http.stop()
         raise
+    rollups = start_background(settings, registry, worker)
     await stop.wait()
     log.info("signal received: stopping")
+    if rollups is not None:
+        await rollups.stop()
     await service.stop()
     await http.stop()
     return 0

@@ -76,13 +76,13 @@ def run(
 ) -> None:
     """Run the service: consume MQTT, write InfluxDB, serve /healthz /readyz /metrics."""
     from ingest.app import run_service
-    from ingest.mqtt import ConnectError
+    from ingest.mqtt import MqttError
 
     setup_logging(log_level)
     settings = settings_or_exit(config)
     try:
         code = run_async(lambda: run_service(settings))
-    except (RegistryError, ConnectError, OSError) as e:
+    except (RegistryError, MqttError, OSError) as e:
         raise fail(str(e)) from None
     raise typer.Exit(code)
 
@@ -130,6 +130,7 @@ def demo(
 ) -> None:
     """One command: local mosquitto + influxd (unless URLs are set), simulator, the service."""
     from ingest.demo import run_demo
+    from ingest.mqtt import MqttError
 
     settings = settings_or_exit(config)
     try:
@@ -138,7 +139,7 @@ def demo(
                 settings, rate=rate, duration=duration, bad_fraction=bad_fraction, workdir=workdir
             )
         )
-    except (RegistryError, OSError, RuntimeError) as e:
+    except (RegistryError, OSError, RuntimeError, MqttError) as e:
         raise fail(str(e)) from None
     raise typer.Exit(code)
 

@@ -221,6 +221,30 @@ class StandardsSettings(Section):
         return v
 
 
+class RollupSettings(Section):
+    """Hourly/daily rollups: the service's background task and the validity rules.
+
+    Defaults are GB 3095-2012 Table 4 and HJ 663-2013 (see docs/standards.md).
+    """
+
+    enabled: bool = False  # run the background task in `envgrid run` (worker 0 only)
+    interval: Duration = timedelta(minutes=10)  # how often recent windows are recomputed
+    lateness: Duration = timedelta(hours=3)  # windows closed this recently are recomputed
+    startup_lookback: Duration = timedelta(hours=48)  # recomputed once when the service starts
+    hour_min_minutes: int = Field(default=45, ge=1, le=60)  # air 1 h mean: minutes sampled
+    day_min_hours: int = Field(default=20, ge=1, le=24)  # air 24 h mean: valid hours
+    o3_8h_min_hours: int = Field(default=6, ge=1, le=8)  # O3 8 h mean: valid hours
+    o3_8h_min_windows: int = Field(default=14, ge=1, le=17)  # daily max 8 h: valid windows
+    water_day_min_hours: int = Field(default=1, ge=1, le=24)  # water daily mean: hours with data
+
+    @field_validator("interval", "lateness", "startup_lookback")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("must be a positive duration, e.g. '10m', '3h', '2d'")
+        return v
+
+
 class Settings(BaseSettings):
     """Every envgrid setting; see the README's configuration table."""
 
@@ -236,6 +260,7 @@ class Settings(BaseSettings):
     devices: DevicesSettings = DevicesSettings()
     http: HttpSettings = HttpSettings()
     standards: StandardsSettings = StandardsSettings()
+    rollup: RollupSettings = RollupSettings()
 
     @classmethod
     def settings_customise_sources(

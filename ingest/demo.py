@@ -99,6 +99,11 @@ async def run_demo(
         await http.stop()
         console.print(_table(service, time.monotonic() - t0))
         console.print(f"published {published} messages. Query what was stored, e.g.:")
+        if not _overridden("INFLUX__URL"):
+            console.print(
+                f"  (restart the demo's InfluxDB first: influxd -config "
+                f"{workdir / 'influxdb' / 'influxdb.conf'})"
+            )
         console.print(
             f"  influx -host 127.0.0.1 -port {_port(settings.influx.url)} "
             f"-database {settings.influx.database} -execute "

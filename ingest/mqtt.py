@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ssl import SSLCertVerificationError, SSLContext
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "ConnectError",
@@ -366,7 +366,7 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
         self.transport = transport
 
     def connection_lost(self, exc: Exception | None) -> None:

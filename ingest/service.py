@@ -24,7 +24,7 @@ from devices.base import DeviceKind
 from devices.lineproto import encode_line
 from devices.registry import Registry
 from ingest.config import Settings, redact_url
-from ingest.mqtt import Message, MqttClient, MqttError, MqttOptions
+from ingest.mqtt import ConnectError, Message, MqttClient, MqttError, MqttOptions
 from ingest.pipeline import (
     STORAGE_REJECTED,
     Accepted,
@@ -152,8 +152,10 @@ class IngestService:
             self._tasks.append(loop.create_task(coro))
         try:
             await self.mqtt.wait_connected(timeout=max(10.0, self.settings.mqtt.connect_timeout_s))
-        except TimeoutError:
-            # Not fatal: the client keeps reconnecting and /readyz says why meanwhile.
+        except ConnectError as e:
+            if e.reason_code is not None:
+                raise  # the broker refused us (credentials, authorisation): an operator's error
+            # Not reachable yet is not fatal: the client keeps reconnecting, /readyz says why.
             log.warning(
                 "broker %s not reachable yet: retrying in the background",
                 redact_url(self.settings.mqtt.url),
