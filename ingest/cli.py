@@ -231,3 +231,6 @@ def main() -> None:
 
 
 # ---- sub-commands of other areas register below (one import + add_typer each) ----
+from ingest.cli_rollup import rollup_app  # noqa: E402
+
+app.add_typer(rollup_app, name="rollup")

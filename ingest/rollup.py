@@ -173,12 +173,16 @@ class Rollup:
             report.tasks += 1
             report.points += len(points)
             for p in points:
-                report.by_measurement[p.measurement] = report.by_measurement.get(p.measurement, 0) + 1
+                report.by_measurement[p.measurement] = (
+                    report.by_measurement.get(p.measurement, 0) + 1
+                )
             if progress is not None:
                 progress(task)
         return report
 
-    async def run_recent(self, now: datetime | None = None, *, within: float | None = None) -> Report:
+    async def run_recent(
+        self, now: datetime | None = None, *, within: float | None = None
+    ) -> Report:
         """Recompute the windows closed within the lateness window (or ``within`` seconds)."""
         now = now or datetime.now(UTC)
         span = self.settings.rollup.lateness.total_seconds() if within is None else within
