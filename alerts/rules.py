@@ -2,18 +2,19 @@
 
 A rule file holds ``rules:``, a list of rules; a folder holds any number of ``*.yaml`` files.
 Every error names the file, the line (from the YAML node marks) and a fix, e.g.
-``rules.yaml:14: rule 'do-low': unknown operator '=>' — use one of >, >=, <, <=, ==, !=, outside, in``.
+``rules.yaml:14: rule 'do-low': unknown operator '=>' — use one of >, >=, <, <=, ==, !=, …``.
 The format is documented in docs/alerts.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,7 +58,7 @@ class Condition:
     field: str
     op: str
     operand: Value | tuple[Value, ...]
-    test: Test = field(repr=False, compare=False)
+    test: Test = dataclasses.field(repr=False, compare=False)
 
     @property
     def text(self) -> str:
@@ -101,7 +102,7 @@ class Rule:
     clear: Condition | None = None  # None: clears as soon as ``when`` no longer holds
     for_ms: int = 0
     nodata_ms: int | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     standard: str = ""
     unit: str = ""
     source: str = ""  # file:line, for messages
@@ -128,7 +129,7 @@ class RuleSet:
 
     rules: tuple[Rule, ...]
     sources: tuple[str, ...] = ()
-    by_id: Mapping[str, Rule] = field(default_factory=dict)
+    by_id: Mapping[str, Rule] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_id", {r.id: r for r in self.rules})
@@ -142,6 +143,14 @@ class RuleSet:
 
 
 # --------------------------------------------------------------------------- YAML model
+
+
+def duration_ms(text: str | float) -> int:
+    """Milliseconds of "30s", "5m", "2h", "1d", "500ms" or a number of seconds; ValueError."""
+    v = _duration_ms(text)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ValueError(f"{text!r} is not a duration; write e.g. 30s, 5m, 2h or 1d")
+    return v
 
 
 def _duration_ms(v: Any) -> Any:
@@ -375,7 +384,9 @@ def _compile(node: yaml.Node, raw: Any, source: str) -> tuple[Rule | None, list[
         if when is not None and clear_text is not None and hysteresis is not None:
             errors.append(err(("hysteresis",), "give either 'clear' or 'hysteresis', not both"))
         elif when is not None and clear_text is not None:
-            clear = _condition(clear_text, kind, fields, lambda m: errors.append(err(("clear",), m)))
+            clear = _condition(
+                clear_text, kind, fields, lambda m: errors.append(err(("clear",), m))
+            )
             if clear is not None and clear.field != when.field:
                 errors.append(
                     err(
@@ -385,9 +396,7 @@ def _compile(node: yaml.Node, raw: Any, source: str) -> tuple[Rule | None, list[
                     )
                 )
         elif when is not None and hysteresis is not None:
-            clear = _hysteresis(
-                when, hysteresis, lambda m: errors.append(err(("hysteresis",), m))
-            )
+            clear = _hysteresis(when, hysteresis, lambda m: errors.append(err(("hysteresis",), m)))
     if errors or spec is None:
         return None, errors
     field_name = when.field if when else ""
@@ -521,18 +530,21 @@ def _check_values(
 def _hysteresis(when: Condition, h: float, report: Callable[[str], None]) -> Condition | None:
     """The clear condition ``h`` beyond the firing threshold, on the good side."""
     v = when.operand
-    if when.op in ("<", "<="):
-        t = float(v) + h  # type: ignore[arg-type]
-        return Condition(when.field, ">=", t, _compare(">=", t))
-    if when.op in (">", ">="):
-        t = float(v) - h  # type: ignore[arg-type]
-        return Condition(when.field, "<=", t, _compare("<=", t))
-    if when.op == "outside":
-        lo, hi = float(v[0]) + h, float(v[1]) - h  # type: ignore[index, arg-type]
+    if isinstance(v, tuple):
+        if when.op != "outside":
+            report(f"hysteresis needs <, <=, >, >= or outside; for '{when.op}' write 'clear:'")
+            return None
+        lo, hi = round(float(v[0]) + h, 9), round(float(v[1]) - h, 9)
         if lo > hi:
-            report(f"hysteresis {h} is more than half the band {list(v)}: nothing would clear")  # type: ignore[arg-type]
+            report(f"hysteresis {h} is more than half the band {list(v)}: nothing would clear")
             return None
         return Condition(when.field, "inside", (lo, hi), lambda x: _inside(x, lo, hi))
+    if when.op in ("<", "<=") and _is_num(v):
+        t = round(float(v) + h, 9)
+        return Condition(when.field, ">=", t, _compare(">=", t))
+    if when.op in (">", ">=") and _is_num(v):
+        t = round(float(v) - h, 9)
+        return Condition(when.field, "<=", t, _compare("<=", t))
     report(f"hysteresis needs <, <=, >, >= or outside; for '{when.op}' write a 'clear:' condition")
     return None
 
@@ -643,22 +655,27 @@ def _explain(e: Any) -> str:
         return f"'{name}' is missing; {hint}"
     if kind == "literal_error" and loc[-1] == "severity":
         got = str(e.get("input"))
-        hint = difflib.get_close_matches(got, SEVERITIES, n=1, cutoff=0.5)
-        dym = f"did you mean {hint[0]!r}? " if hint else ""
+        close = difflib.get_close_matches(got, SEVERITIES, n=1, cutoff=0.5)
+        dym = f"did you mean {close[0]!r}? " if close else ""
         return f"unknown severity {got!r}; {dym}use one of {', '.join(SEVERITIES)}"
+    got = e.get("input")
+    if kind == "string_type" and isinstance(got, bool | int | float):
+        # YAML 1.1 reads off, yes, no, on as booleans and 1.0 as a number.
+        return f"{name}: YAML reads the value as {got!r}, not text; put it in quotes"
     msg = str(e["msg"]).removeprefix("Value error, ")
     return f"{name}: {msg}"
 
 
 def _sub_keys(key: str) -> list[str]:
-    model = {"scope": ScopeSpec, "nodata": NoDataSpec}.get(key)
+    models: dict[str, type[BaseModel]] = {"scope": ScopeSpec, "nodata": NoDataSpec}
+    model = models.get(key)
     return list(model.model_fields) if model else []
 
 
 def _value_node(mapping: yaml.MappingNode, key: str) -> yaml.Node | None:
     for k, v in mapping.value:
         if k.value == key:
-            return v  # type: ignore[no-any-return]
+            return v
     return None
 
 

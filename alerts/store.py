@@ -109,7 +109,7 @@ class StoreError(RuntimeError):
 
 @dataclass(slots=True)
 class AlertRecord:
-    """One alert episode: a rule breached by one subject (device, and series such as a connector)."""
+    """One alert episode: a rule breached by one subject (a device, or one of its series)."""
 
     id: int
     rule_id: str
@@ -166,17 +166,20 @@ class Matchers:
 
     def empty(self) -> bool:
         """Whether no dimension is restricted (such a silence would mute everything)."""
-        return not any(getattr(self, f) for f in self.__slots__)  # type: ignore[attr-defined]
+        return not any(getattr(self, f) for f in _MATCHER_FIELDS)
 
     def to_json(self) -> str:
         """The JSON stored in the silences table."""
-        return json.dumps({f: list(getattr(self, f)) for f in self.__slots__})  # type: ignore[attr-defined]
+        return json.dumps({f: list(getattr(self, f)) for f in _MATCHER_FIELDS})
 
     @classmethod
     def from_json(cls, text: str) -> Matchers:
         """Read matchers stored by :meth:`to_json`."""
         d = json.loads(text)
-        return cls(**{k: tuple(v) for k, v in d.items() if k in cls.__slots__})  # type: ignore[attr-defined]
+        return cls(**{k: tuple(v) for k, v in d.items() if k in _MATCHER_FIELDS})
+
+
+_MATCHER_FIELDS = ("rules", "kinds", "devices", "sites", "counties", "severities")
 
 
 @dataclass(slots=True)
@@ -444,7 +447,8 @@ class AlertStore:
     def delete_silence(self, silence_id: int, by: str, now_ms: int) -> Silence | None:
         """End a silence now (kept for the record); None if unknown or already deleted."""
         cur = self._db.execute(
-            "UPDATE silences SET deleted_ms = ?, deleted_by = ? WHERE id = ? AND deleted_ms IS NULL",
+            "UPDATE silences SET deleted_ms = ?, deleted_by = ? "
+            "WHERE id = ? AND deleted_ms IS NULL",
             (now_ms, by, silence_id),
         )
         return self.get_silence(silence_id) if cur.rowcount else None

@@ -99,9 +99,9 @@ class DeviceKind:
         """A validation error made actionable: an enumeration error lists the allowed values."""
         if "Invalid enum value" in error and "$." in error:
             name = error.rsplit("$.", 1)[1].rstrip("`")
-            info = next(
-                (f for f in msgspec.inspect.type_info(self.model).fields if f.name == name), None
-            )  # type: ignore[attr-defined]
+            struct = msgspec.inspect.type_info(self.model)
+            fields = getattr(struct, "fields", ())
+            info = next((f for f in fields if f.name == name), None)
             for member in getattr(info.type, "types", ()) if info else ():
                 if isinstance(member, msgspec.inspect.LiteralType):
                     return f"{error}; expected one of {', '.join(map(str, member.values))}"

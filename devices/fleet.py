@@ -5,6 +5,7 @@ shore-power berths at canal ports. Pure data: the CLI writes it as a registry fi
 
 from __future__ import annotations
 
+import hashlib
 import random
 from typing import Any
 
@@ -24,6 +25,17 @@ RIVERS = ("京杭运河", "淮河入海水道", "盐河", "古黄河", "二河",
 LAKES = ("洪泽湖", "白马湖", "高邮湖")
 PORTS = ("淮安新港", "淮阴港区", "洪泽港区", "金湖港区", "涟水港区")
 PREFIX = {"water": "WQ", "air": "AQ", "shore_power": "SP", "pv": "PV", "ev_charger": "EV"}
+# HJ 212-2017 system code (ST) of the stations that report over HJ 212.
+HJ212_ST = {"water": "21", "air": "22"}
+# Field quirks the HJ 212 intake is configured for (docs/hj212.md), one station each.
+HJ212_QUIRKS: dict[str, dict[str, Any]] = {
+    "WQ-004": {"crc": "modbus"},
+    "AQ-005": {
+        "units": {"a34004": "ng/m3", "a34002": "ng/m3"},
+        "aliases": {"PM25": "a34004", "PM10": "a34002"},
+    },
+    "AQ-010": {"short_mn": True},
+}
 
 
 def fleet(per_kind: int = 24, seed: int = 7) -> list[dict[str, Any]]:
@@ -68,5 +80,21 @@ def fleet(per_kind: int = 24, seed: int = 7) -> list[dict[str, Any]]:
             else:
                 port = PORTS[i % len(PORTS)]
                 d.update(site=port, berth=f"B{(i - 1) % 9 + 1}", port=port, voltage="380V/50Hz")
+            if kind in HJ212_ST:
+                d.update(_hj212(d["id"], kind, i))
             out.append(d)
+    return out
+
+
+def _hj212(device_id: str, kind: str, i: int) -> dict[str, Any]:
+    """MN (320800 = Huai'an's division code, the ST, a serial), PW and quirks of a station."""
+    quirks = HJ212_QUIRKS.get(device_id)
+    mn = f"320800{HJ212_ST[kind]}{i:016d}"
+    if quirks and quirks.get("short_mn"):
+        mn = f"HA{HJ212_ST[kind]}{i:06d}"  # older loggers with a 10-character MN
+    # Derived from the id, not from the shared random stream, so adding it moved no coordinates.
+    pw = f"{int(hashlib.sha256(device_id.encode()).hexdigest(), 16) % 1_000_000:06d}"
+    out: dict[str, Any] = {"mn": mn, "pw": pw}
+    if quirks:
+        out["hj212"] = quirks
     return out

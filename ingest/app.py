@@ -10,7 +10,9 @@ from pathlib import Path
 from devices import air
 from devices.kinds import KINDS
 from devices.registry import Registry
+from ingest.alerting import build_alerting, role_settings
 from ingest.config import Settings
+from ingest.hj212_gateway import ServiceGateway
 from ingest.http import HttpServer, create_app
 from ingest.rollup import start_background
 from ingest.service import IngestService
@@ -32,12 +34,22 @@ def configure_standards(settings: Settings) -> None:
     air.configure(settings.standards.timezone, settings.standards.aqi_edition)
 
 
-async def run_service(settings: Settings, *, worker: int | None = None) -> int:
-    """Run ingest (and the HTTP API) until SIGTERM/SIGINT; the exit code."""
+async def run_service(settings: Settings, *, worker: int | None = None, role: str = "all") -> int:
+    """Run ingest and/or alerts (``role``: all, ingest, alerts) and the HTTP API until a signal."""
     configure_standards(settings)
     registry = load_registry(settings)
-    service = IngestService(settings, KINDS, registry, worker=worker)
-    app = create_app(service.metrics, service.readiness)
+    settings = role_settings(settings, role)
+    hj212 = ServiceGateway(settings, registry)  # HJ 212 intake; TCP gateway if a port is set
+    service = IngestService(
+        settings,
+        KINDS,
+        registry,
+        worker=worker,
+        evaluate_only=role == "alerts",
+        protocols=hj212.protocols,
+    )
+    alerting = build_alerting(settings, service, registry, role=role)
+    app = create_app(service.metrics, service.readiness, [alerting.router] if alerting else None)
     http = HttpServer(app, settings.http.host, settings.http.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -47,15 +59,22 @@ async def run_service(settings: Settings, *, worker: int | None = None) -> int:
     log.info("HTTP on http://%s:%d (/healthz /readyz /metrics)", settings.http.host, http.port)
     try:
         await service.start()
+        await hj212.start(service)
     except Exception:
         await service.stop()
         await http.stop()
         raise
-    rollups = start_background(settings, registry, worker)
+    if alerting is not None:
+        await alerting.start()
+    rollups = start_background(settings, registry, worker) if role != "alerts" else None
     await stop.wait()
     log.info("signal received: stopping")
+    service.stop_reading()  # at once: the shutdown grace period counts from the signal
+    await hj212.stop()  # stations resend what was not replied to
     if rollups is not None:
         await rollups.stop()
+    if alerting is not None:
+        await alerting.stop()  # before the service: queued notifications use its MQTT client
     await service.stop()
     await http.stop()
     return 0

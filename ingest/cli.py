@@ -73,16 +73,26 @@ def run_async(coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
 def run(
     config: ConfigOpt = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    role: Annotated[
+        str,
+        typer.Option(
+            help="all: ingest and alerts; ingest: no alert engine; alerts: the alert engine "
+            "alone (subscribes without sharing, writes no readings)."
+        ),
+    ] = "all",
 ) -> None:
     """Run the service: consume MQTT, write InfluxDB, serve /healthz /readyz /metrics."""
+    from ingest.alerting import ROLES, AlertSetupError
     from ingest.app import run_service
     from ingest.mqtt import MqttError
 
+    if role not in ROLES:
+        raise fail(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
     setup_logging(log_level)
     settings = settings_or_exit(config)
     try:
-        code = run_async(lambda: run_service(settings))
-    except (RegistryError, MqttError, OSError) as e:
+        code = run_async(lambda: run_service(settings, role=role))
+    except (RegistryError, MqttError, OSError, AlertSetupError) as e:
         raise fail(str(e)) from None
     raise typer.Exit(code)
 
@@ -98,10 +108,22 @@ def simulate(
     count: Annotated[int, typer.Option(help="Stop after this many messages (0 = no limit).")] = 0,
     bad_fraction: Annotated[float, typer.Option(help="Share of deliberately bad messages.")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Random seed for repeatable runs.")] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="json: MQTT messages to the broker; hj212: water and air stations' data "
+            "loggers over TCP to the HJ 212 gateway (ENVGRID_HJ212__PORT; --rate unused)."
+        ),
+    ] = "json",
 ) -> None:
     """Publish a realistic city fleet (water, air, PV, chargers, berths) to the broker."""
     setup_logging("WARNING")
     settings = settings_or_exit(config)
+    if protocol != "json":
+        from ingest.cli_hj212 import simulate_hj212
+
+        simulate_hj212(settings, protocol, per_kind, duration, count, bad_fraction, seed)
+        return
     from ingest.simulation_run import run_simulation
 
     n = run_async(
@@ -234,3 +256,13 @@ def main() -> None:
 from ingest.cli_rollup import rollup_app  # noqa: E402
 
 app.add_typer(rollup_app, name="rollup")
+from ingest.cli_alerts import alerts_app, rules_app  # noqa: E402
+
+app.add_typer(rules_app, name="rules")
+app.add_typer(alerts_app, name="alerts")
+from ingest.cli_dashboards import dashboards_app  # noqa: E402
+
+app.add_typer(dashboards_app, name="dashboards")
+from ingest.cli_hj212 import hj212_app  # noqa: E402
+
+app.add_typer(hj212_app, name="hj212-gateway")

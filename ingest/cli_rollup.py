@@ -77,7 +77,9 @@ def rollup(
                 MofNCompleteColumn(),
                 TimeRemainingColumn(),
             )
-            with Progress(*columns, console=console, transient=True) as bar:
+            # A bar only on a terminal: piped or logged runs get the summary line alone.
+            live = console.is_terminal
+            with Progress(*columns, console=console, transient=True, disable=not live) as bar:
                 job = bar.add_task("rollup", total=len(tasks))
                 for t in tasks:
                     bar.update(job, description=t.describe())

@@ -227,21 +227,119 @@ class RollupSettings(Section):
     Defaults are GB 3095-2012 Table 4 and HJ 663-2013 (see docs/standards.md).
     """
 
-    enabled: bool = False  # run the background task in `envgrid run` (worker 0 only)
-    interval: Duration = timedelta(minutes=10)  # how often recent windows are recomputed
-    lateness: Duration = timedelta(hours=3)  # windows closed this recently are recomputed
-    startup_lookback: Duration = timedelta(hours=48)  # recomputed once when the service starts
-    hour_min_minutes: int = Field(default=45, ge=1, le=60)  # air 1 h mean: minutes sampled
-    day_min_hours: int = Field(default=20, ge=1, le=24)  # air 24 h mean: valid hours
-    o3_8h_min_hours: int = Field(default=6, ge=1, le=8)  # O3 8 h mean: valid hours
-    o3_8h_min_windows: int = Field(default=14, ge=1, le=17)  # daily max 8 h: valid windows
-    water_day_min_hours: int = Field(default=1, ge=1, le=24)  # water daily mean: hours with data
+    enabled: bool = Field(
+        default=True, description="run the rollup task in `envgrid run` (first worker only)"
+    )
+    interval: Duration = Field(
+        default=timedelta(minutes=10), description="how often recent windows are recomputed"
+    )
+    lateness: Duration = Field(
+        default=timedelta(hours=3), description="windows closed this recently are recomputed"
+    )
+    startup_lookback: Duration = Field(
+        default=timedelta(hours=48), description="recomputed once when the service starts"
+    )
+    hour_min_minutes: int = Field(
+        default=45, ge=1, le=60, description="air 1 h mean valid with this many minutes sampled"
+    )
+    day_min_hours: int = Field(
+        default=20, ge=1, le=24, description="air 24 h mean valid with this many valid hours"
+    )
+    o3_8h_min_hours: int = Field(
+        default=6, ge=1, le=8, description="O3 8 h mean valid with this many valid hours"
+    )
+    o3_8h_min_windows: int = Field(
+        default=14, ge=1, le=17, description="daily max 8 h O3 valid with this many 8 h means"
+    )
+    water_day_min_hours: int = Field(
+        default=1, ge=1, le=24, description="water daily mean valid with this many hours"
+    )
 
     @field_validator("interval", "lateness", "startup_lookback")
     @classmethod
     def _positive(cls, v: timedelta) -> timedelta:
         if v <= timedelta(0):
             raise ValueError("must be a positive duration, e.g. '10m', '3h', '2d'")
+        return v
+
+
+class AlertsSettings(Section):
+    """The alert engine: rules, its SQLite store, notification targets (docs/alerts.md)."""
+
+    enabled: bool = Field(default=True, description="run the alert engine in `envgrid run`")
+    rules: Path | None = Field(
+        default=None, description="rule file or folder of *.yaml; unset: the shipped defaults"
+    )
+    store: Path = Field(
+        default=Path("var/alerts.db"), description="SQLite file: state, history, silences, outbox"
+    )
+    webhook_url: str | None = Field(
+        default=None, description="POST each notification here (JSON, HMAC-signed)"
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key of the X-Envgrid-Signature header"
+    )
+    mqtt: bool = Field(
+        default=True, description="publish on <prefix>/alerts/<severity>/<kind>/<device_id>"
+    )
+    influx: bool = Field(
+        default=True, description="write the `alerts` measurement (Grafana annotations)"
+    )
+    tick_interval: Duration = Field(
+        default=timedelta(seconds=1), description="timer for `for` durations, no-data, silences"
+    )
+    retry_max: Duration = Field(
+        default=timedelta(seconds=60), description="longest wait between delivery attempts"
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, v: str | None) -> str | None:
+        if v is not None and (
+            urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).hostname
+        ):
+            raise ValueError("expected http(s)://host[:port]/path")
+        return v
+
+    @field_validator("tick_interval", "retry_max")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("must be a positive duration, e.g. '1s', '30s'")
+        return v
+
+
+class Hj212Settings(Section):
+    """The HJ 212-2017 TCP gateway that station data loggers connect to (docs/hj212.md)."""
+
+    port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65_535,
+        description="TCP port for station data loggers; set it to run the gateway in `envgrid run`",
+    )
+    # Stations connect from the field over the network, and the gateway only listens when a port
+    # is set, so the default listens on every interface.
+    host: str = Field(default="0.0.0.0", description="address the gateway listens on")
+    idle_timeout: Duration = Field(
+        default=timedelta(minutes=10), description="close a connection silent this long"
+    )
+    max_connections: int = Field(
+        default=2000, ge=1, le=100_000, description="concurrent station connections accepted"
+    )
+    # At least two maximum frames (2 × 1036 bytes), so a frame split across reads always fits.
+    buffer_limit: int = Field(
+        default=16_384,
+        ge=2_072,
+        le=1 << 20,
+        description="bytes one connection may hold unparsed; oversize garbage is dropped",
+    )
+
+    @field_validator("idle_timeout")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("must be a positive duration, e.g. '10m'")
         return v
 
 
@@ -261,6 +359,8 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     standards: StandardsSettings = StandardsSettings()
     rollup: RollupSettings = RollupSettings()
+    alerts: AlertsSettings = AlertsSettings()
+    hj212: Hj212Settings = Hj212Settings()
 
     @classmethod
     def settings_customise_sources(
@@ -318,7 +418,8 @@ def _explain(err: Any, config: Path | None) -> str:
 
 
 def _secret(loc: list[str]) -> bool:
-    return any(p in ("token", "password", "url", "secret") for p in loc)
+    words = ("token", "password", "url", "secret")
+    return any(p in words or p.endswith(tuple("_" + w for w in words)) for p in loc)
 
 
 def _toml_line(path: Path, loc: list[str]) -> int | None:

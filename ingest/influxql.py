@@ -220,9 +220,12 @@ class InfluxQLClient:
                 body = await resp.read()
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             reason = f"{type(e).__name__}: {e}".rstrip(": ")
-            raise QueryError(
-                f"InfluxDB at {redact_url(self.settings.url)} did not answer ({reason})", query=q
-            ) from None
+            # The query is beside the point when nothing answered: keep it out of the message.
+            err = QueryError(
+                f"InfluxDB at {redact_url(self.settings.url)} did not answer ({reason})"
+            )
+            err.query = q
+            raise err from None
         return _parse(status, body, q, chunked=chunk_size is not None)
 
 

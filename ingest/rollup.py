@@ -283,6 +283,9 @@ class Rollup:
             except (QueryError, RollupError) as e:
                 # InfluxDB down or refusing: keep the service up and try again next interval.
                 log.warning("rollup failed, retrying in %s: %s", r.interval, e)
+            except Exception:
+                # A bug or unexpected data must not end the task silently: log it, keep going.
+                log.exception("rollup pass failed, retrying in %s", r.interval)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=r.interval.total_seconds())
 

@@ -66,9 +66,13 @@ class IngestService:
         worker: int | None = None,
         subscribe: bool = True,
         protocols: dict[str, Callable[[Pipeline], Decoder]] | None = None,
+        evaluate_only: bool = False,
     ) -> None:
         self.settings = settings
         self.worker = worker
+        # The alerts role: readings go to the sinks only; no writes, no dead letters (the ingest
+        # role does both); messages are still acked.
+        self.evaluate_only = evaluate_only
         ing = settings.ingest
         protocols = protocols or {}
         self.topics = TopicMap(
@@ -102,6 +106,8 @@ class IngestService:
         self._spool_event = asyncio.Event()
         self._influx_down = False
         self._stopping = False
+        self._stop_at: float | None = None  # when stop_reading() was called
+        self._stopped = False
         self._tasks: list[asyncio.Task[None]] = []
         self._batch_size = ing.batch_size
         self._flush_s = ing.flush_interval.total_seconds()
@@ -153,7 +159,7 @@ class IngestService:
         try:
             await self.mqtt.wait_connected(timeout=max(10.0, self.settings.mqtt.connect_timeout_s))
         except ConnectError as e:
-            if e.reason_code is not None:
+            if e.permanent:
                 raise  # the broker refused us (credentials, authorisation): an operator's error
             # Not reachable yet is not fatal: the client keeps reconnecting, /readyz says why.
             log.warning(
@@ -171,8 +177,9 @@ class IngestService:
             batch.started = time.monotonic()
         if type(res) is Accepted:
             self.stats.received[res.kind.name] += 1
-            batch.lines.append(res.line)
-            batch.origins.append(msg)
+            if not self.evaluate_only:
+                batch.lines.append(res.line)
+                batch.origins.append(msg)
             if msg.qos:
                 batch.acks.append((msg.packet_id, msg.epoch))
             for sink in self.sinks:
@@ -186,7 +193,8 @@ class IngestService:
             assert isinstance(res, Rejected)
             self.stats.received["unrouted" if res.category == "unknown_topic" else "rejected"] += 1
             self.stats.rejected[res.category] += 1
-            batch.deadletters.append(self._deadletter(msg.topic, msg.payload, res.reason))
+            if not self.evaluate_only:
+                batch.deadletters.append(self._deadletter(msg.topic, msg.payload, res.reason))
             if msg.qos:
                 batch.acks.append((msg.packet_id, msg.epoch))
 
@@ -223,12 +231,16 @@ class IngestService:
             self._sealed.popleft()
             self._refresh_queue_stats()
 
-    async def _commit(self, batch: Batch) -> None:
-        """Make a batch durable (InfluxDB or spool), dead-letter what InfluxDB refused, ack it."""
+    async def _commit(self, batch: Batch, write_by: float | None = None) -> None:
+        """Make a batch durable (InfluxDB or spool), dead-letter what InfluxDB refused, ack it.
+
+        ``write_by`` (shutdown): an InfluxDB write still unanswered then is given up and the
+        batch spooled instead, so a hung InfluxDB cannot hold the exit past the grace period.
+        """
         backoff = 0.5
         while batch.lines:
             if not self._influx_down:
-                d = await self.writer.deliver(batch.lines)
+                d = await self._deliver(batch.lines, write_by)
                 self._latency.observe(d.latency_s)
                 self.stats.last_write_latency_s = d.latency_s
                 if d.outcome is Outcome.OK:
@@ -263,6 +275,17 @@ class IngestService:
             await self._await_deadletters(batch)
         sent = self.mqtt.ack_many(batch.acks)
         self.stats.acked += sent
+
+    async def _deliver(self, lines: list[str], write_by: float | None) -> Delivery:
+        if write_by is None:
+            return await self.writer.deliver(lines)
+        try:
+            return await asyncio.wait_for(
+                self.writer.deliver(lines), timeout=max(0.0, write_by - time.monotonic())
+            )
+        except TimeoutError:
+            # InfluxDB may still store what it was sent: the spooled copy then overwrites it.
+            return Delivery(Outcome.RETRY, message="no answer before the shutdown deadline")
 
     async def _await_deadletters(self, batch: Batch) -> None:
         results = await asyncio.gather(*batch.deadletters, return_exceptions=True)
@@ -357,6 +380,8 @@ class IngestService:
         if paused == self.stats.paused:
             return
         self.stats.paused = paused
+        if self._stopping:
+            return  # stop() keeps reading to the end (see there)
         if paused:
             log.warning(
                 "spool at %d of %d bytes: pausing consumption (the broker holds the "
@@ -417,14 +442,30 @@ class IngestService:
                 await self.writer.write(line.encode(), 1)
 
     # ---------------------------------------------------------------- shutdown
+    def stop_reading(self) -> None:
+        """Take no more messages (they stay unacked for the next run); the grace period starts.
+
+        Call it as soon as the signal arrives, so time spent stopping other parts counts too.
+        """
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
+            self._stopping = True
+
     async def stop(self) -> None:
         """Stop reading, make what is in memory durable within the grace period, disconnect."""
-        if self._stopping:
+        if self._stopped:
             return
-        self._stopping = True
+        self._stopped = True
+        self.stop_reading()
+        assert self._stop_at is not None
         grace = self.settings.ingest.shutdown_grace.total_seconds()
-        self.mqtt.pause_reading()
-        deadline = time.monotonic() + grace
+        end = self._stop_at + grace
+        # Keep a share of the grace for spooling what InfluxDB did not take, and for closing.
+        close_by = end - min(2.0, grace * 0.2)
+        write_by = close_by - min(2.0, grace * 0.2)
+        # Reading goes on (new messages are dropped unacked by _on_message): the PUBACKs of
+        # dead letters still in flight and the broker's answer to DISCONNECT must get through.
+        self.mqtt.resume_reading()
         # The flush task may be mid-commit: cancel it first so no batch is committed twice
         # concurrently (a batch leaves _sealed only after its commit finished).
         flush = self._tasks[0] if self._tasks else None
@@ -433,12 +474,16 @@ class IngestService:
             await asyncio.gather(flush, return_exceptions=True)
         self._seal()
         try:
-            while self._sealed and time.monotonic() < deadline:
+            while self._sealed and time.monotonic() < close_by:
                 await asyncio.wait_for(
-                    self._commit(self._sealed.popleft()),
-                    timeout=max(0.1, deadline - time.monotonic()),
+                    self._commit(self._sealed[0], write_by),
+                    timeout=max(0.1, close_by - time.monotonic()),
                 )
+                self._sealed.popleft()
         except TimeoutError:
+            pass
+        if self._sealed:
+            self._refresh_queue_stats()
             log.warning(
                 "shutdown grace of %.0f s passed: %d unacked readings will be redelivered",
                 grace,
@@ -447,7 +492,10 @@ class IngestService:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.mqtt.close()
+        # DISCONNECT keeps the session; a broker that does not answer cannot hold us past the
+        # grace period (close() itself waits up to 3 s for it).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.mqtt.close(), timeout=max(0.5, end - time.monotonic()))
         await self.writer.close()
         log.info(
             "stopped: %d points written, %d spooled, %d dead-lettered",

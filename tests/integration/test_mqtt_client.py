@@ -77,8 +77,9 @@ async def running(client: MqttClient, timeout: float = 5.0) -> AsyncIterator[Mqt
 @contextlib.contextmanager
 def paho_client(port: int, **kwargs: Any) -> Iterator[paho.Client]:
     """A paho-mqtt 2.x MQTTv5 client running its own network thread."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=uid("paho"),
-                         protocol=paho.MQTTv5, **kwargs)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=uid("paho"), protocol=paho.MQTTv5, **kwargs
+    )
     client.connect(HOST, port, 30)
     client.loop_start()
     try:
@@ -124,8 +125,9 @@ class TcpProxy:
         self.connections += 1
         up_reader, up_writer = await asyncio.open_connection(HOST, self.target_port)
         self._pairs.append((writer, up_writer))
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer),
-                             return_exceptions=True)
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -209,8 +211,11 @@ class FakeBroker:
 
 
 def protocol_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records
-            if r.exc_info is not None and isinstance(r.exc_info[1], ProtocolError)]
+    return [
+        r
+        for r in caplog.records
+        if r.exc_info is not None and isinstance(r.exc_info[1], ProtocolError)
+    ]
 
 
 # ----------------------------------------------------------------------------------- real broker
@@ -249,11 +254,15 @@ async def test_round_trip_qos0_and_qos1_with_paho_as_peer(mosquitto: LocalMosqui
             # Receive Maximum (mosquitto: 20), or it would disconnect us.
             await client.publish(f"{base}/out/q0", b"from-us-0", qos=0)
             await client.publish(f"{base}/out/q1", b"from-us-1", qos=1)
-            await asyncio.gather(*(client.publish(f"{base}/out/many", str(i).encode())
-                                   for i in range(300)))
+            await asyncio.gather(
+                *(client.publish(f"{base}/out/many", str(i).encode()) for i in range(300))
+            )
             await eventually(lambda: len(paho_got) == 302, what="paho receiving our publishes")
             seen = {(m.topic, m.payload): m.qos for m in paho_got[:2]}
-            assert seen == {(f"{base}/out/q0", b"from-us-0"): 0, (f"{base}/out/q1", b"from-us-1"): 1}
+            assert seen == {
+                (f"{base}/out/q0", b"from-us-0"): 0,
+                (f"{base}/out/q1", b"from-us-1"): 1,
+            }
             many = [int(m.payload) for m in paho_got if m.topic.endswith("/many")]
             assert many == list(range(300))  # in publish order
             assert client.epoch == 1  # no reconnect happened
@@ -299,8 +308,9 @@ async def test_20000_messages_acked_in_durable_batches_of_5000(mosquitto: LocalM
 
     # Everything was acked: the persistent session has nothing to redeliver.
     again: list[Message] = []
-    async with running(MqttClient(options(mosquitto.port, f"{base}/#",
-                                          client_id=opts.client_id), again.append)):
+    async with running(
+        MqttClient(options(mosquitto.port, f"{base}/#", client_id=opts.client_id), again.append)
+    ):
         await asyncio.sleep(0.3)
     assert again == []
 
@@ -327,8 +337,10 @@ async def test_unacked_are_redelivered_after_abrupt_loss_and_stale_acks_refused(
                 epoch = client.epoch
                 got.clear()
                 proxy.cut()  # like a killed process: no DISCONNECT, just a dead socket
-                await eventually(lambda: client.connected and client.epoch == epoch + 1,
-                                 what="automatic reconnect")
+                await eventually(
+                    lambda: client.connected and client.epoch == epoch + 1,
+                    what="automatic reconnect",
+                )
                 assert client.session_present
                 await asyncio.sleep(0.3)
                 return got[:]
@@ -359,9 +371,14 @@ async def test_reconnects_after_broker_restart_and_delivers_outage_publishes(
     base = uid("restart")
     got: list[Message] = []
     states: list[bool] = []
-    client = MqttClient(options(fresh_mosquitto.port, f"{base}/#"),
-                        lambda m: (got.append(m), client.ack(m.packet_id, m.epoch)),
-                        lambda up, reason: states.append(up))
+
+    def on_message(msg: Message) -> None:
+        got.append(msg)
+        client.ack(msg.packet_id, msg.epoch)
+
+    client = MqttClient(
+        options(fresh_mosquitto.port, f"{base}/#"), on_message, lambda up, reason: states.append(up)
+    )
     async with running(client):
         await client.publish(f"{base}/before", b"before")
         await eventually(lambda: len(got) == 1, what="message before the restart")
@@ -369,8 +386,9 @@ async def test_reconnects_after_broker_restart_and_delivers_outage_publishes(
 
         await asyncio.to_thread(fresh_mosquitto.stop)
         await eventually(lambda: not client.connected, what="noticing the broker is gone")
-        during = [asyncio.create_task(client.publish(f"{base}/during", b"%d" % i))
-                  for i in range(50)]
+        during = [
+            asyncio.create_task(client.publish(f"{base}/during", b"%d" % i)) for i in range(50)
+        ]
         await asyncio.sleep(0.3)
         assert not any(t.done() for t in during)  # waiting, not failed, not dropped
 
@@ -387,17 +405,22 @@ async def test_bad_credentials_raise_connect_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     passwd = shutil.which("mosquitto_passwd") or (
-        "/usr/bin/mosquitto_passwd" if Path("/usr/bin/mosquitto_passwd").exists() else None)
+        "/usr/bin/mosquitto_passwd" if Path("/usr/bin/mosquitto_passwd").exists() else None
+    )
     if passwd is None:
         pytest.skip("mosquitto_passwd not installed (Debian package mosquitto)")
     password_file = tmp_path / "passwd"
-    subprocess.run([passwd, "-b", "-c", str(password_file), "envgrid", "right-secret-7"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [passwd, "-b", "-c", str(password_file), "envgrid", "right-secret-7"],
+        check=True,
+        capture_output=True,
+    )
     caplog.set_level(logging.DEBUG, logger="envgrid.mqtt")
     with LocalMosquitto(tmp_path / "broker", password_file=password_file) as broker:
         for username, password in (("envgrid", "wrong-secret-3"), (None, None)):
-            client = MqttClient(options(broker.port, username=username, password=password),
-                                lambda m: None)
+            client = MqttClient(
+                options(broker.port, username=username, password=password), lambda m: None
+            )
             await client.start()
             with pytest.raises(ConnectError) as info:
                 await client.wait_connected(5)
@@ -412,8 +435,11 @@ async def test_bad_credentials_raise_connect_error(
             await client.close()
         assert broker.log_tail(200).count("not authorised") >= 3
 
-        async with running(MqttClient(options(broker.port, username="envgrid",
-                                              password="right-secret-7"), lambda m: None)) as ok:
+        async with running(
+            MqttClient(
+                options(broker.port, username="envgrid", password="right-secret-7"), lambda m: None
+            )
+        ) as ok:
             assert ok.connected
     assert "secret" not in caplog.text
     assert "secret" not in repr(options(1, password="right-secret-7"))
@@ -422,8 +448,10 @@ async def test_bad_credentials_raise_connect_error(
 async def test_shared_subscription_splits_messages(mosquitto: LocalMosquitto) -> None:
     base = uid("shared")
     got: dict[str, list[Message]] = {"a": [], "b": []}
-    clients = [MqttClient(options(mosquitto.port, f"$share/workers/{base}/#"), got[name].append)
-               for name in got]
+    clients = [
+        MqttClient(options(mosquitto.port, f"$share/workers/{base}/#"), got[name].append)
+        for name in got
+    ]
     async with running(clients[0]), running(clients[1]):
         for i in range(40):
             await clients[0].publish(f"{base}/dev", b"%d" % i)
@@ -459,8 +487,15 @@ async def test_pause_reading_holds_messages_and_keepalive_survives(
     """With keepalive 1 s, a 2.5 s pause must not look like a dead broker (nor to the broker)."""
     base = uid("pause")
     got: list[Message] = []
-    client = MqttClient(options(mosquitto.port, f"{base}/#", keepalive_s=1), got.append)
-    async with running(client):
+    states: list[tuple[bool, str]] = []
+    client = MqttClient(
+        options(mosquitto.port, f"{base}/#", keepalive_s=1),
+        got.append,
+        lambda up, reason: states.append((up, reason)),
+    )
+    await client.start()
+    await client.wait_connected(5)
+    try:
         client.pause_reading()
         with paho_client(mosquitto.port) as peer:
             await asyncio.to_thread(publish_all, peer, [(f"{base}/t", b"%d" % i) for i in range(5)])
@@ -471,6 +506,14 @@ async def test_pause_reading_holds_messages_and_keepalive_survives(
         await eventually(lambda: len(got) == 5, what="messages after resume")
         assert [m.payload for m in got] == [b"%d" % i for i in range(5)]
         assert client.epoch == 1
+        assert client.ack_many([(m.packet_id, m.epoch) for m in got]) == 5
+        client.pause_reading()  # as the service does before close(): must not slow close down
+    finally:
+        began = asyncio.get_running_loop().time()
+        await client.close()
+    assert asyncio.get_running_loop().time() - began < 1.0
+    assert states[-1] == (False, "client closed")
+    assert client.ack(got[0].packet_id, got[0].epoch) is False
 
 
 async def test_close_fails_pending_publishes(caplog: pytest.LogCaptureFixture) -> None:
@@ -559,3 +602,24 @@ async def test_refused_subscription_raises_subscribe_error() -> None:
     assert "secret/#" in str(info.value) and "not authorized" in str(info.value)
     subscribe = fake.sent_bytes(0)
     assert b"ok/#\x11" in subscribe and b"secret/#\x11" in subscribe  # QoS 1, retain handling 1
+
+
+async def test_publish_properties_and_topic_aliases_are_parsed() -> None:
+    """We announce Topic Alias Maximum 0, but a broker that uses aliases anyway still works."""
+
+    async def with_properties(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            CONNACK_OK
+            + b"\x30\x0b\x00\x03a/b\x03\x23\x00\x01p1"  # topic a/b, sets alias 1
+            + b"\x30\x08\x00\x00\x03\x23\x00\x01p2"  # empty topic, alias 1
+            + b"\x30\x0d\x00\x01c\x07\x26\x00\x01k\x00\x01vp3"  # a user property
+        )
+
+    got: list[Message] = []
+    async with FakeBroker(with_properties) as fake:
+        client = MqttClient(options(fake.port), got.append)
+        await client.start()
+        await eventually(lambda: len(got) == 3, timeout=3, what="three messages")
+        await client.close()
+    assert [(m.topic, m.payload) for m in got] == [("a/b", b"p1"), ("a/b", b"p2"), ("c", b"p3")]
+    assert fake.connections == 1

@@ -1,0 +1,683 @@
+"""Rule evaluation on the live stream and the alert lifecycle: pending → firing → resolved.
+
+``observe()`` takes each validated reading as it arrives; ``tick()`` runs on a timer for what
+time alone decides (a ``for`` duration reached without a new reading, devices gone silent,
+silences starting or ending). Cost per reading does not grow with the number of rules: each
+device gets, once, the rules of its kind and scope indexed by field, and a reading only visits
+the rules of its own fields.
+
+Each transition and the notifications it causes are committed to the store in one transaction,
+so one notification goes out when an alert fires and one when it resolves, and a restart resumes
+the same episodes instead of repeating them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from alerts.rules import Rule, RuleSet
+from alerts.store import (
+    AlertFilter,
+    AlertRecord,
+    AlertStore,
+    HistoryEntry,
+    KnownDevice,
+    Matchers,
+    Silence,
+    Value,
+)
+
+log = logging.getLogger("envgrid.alerts")
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One validated reading as the engine sees it: who, where, when, and every field value."""
+
+    kind: str
+    device_id: str
+    site: str
+    county: str
+    ts_ms: int
+    values: Mapping[str, Value]
+    # Separate subjects within one device, e.g. "connector=2" of a charge point: each gets its
+    # own alerts, so connector 1 Faulted and connector 2 Available do not flap one alert.
+    series: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A lifecycle step the engine took (returned for tests and logs)."""
+
+    alert_id: int
+    rule_id: str
+    device_id: str
+    series: str
+    event: str  # pending, firing, resolved, cancelled
+    notified: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _Open:
+    """An open episode (pending or firing) and the rule it belongs to."""
+
+    rec: AlertRecord
+    rule: Rule
+
+
+@dataclass(slots=True, eq=False)
+class _Device:
+    """What the engine keeps per device: its rules by field, open episodes, last arrival."""
+
+    kind: str
+    device_id: str
+    site: str
+    county: str
+    last_seen_ms: int
+    by_field: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    nodata: tuple[Rule, ...] = ()
+    open: dict[str, dict[str, _Open]] = field(default_factory=dict)  # series → rule id → episode
+    offline: dict[str, _Open] = field(default_factory=dict)  # nodata rule id → episode
+
+
+_NONE: tuple[Transition, ...] = ()
+
+
+class AlertEngine:
+    """Evaluates rules on observations and keeps alert state in an :class:`AlertStore`."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        store: AlertStore,
+        *,
+        targets: Sequence[str] = (),
+        clock: Clock = time.time,
+        expected: Iterable[KnownDevice] = (),
+        on_enqueue: Callable[[], None] | None = None,
+        max_devices: int = 200_000,
+    ) -> None:
+        self.rules = rules
+        self.store = store
+        self.targets = tuple(targets)
+        self.on_enqueue = on_enqueue
+        self._clock = clock
+        self._max_devices = max_devices
+        self._by_kind: dict[str, list[Rule]] = {}
+        for r in rules.rules:
+            self._by_kind.setdefault(r.kind, []).append(r)
+        self._devices: dict[tuple[str, str], _Device] = {}
+        self._watched: list[_Device] = []  # devices with a no-data rule
+        # Keyed by id(episode): a pending episode has no alert id until it is persisted.
+        self._open: dict[int, _Open] = {}
+        self._pending: dict[int, _Open] = {}
+        self._dirty: dict[int, _Open] = {}  # value changed since the last tick
+        self._watermarks: dict[tuple[str, str, str], int] = {}
+        self._new_devices: list[KnownDevice] = []
+        self._silences: list[Silence] = []
+        self._active_silences: frozenset[int] = frozenset()
+        self._full_warned = False
+        self._resume(expected)
+
+    # ------------------------------------------------------------------ start-up
+    def _now(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _resume(self, expected: Iterable[KnownDevice]) -> None:
+        """Load open episodes, known devices and silences: continue where the last run stopped."""
+        now = self._now()
+        self._watermarks = self.store.watermarks()
+        self._silences = self.store.silences(current_at=now)
+        self._active_silences = frozenset(s.id for s in self._silences if s.active(now))
+        # Every device gets one full interval after start-up before it can be 'offline': the
+        # engine's own downtime is not the device's silence.
+        for d in [*self.store.known_devices(), *expected]:
+            if (d.kind, d.device_id) not in self._devices:
+                self._learn(d.kind, d.device_id, d.site, d.county, now, remember=False)
+        self._remember_expected(expected, now)
+        for rec in self.store.open_alerts():
+            rule = self.rules.by_id.get(rec.rule_id)
+            dev = self._devices.get((rec.kind, rec.device_id)) or self._learn(
+                rec.kind, rec.device_id, rec.site, rec.county, now
+            )
+            op = _Open(rec, rule) if rule is not None else None
+            if rule is None or rule.kind != rec.kind:
+                self._end_orphan(rec, now, "its rule was removed from the rule set")
+            elif not rule.scope.matches(rec.device_id, rec.site, rec.county):
+                self._end_orphan(rec, now, "the device is no longer in the rule's scope")
+            elif op is not None:
+                self._open[id(op)] = op
+                if rule.nodata_ms is not None:
+                    dev.offline[rule.id] = op
+                else:
+                    dev.open.setdefault(rec.series, {})[rule.id] = op
+                if rec.state == "pending":
+                    self._pending[id(op)] = op
+        if self._open:
+            log.info("alerts: resumed %d open alerts from %s", len(self._open), self.store.path)
+
+    def _remember_expected(self, expected: Iterable[KnownDevice], now: int) -> None:
+        devs = list(expected)
+        if devs:
+            with self.store.transaction():
+                self.store.remember_devices(devs, now)
+
+    def _end_orphan(self, rec: AlertRecord, now: int, why: str) -> None:
+        """Resolve an open alert whose rule no longer applies (a rule file edit between runs)."""
+        log.info("alerts: resolving alert %d (%s): %s", rec.id, rec.rule_id, why)
+        rec.message = f"resolved: {why} — {rec.message}"
+        self._close(_Open(rec, _orphan_rule(rec)), now, rec.last_ts, rec.value)
+
+    def _learn(
+        self, kind: str, device_id: str, site: str, county: str, now: int, *, remember: bool = True
+    ) -> _Device:
+        """Index the rules that apply to a device (once per device, or when its site changes)."""
+        by_field: dict[str, list[Rule]] = {}
+        nodata: list[Rule] = []
+        for r in self._by_kind.get(kind, ()):
+            if not r.scope.matches(device_id, site, county):
+                continue
+            if r.nodata_ms is not None:
+                nodata.append(r)
+            elif r.field is not None:
+                by_field.setdefault(r.field, []).append(r)
+        old = self._devices.get((kind, device_id))
+        dev = _Device(
+            kind,
+            device_id,
+            site,
+            county,
+            now if old is None else old.last_seen_ms,
+            {f: tuple(rs) for f, rs in by_field.items()},
+            tuple(nodata),
+        )
+        if old is not None:
+            dev.open, dev.offline = old.open, old.offline
+            if old in self._watched:
+                self._watched.remove(old)
+        elif len(self._devices) >= self._max_devices:
+            if not self._full_warned:
+                log.warning(
+                    "alerts: tracking %d devices already; further new devices get threshold "
+                    "rules but no no-data watch",
+                    self._max_devices,
+                )
+                self._full_warned = True
+            return dev
+        self._devices[(kind, device_id)] = dev
+        if dev.nodata:
+            self._watched.append(dev)
+        if remember:
+            self._new_devices.append(KnownDevice(kind, device_id, site, county))
+        return dev
+
+    # ------------------------------------------------------------------ the stream
+    def observe(self, obs: Observation) -> Sequence[Transition]:
+        """Evaluate one reading against the rules of its device and fields."""
+        now = self._now()
+        dev = self._devices.get((obs.kind, obs.device_id))
+        if dev is None or dev.site != obs.site or dev.county != obs.county:
+            dev = self._learn(obs.kind, obs.device_id, obs.site, obs.county, now)
+        dev.last_seen_ms = now
+        out: list[Transition] | None = None
+        if dev.offline:
+            out = [self._back_online(dev, op, obs, now) for op in list(dev.offline.values())]
+        values = obs.values
+        opens = dev.open.get(obs.series)
+        for fname, rules in dev.by_field.items():
+            v = values.get(fname)
+            if v is None:
+                continue
+            for rule in rules:
+                op = opens.get(rule.id) if opens else None
+                if op is None:
+                    if rule.breached(v):
+                        t = self._begin(dev, rule, obs, v, now)
+                        if t:
+                            out = (out or []) + t
+                        opens = dev.open.get(obs.series)
+                else:
+                    t2 = self._advance(dev, op, obs, v, now)
+                    if t2 is not None:
+                        out = (out or []) + [t2]
+        return out or _NONE
+
+    def _begin(
+        self, dev: _Device, rule: Rule, obs: Observation, v: Value, now: int
+    ) -> list[Transition]:
+        key = (rule.id, dev.device_id, obs.series)
+        mark = self._watermarks.get(key)
+        if mark is not None and obs.ts_ms <= mark:
+            return []  # a reading redelivered after a restart: its episode is already over
+        rec = AlertRecord(
+            id=0,
+            rule_id=rule.id,
+            kind=dev.kind,
+            device_id=dev.device_id,
+            series=obs.series,
+            site=dev.site,
+            county=dev.county,
+            severity=rule.severity,
+            state="pending",
+            field=rule.field or "",
+            value=v,
+            message=_message(rule, dev, obs.series, v),
+            description=rule.description,
+            standard=rule.standard,
+            labels=dict(rule.labels),
+            started_ms=obs.ts_ms,
+            seen_wall_ms=now,
+            fired_ms=None,
+            resolved_ms=None,
+            updated_ms=now,
+            last_ts=obs.ts_ms,
+        )
+        rec.silenced = self._is_silenced(rec, now)
+        op = _Open(rec, rule)
+        dev.open.setdefault(obs.series, {})[rule.id] = op
+        self._open[id(op)] = op
+        if rule.for_ms > 0:
+            # Kept in memory until the next tick: a value flapping across the limit within a
+            # tick costs no disk write. The tick persists it (and a restart then resumes it).
+            self._pending[id(op)] = op
+            return [Transition(rec.id, rule.id, dev.device_id, obs.series, "pending")]
+        with self.store.transaction():
+            fired = self._fire(op, now)
+        self._after_commit(fired)
+        return [Transition(rec.id, rule.id, dev.device_id, obs.series, "firing", fired)]
+
+    def _advance(
+        self, dev: _Device, op: _Open, obs: Observation, v: Value, now: int
+    ) -> Transition | None:
+        rec, rule = op.rec, op.rule
+        if obs.ts_ms < rec.last_ts:
+            return None  # out of order: an older reading says nothing about now
+        if rec.state == "pending":
+            if not rule.breached(v):
+                self._cancel(dev, op)
+                return Transition(rec.id, rule.id, dev.device_id, rec.series, "cancelled")
+            rec.value, rec.last_ts = v, obs.ts_ms
+            self._dirty[id(op)] = op
+            if obs.ts_ms - rec.started_ms >= rule.for_ms:
+                rec.message = _message(rule, dev, rec.series, v)
+                with self.store.transaction():
+                    sent = self._fire(op, now)
+                self._after_commit(sent)
+                return Transition(rec.id, rule.id, dev.device_id, rec.series, "firing", sent)
+            return None
+        if rule.cleared(v):
+            sent = self._resolve(op, now, obs.ts_ms, v)
+            return Transition(rec.id, rule.id, dev.device_id, rec.series, "resolved", sent)
+        if v != rec.value:
+            rec.value, rec.last_ts = v, obs.ts_ms
+            self._dirty[id(op)] = op
+        return None
+
+    # ------------------------------------------------------------------ transitions
+    def _fire(self, op: _Open, now: int) -> bool:
+        """pending → firing, inside the caller's transaction; whether a notification was queued."""
+        rec = op.rec
+        self._persist(op)
+        rec.state, rec.fired_ms, rec.updated_ms = "firing", now, now
+        rec.silenced = self._is_silenced(rec, now)
+        self.store.update_alert(
+            rec.id,
+            state="firing",
+            fired_ms=now,
+            updated_ms=now,
+            value=rec.value,
+            last_ts=rec.last_ts,
+            message=rec.message,
+            silenced=rec.silenced,
+        )
+        hid = self.store.add_history(rec.id, now, "firing", value=rec.value, message=rec.message)
+        self._pending.pop(id(op), None)
+        if rec.silenced:
+            log.info("alert %d %s %s firing (silenced)", rec.id, rec.rule_id, rec.device_id)
+            return False
+        self._notify(rec, hid, "firing", now)
+        log.info("alert %d %s %s firing: %s", rec.id, rec.rule_id, rec.device_id, rec.message)
+        return True
+
+    def _resolve(self, op: _Open, now: int, ts_ms: int, v: Value | None) -> bool:
+        """firing → resolved; whether a notification was queued (only if firing was notified)."""
+        rec, rule = op.rec, op.rule
+        rec.message = "resolved — " + _message(rule, self._device_of(rec), rec.series, v)
+        return self._close(op, now, ts_ms, v)
+
+    def _close(self, op: _Open, now: int, ts_ms: int, v: Value | None) -> bool:
+        rec = op.rec
+        rec.state, rec.resolved_ms, rec.updated_ms, rec.last_ts = "resolved", now, now, ts_ms
+        rec.value = v
+        with self.store.transaction():
+            self.store.update_alert(
+                rec.id,
+                state="resolved",
+                resolved_ms=now,
+                updated_ms=now,
+                last_ts=ts_ms,
+                value=v,
+                message=rec.message,
+            )
+            hid = self.store.add_history(rec.id, now, "resolved", value=v, message=rec.message)
+            sent = rec.notified
+            if sent:
+                self._notify(rec, hid, "resolved", now)
+        self._forget(op)
+        self._watermarks[(rec.rule_id, rec.device_id, rec.series)] = ts_ms
+        log.info("alert %d %s %s resolved", rec.id, rec.rule_id, rec.device_id)
+        self._after_commit(sent)
+        return sent
+
+    def _cancel(self, dev: _Device, op: _Open) -> None:
+        """A pending breach ended before its ``for``: it never fired, so nothing is kept."""
+        if op.rec.id:
+            with self.store.transaction():
+                self.store.delete_alert(op.rec.id)
+        self._forget(op)
+
+    def _persist(self, op: _Open) -> None:
+        """Write a pending episode not yet in the store (inside the caller's transaction)."""
+        rec = op.rec
+        if rec.id:
+            return
+        self.store.insert_alert(rec)
+        self.store.add_history(
+            rec.id, rec.seen_wall_ms, "pending", value=rec.value, message=rec.message
+        )
+
+    def _forget(self, op: _Open) -> None:
+        rec = op.rec
+        self._open.pop(id(op), None)
+        self._pending.pop(id(op), None)
+        self._dirty.pop(id(op), None)
+        dev = self._devices.get((rec.kind, rec.device_id))
+        if dev is None:
+            return
+        if dev.offline.get(rec.rule_id) is op:
+            del dev.offline[rec.rule_id]
+        opens = dev.open.get(rec.series)
+        if opens is not None and opens.get(rec.rule_id) is op:
+            del opens[rec.rule_id]
+            if not opens:
+                del dev.open[rec.series]
+
+    def _notify(self, rec: AlertRecord, history_id: int, event: str, now: int) -> None:
+        """Queue a notification for every target (inside the transition's transaction)."""
+        rec.notified = True
+        self.store.update_alert(rec.id, notified=True)
+        if self.targets:
+            payload = event_payload(rec, event, history_id, now)
+            self.store.enqueue(history_id, rec.id, self.targets, payload, now)
+
+    def _after_commit(self, queued: bool) -> None:
+        if queued and self.on_enqueue is not None:
+            self.on_enqueue()
+
+    def _device_of(self, rec: AlertRecord) -> _Device:
+        dev = self._devices.get((rec.kind, rec.device_id))
+        if dev is None:
+            return _Device(rec.kind, rec.device_id, rec.site, rec.county, 0)
+        return dev
+
+    # ------------------------------------------------------------------ no data
+    def _offline(self, dev: _Device, rule: Rule, now: int) -> Transition:
+        silent = now - dev.last_seen_ms
+        rec = AlertRecord(
+            id=0,
+            rule_id=rule.id,
+            kind=dev.kind,
+            device_id=dev.device_id,
+            series="",
+            site=dev.site,
+            county=dev.county,
+            severity=rule.severity,
+            state="firing",
+            field="",
+            value=round(silent / 1000, 1),
+            message=(
+                f"device offline: no reading from {_where(dev, '')} for {_human(silent)} "
+                f"(limit {_human(rule.nodata_ms or 0)})"
+            ),
+            description=rule.description,
+            standard=rule.standard,
+            labels=dict(rule.labels),
+            started_ms=dev.last_seen_ms,
+            seen_wall_ms=dev.last_seen_ms,
+            fired_ms=now,
+            resolved_ms=None,
+            updated_ms=now,
+            last_ts=dev.last_seen_ms,
+        )
+        op = _Open(rec, rule)
+        with self.store.transaction():
+            self.store.insert_alert(rec)
+            sent = self._fire(op, now)
+        dev.offline[rule.id] = op
+        self._open[id(op)] = op
+        self._after_commit(sent)
+        return Transition(rec.id, rule.id, dev.device_id, "", "firing", sent)
+
+    def _back_online(self, dev: _Device, op: _Open, obs: Observation, now: int) -> Transition:
+        rec = op.rec
+        silent = now - (rec.fired_ms or now) + (op.rule.nodata_ms or 0)
+        rec.message = f"device back online: {_where(dev, '')} reported after ~{_human(silent)}"
+        sent = self._close(op, now, obs.ts_ms, round(silent / 1000, 1))
+        return Transition(rec.id, rec.rule_id, dev.device_id, "", "resolved", sent)
+
+    # ------------------------------------------------------------------ the timer
+    def tick(self, now_ms: int | None = None) -> Sequence[Transition]:
+        """Time-driven work: ``for`` reached without a new reading, silent devices, silences."""
+        now = self._now() if now_ms is None else now_ms
+        out: list[Transition] = []
+        self._refresh_silences(now)
+        for op in list(self._pending.values()):
+            rec = op.rec
+            if now - rec.seen_wall_ms >= op.rule.for_ms:
+                with self.store.transaction():
+                    sent = self._fire(op, now)
+                self._after_commit(sent)
+                out.append(
+                    Transition(rec.id, rec.rule_id, rec.device_id, rec.series, "firing", sent)
+                )
+        for dev in self._watched:
+            silent = now - dev.last_seen_ms
+            for rule in dev.nodata:
+                if silent > (rule.nodata_ms or 0) and rule.id not in dev.offline:
+                    out.append(self._offline(dev, rule, now))
+        self._flush(now)
+        return out
+
+    def _flush(self, now: int) -> None:
+        """Persist new pending episodes, latest values and newly seen devices (once per tick)."""
+        new = [op for op in self._pending.values() if not op.rec.id]
+        if not self._dirty and not self._new_devices and not new:
+            return
+        with self.store.transaction():
+            for op in new:
+                self._persist(op)
+            for op in self._dirty.values():
+                r = op.rec
+                if op not in new:
+                    self.store.update_alert(r.id, value=r.value, last_ts=r.last_ts, updated_ms=now)
+            if self._new_devices:
+                self.store.remember_devices(self._new_devices, now)
+        self._dirty.clear()
+        self._new_devices.clear()
+
+    def flush(self) -> None:
+        """Persist what ``tick`` would batch (on a clean shutdown)."""
+        self._flush(self._now())
+
+    # ------------------------------------------------------------------ silences
+    def _is_silenced(self, rec: AlertRecord, now: int) -> bool:
+        return any(s.active(now) and _matches(s.matchers, rec) for s in self._silences)
+
+    def _refresh_silences(self, now: int) -> None:
+        """Re-read silences and re-mark open alerts when the set in force changed."""
+        # Re-read each time: silences are few, and another process may have written one.
+        self._silences = self.store.silences(current_at=now)
+        active = frozenset(s.id for s in self._silences if s.active(now))
+        if active == self._active_silences:
+            return
+        self._active_silences = active
+        queued = False
+        with self.store.transaction():
+            for op in self._open.values():
+                rec = op.rec
+                silenced = self._is_silenced(rec, now)
+                if silenced == rec.silenced:
+                    continue
+                rec.silenced = silenced
+                if not rec.id:
+                    continue  # not persisted yet: written with this flag at the next tick
+                self.store.update_alert(rec.id, silenced=silenced, updated_ms=now)
+                self.store.add_history(rec.id, now, "silenced" if silenced else "unsilenced")
+                if not silenced and rec.state == "firing" and not rec.notified:
+                    # Still breaching after the silence: the operator hears of it now, once.
+                    hid = self.store.add_history(
+                        rec.id, now, "firing", value=rec.value, message=rec.message
+                    )
+                    self._notify(rec, hid, "firing", now)
+                    queued = True
+        self._after_commit(queued)
+
+    # ------------------------------------------------------------------ operator actions
+    # The API and the operator console (issue 10) call these with the operator's name.
+    def ack(self, alert_id: int, by: str, comment: str = "") -> AlertRecord | None:
+        """Acknowledge an alert (who, when, why); None if there is no such alert."""
+        return self.store.ack(alert_id, by, comment, self._now())
+
+    def add_silence(
+        self,
+        matchers: Matchers,
+        ends_ms: int,
+        by: str,
+        comment: str = "",
+        starts_ms: int | None = None,
+    ) -> Silence:
+        """Mute notifications of matching alerts until ``ends_ms``; marks open alerts at once."""
+        now = self._now()
+        if matchers.empty():
+            raise ValueError("a silence needs at least one matcher (e.g. devices: ['WQ-001'])")
+        if ends_ms <= now:
+            raise ValueError("the silence would end in the past: give an end time after now")
+        with self.store.transaction():
+            s = self.store.add_silence(matchers, starts_ms or now, ends_ms, by, comment, now)
+        self._refresh_silences(now)
+        return s
+
+    def delete_silence(self, silence_id: int, by: str) -> Silence | None:
+        """End a silence now; alerts still firing under it notify then. None if unknown."""
+        now = self._now()
+        with self.store.transaction():
+            s = self.store.delete_silence(silence_id, by, now)
+        if s is not None:
+            self._refresh_silences(now)
+        return s
+
+    def alerts(self, f: AlertFilter | None = None) -> list[AlertRecord]:
+        """Alerts matching a filter, newest first."""
+        return self.store.list_alerts(f)
+
+    def alert(self, alert_id: int) -> tuple[AlertRecord, list[HistoryEntry]] | None:
+        """One alert with its history."""
+        rec = self.store.get_alert(alert_id)
+        return None if rec is None else (rec, self.store.history(alert_id))
+
+    def silences(self, *, current: bool = True) -> list[Silence]:
+        """Silences not yet ended (or all of them)."""
+        return self.store.silences(current_at=self._now() if current else None)
+
+    def open_count(self) -> dict[str, int]:
+        """Open alerts by state (for metrics and logs)."""
+        out = {"pending": 0, "firing": 0}
+        for op in self._open.values():
+            out[op.rec.state] = out.get(op.rec.state, 0) + 1
+        return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _matches(m: Matchers, rec: AlertRecord) -> bool:
+    return (
+        _glob(m.rules, rec.rule_id)
+        and _glob(m.kinds, rec.kind)
+        and _glob(m.devices, rec.device_id)
+        and _glob(m.sites, rec.site)
+        and _glob(m.counties, rec.county)
+        and _glob(m.severities, rec.severity)
+    )
+
+
+def _glob(patterns: tuple[str, ...], value: str) -> bool:
+    return not patterns or any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+
+def _orphan_rule(rec: AlertRecord) -> Rule:
+    return Rule(id=rec.rule_id, kind=rec.kind, severity=rec.severity)  # type: ignore[arg-type]
+
+
+def _where(dev: _Device, series: str) -> str:
+    s = dev.device_id + (f" {series}" if series else "")
+    return f"{s} ({dev.site})" if dev.site and dev.site != "unknown" else s
+
+
+def _message(rule: Rule, dev: _Device, series: str, v: Value | None) -> str:
+    # Units like mg/L or V read well after a number; descriptive ones (GB 3838 class 1–6) do not.
+    u = rule.unit
+    unit = f" {u}" if u and len(u) <= 6 and " " not in u and u not in ("pH", "AQI") else ""
+    what = rule.description or (f"{rule.id} ({rule.when.text})" if rule.when else rule.id)
+    return f"{what}: {rule.field} = {v}{unit} at {_where(dev, series)}"
+
+
+def _human(ms: int) -> str:
+    s = ms / 1000
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def event_payload(rec: AlertRecord, event: str, event_id: int, now: int) -> str:
+    """The JSON every target receives for a firing or resolved notification."""
+    return json.dumps(
+        {
+            "event": event,
+            "event_id": event_id,  # stable: a receiver can drop a redelivered duplicate
+            "alert_id": rec.id,
+            "rule_id": rec.rule_id,
+            "severity": rec.severity,
+            "kind": rec.kind,
+            "device_id": rec.device_id,
+            "series": rec.series,
+            "site": rec.site,
+            "county": rec.county,
+            "state": rec.state,
+            "field": rec.field,
+            "value": rec.value,
+            "message": rec.message,
+            "description": rec.description,
+            "standard": rec.standard,
+            "labels": rec.labels,
+            "started_at": _iso(rec.started_ms),
+            "fired_at": _iso(rec.fired_ms),
+            "resolved_at": _iso(rec.resolved_ms),
+            "ts_ms": now,
+        },
+        ensure_ascii=False,
+    )

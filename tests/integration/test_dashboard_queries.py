@@ -1,0 +1,285 @@
+"""Every query of every dashboard against a real InfluxDB seeded through the real pipeline.
+
+The simulator's readings go through mosquitto into a running IngestService, which writes them
+and its own envgrid_stats to InfluxDB; a few alert notifications are written as the alert
+engine's InfluxDB notifier writes them. Then every panel query, template variable and
+annotation of every built dashboard runs the way Grafana would send it: with All selected it
+must return rows holding the columns the panel reads; with one county, site and device
+selected every panel must still show something. Grafana itself is not run (it cannot run
+here); dashboards.queries is what stands in for its query preparation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dashboards import queries as Q
+from dashboards.build import Built, build_all, load_registry
+from dashboards.panels import CITY_TZ
+from dashboards.schema import ALERTS, STATS, measurements
+from devices.kinds import KINDS
+from devices.registry import Device, Registry
+from ingest.localstack import InfluxQueryError, LocalInfluxDB, LocalMosquitto
+from ingest.simulator import SimMessage, generate, publish_all
+from tests.helpers import make_settings, mqtt_client, running_service, wait_for
+
+MIN = 60_000
+
+
+def _latest_payload(msgs: Sequence[SimMessage], device_id: str) -> dict[str, Any]:
+    last = [m for m in msgs if m.device_id == device_id and not m.expect][-1]
+    return dict(json.loads(last.payload))
+
+
+def _crafted(msgs: Sequence[SimMessage], dev: Device, ts: int, **changes: Any) -> SimMessage:
+    """A valid reading of ``dev`` at ``ts``: its latest simulated one with ``changes``."""
+    body = _latest_payload(msgs, dev.id) | changes | {"ts": ts}
+    return SimMessage(f"envgrid/{dev.kind}/{dev.id}", json.dumps(body).encode(), None, dev.id, ts)
+
+
+def _alert_lines(devs: Sequence[tuple[Device, str, str, str]], now: int) -> str:
+    """Notifications as alerts.notify.InfluxTarget writes them (state is a tag)."""
+    lines = []
+    for i, (dev, rule, severity, state) in enumerate(devs, start=1):
+        for j, st in enumerate(["firing", "resolved"] if state == "resolved" else ["firing"]):
+            tags = {
+                "rule_id": rule,
+                "severity": severity,
+                "kind": dev.kind or "",
+                "device_id": dev.id,
+                "site": dev.site,
+                "county": dev.county,
+                "state": st,
+            }
+            tag_text = ",".join(f"{k}={_esc(v)}" for k, v in tags.items())
+            msg = f"{rule} {st} on {dev.id}".replace('"', "")
+            ts = now - (20 - i - 5 * j) * MIN
+            lines.append(f'alerts,{tag_text} value={2.5 + j},message="{msg}",alert_id={i}i {ts}')
+    return "\n".join(lines)
+
+
+def _esc(v: str) -> str:
+    return v.replace(" ", "\\ ").replace(",", "\\,").replace("=", "\\=")
+
+
+def _run(influxdb: LocalInfluxDB, db: str, q: str) -> list[dict[str, Any]]:
+    """Series of the answer: each with its columns, tags and values."""
+    out: list[dict[str, Any]] = []
+    for result in influxdb.query(q, db).get("results", []):
+        out.extend(result.get("series", []))
+    return out
+
+
+class Grafana:
+    """Prepares a dashboard's queries as Grafana would for one variable selection."""
+
+    def __init__(self, built: Built, influxdb: LocalInfluxDB, db: str, now: datetime) -> None:
+        self.model, self.influxdb, self.db, self.now = built.model, influxdb, db, now
+        self.uid = built.uid
+        self.variables = {
+            v["name"]: v for v in self.model.get("templating", {}).get("list", [])
+        }
+
+    def resolve(self, selection: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+        """Variable texts for a selection (name → value or $__all), and problems found."""
+        texts: dict[str, str] = {}
+        problems = []
+        for name, var in self.variables.items():
+            q = Q.interpolate(
+                var["query"], variables=texts, start_ms=0, end_ms=0, interval_text="1m"
+            )
+            values = [row[1] for s in _run(self.influxdb, self.db, q) for row in s["values"]]
+            if not values:
+                problems.append(f"{self.uid}: variable ${name} has no values ({q})")
+            chosen = selection.get(name, Q.ALL)
+            if chosen != Q.ALL and chosen not in values:
+                problems.append(f"{self.uid}: ${name} offers {values[:5]}…, not {chosen!r}")
+            texts[name] = Q.format_variable(chosen, values, var.get("allValue"))
+        return texts, problems
+
+    def prepare(self, query: Q.Query, texts: dict[str, str]) -> str:
+        """The query text InfluxDB receives."""
+        start, end = Q.time_range(
+            query.time_from or self.model["time"]["from"], self.now, self.model["timezone"]
+        )
+        return Q.interpolate(
+            query.query,
+            variables=texts,
+            start_ms=start,
+            end_ms=end,
+            interval_text=Q.interval(end - start, query.min_interval),
+        )
+
+
+def _missing_columns(query: Q.Query, series: list[dict[str, Any]]) -> list[str]:
+    """Columns the panel reads (outer SELECT and GROUP BY) that the answer lacks."""
+    have = {c for s in series for c in s["columns"]} | {t for s in series for t in s.get("tags", {})}
+    missing = []
+    for col in Q.outer_columns(query.query) + Q.group_tags(query.query):
+        if col.startswith("/"):
+            pattern = col.strip("/")
+            # <function>_<field> for every field the regex matches
+            suffixes = [c[i + 1 :] for c in have for i, ch in enumerate(c) if ch == "_"]
+            if not any(re.search(pattern, s) for s in suffixes):
+                missing.append(col)
+        elif col not in have:
+            missing.append(col)
+    return missing
+
+
+async def test_every_dashboard_query_returns_rows(
+    mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
+) -> None:
+    registry: Registry = load_registry()
+    devices = sorted(registry, key=lambda d: d.id)
+    by_kind: dict[str, list[Device]] = {}
+    for d in devices:
+        by_kind.setdefault(d.kind or "", []).append(d)
+    # The last device of each kind falls silent 35 minutes ago: it must count as offline.
+    silent = {k: ds[-1] for k, ds in by_kind.items()}
+    active = [d for d in devices if d not in silent.values()]
+    now = int(time.time() * 1000)
+    early = list(generate(devices, 2 * len(devices), start_ms=now - 40 * MIN, step_ms=5 * MIN))
+    recent = list(
+        generate(active, 8 * len(active), start_ms=now - 8 * MIN, step_ms=MIN, bad_fraction=0.05)
+    )
+    simulated = early + recent
+    faulty_pv, faulty_ev = by_kind["pv"][0], by_kind["ev_charger"][0]
+    faults = [
+        _crafted(simulated, faulty_pv, now - 20_000, status="FAULT", ac_power_w=0.0),
+        _crafted(
+            simulated, faulty_ev, now - 20_000, status="Faulted", power_kw=0.0,
+            error_code="GroundFailure",
+        ),  # fmt: skip
+    ]
+    msgs = simulated + faults
+    good = [m for m in msgs if not m.expect]
+    assert any(m.expect for m in msgs), "the stream must hold bad messages (rejects panel)"
+
+    settings = make_settings(mosquitto, influxdb, influx_db, tmp_path, ingest={"stats_interval": 1})
+    async with running_service(settings), mqtt_client(mosquitto, client_id="dash-pub") as pub:
+        await publish_all(pub, iter(msgs), window=500)
+        stored = Counter(KINDS[m.topic.split("/")[1]].measurement for m in good)
+        await wait_for(
+            lambda: all(influxdb.count(m, influx_db) >= n for m, n in stored.items()),
+            60,
+            "every valid reading stored",
+        )
+        # Rates need two buckets of envgrid_stats written after the rejects: wait until the
+        # health dashboard's rate panels, prepared as Grafana would, show something.
+        health = next(b for b in build_all(registry) if b.uid == "envgrid-health")
+        rate_panels = [
+            q for q in Q.queries(health.model) if "non_negative_derivative" in q.query
+        ]
+
+        def rates_shown() -> bool:
+            g = Grafana(health, influxdb, influx_db, datetime.now().astimezone())
+            texts, _ = g.resolve({})
+            return all(influxdb.points(g.prepare(q, texts), influx_db) for q in rate_panels)
+
+        await wait_for(rates_shown, 60, "reject and message rates in envgrid_stats")
+
+    # Alert notifications: water DO low still firing, a PV fault resolved, a charger fault firing.
+    alerted = by_kind["water"][0]
+    influxdb.write(
+        _alert_lines(
+            [
+                (alerted, "water-do-low", "major", "firing"),
+                (faulty_pv, "pv-fault", "critical", "resolved"),
+                (faulty_ev, "ev-faulted", "major", "firing"),
+            ],
+            now,
+        ),
+        influx_db,
+    )
+
+    # What was stored is what the dashboards may name: the schema holds every tag and field.
+    schema = measurements()
+    for name in [*stored, STATS, ALERTS]:
+        fields = {r["fieldKey"] for r in influxdb.points(f'SHOW FIELD KEYS FROM "{name}"', influx_db)}
+        tags = {r["tagKey"] for r in influxdb.points(f'SHOW TAG KEYS FROM "{name}"', influx_db)}
+        assert fields <= set(schema[name].fields), (name, fields - set(schema[name].fields))
+        assert tags <= set(schema[name].tags), (name, tags - set(schema[name].tags))
+
+    built = build_all(registry)
+    at = datetime.now().astimezone()
+    host = socket.gethostname()
+    shore = next(
+        d for d in by_kind["shore_power"]
+        if any(m.device_id == d.id and b'"connected": true' in m.payload for m in recent)
+    )  # fmt: skip
+    focus: dict[str, dict[str, str]] = {
+        "envgrid-city": {"county": alerted.county},
+        "envgrid-water": _device(alerted),
+        "envgrid-air": _device(by_kind["air"][0]),
+        "envgrid-pv": _device(faulty_pv),
+        "envgrid-ev": _device(faulty_ev),
+        "envgrid-shore": _device(shore),
+        "envgrid-health": _device(alerted) | {"host": host},
+    }
+    problems: list[str] = []
+    ran = 0
+    for b in built:
+        grafana = Grafana(b, influxdb, influx_db, at)
+        for label, selection in (("All", {}), ("one device", focus.get(b.uid, {}))):
+            texts, issues = grafana.resolve(selection)
+            problems += issues
+            shown: dict[str, int] = {}
+            for query in Q.queries(b.model):
+                if query.origin == "variable":
+                    continue
+                text = grafana.prepare(query, texts)
+                try:
+                    series = _run(influxdb, influx_db, text)
+                except InfluxQueryError as e:
+                    problems.append(f"{query.where} ({label}): {e}")
+                    continue
+                ran += 1
+                rows = sum(len(s.get("values", [])) for s in series)
+                shown[query.title] = shown.get(query.title, 0) + rows
+                if label == "All":
+                    if not rows:
+                        problems.append(f"{query.where}: no rows for\n    {text}")
+                    elif missing := _missing_columns(query, series):
+                        problems.append(f"{query.where}: answer lacks {missing}")
+            if label != "All":
+                problems += [
+                    f"{b.uid} / {title}: no rows with {selection}"
+                    for title, n in shown.items()
+                    if not n
+                ]
+    assert not problems, "\n".join(problems)
+    assert ran > 150
+
+    # The figures mean what they say.
+    city = next(b for b in built if b.uid == "envgrid-city")
+    grafana = Grafana(city, influxdb, influx_db, at)
+    texts, _ = grafana.resolve({})
+    for query in Q.queries(city.model):
+        if query.origin == "panel" and "reporting" in Q.outer_columns(query.query):
+            kind = next(k for k in KINDS.values() if f'FROM "{k.measurement}"' in query.query)
+            row = influxdb.points(grafana.prepare(query, texts), influx_db)[0]
+            n = len(by_kind[kind.name])
+            assert (row["reporting"], row["online"], row["offline"]) == (n, n - 1, 1), kind.name
+        if query.origin == "panel" and query.title == "Alerts firing":
+            row = influxdb.points(grafana.prepare(query, texts), influx_db)[0]
+            assert (row["firing"], row["episodes"]) == (2, 3)
+    pv = next(b for b in built if b.uid == "envgrid-pv")
+    grafana = Grafana(pv, influxdb, influx_db, at)
+    texts, _ = grafana.resolve({})
+    table = next(q for q in Q.queries(pv.model) if q.title == "FAULT list")
+    rows = influxdb.points(grafana.prepare(table, texts), influx_db)
+    assert [r["device_id"] for r in rows] == [faulty_pv.id]
+    assert CITY_TZ == city.model["timezone"]
+
+
+def _device(d: Device) -> dict[str, str]:
+    return {"county": d.county, "site": d.site, "device": d.id}

@@ -1,0 +1,278 @@
+"""The dashboards as built from code: committed JSON up to date, ids, datasource, schema, units.
+
+What Grafana would only show at run time (a field that does not exist, a column an override
+cannot find, a unit missing) is checked here on the JSON; tests/integration/
+test_dashboard_queries.py runs every query against a real InfluxDB.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dashboards import city
+from dashboards import queries as Q
+from dashboards.build import (
+    GAZETTEER_FILE,
+    HERE,
+    Built,
+    build_all,
+    differences,
+    gazetteer,
+    load_registry,
+    outputs,
+)
+from dashboards.panels import DATASOURCE_TYPE, DATASOURCE_UID
+from dashboards.schema import GRAFANA_UNITS, Measurement, measurements
+from ingest.cli import app
+
+PROVISIONING = HERE / "provisioning"
+
+
+@pytest.fixture(scope="module")
+def built() -> list[Built]:
+    return build_all()
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Measurement]:
+    return measurements()
+
+
+def test_committed_json_is_what_the_code_builds(built: list[Built]) -> None:
+    diffs = differences(outputs(built, load_registry()))
+    assert not diffs, "run `envgrid dashboards build` and commit:\n" + "\n".join(diffs)
+
+
+def test_build_check_reports_drift(tmp_path: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(app, ["dashboards", "build", "--out", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    assert sorted(p.name for p in (tmp_path / "json").iterdir()) == sorted(
+        p.name for p in (HERE / "json").iterdir()
+    )
+    assert runner.invoke(app, ["dashboards", "build", "--check", "--out", str(tmp_path)]).exit_code == 0
+    edited = tmp_path / "json" / "envgrid-water.json"
+    edited.write_text(edited.read_text().replace("Water quality", "Hand edited"))
+    (tmp_path / "json" / "stray.json").write_text("{}")
+    check = runner.invoke(app, ["dashboards", "build", "--check", "--out", str(tmp_path)])
+    assert check.exit_code == 1
+    assert "envgrid-water.json: differs" in check.output
+    assert "stray.json: not built by the code" in check.output
+    assert "run `envgrid dashboards build`" in check.output
+
+
+def test_uids_and_panel_ids_are_unique_and_stable(built: list[Built]) -> None:
+    uids = [b.uid for b in built]
+    assert len(set(uids)) == len(uids)
+    assert all(re.fullmatch(r"envgrid-[a-z]+", u) and len(u) <= 40 for u in uids)
+    assert {b.uid: b.title for b in built} == {
+        "envgrid-city": "City overview",
+        "envgrid-water": "Water quality",
+        "envgrid-air": "Air quality",
+        "envgrid-pv": "PV fleet",
+        "envgrid-ev": "EV charging",
+        "envgrid-shore": "Shore power",
+        "envgrid-health": "Alerts and ingest health",
+        "envgrid-plan": "Plan targets",
+    }
+    for b in built:
+        ids = [p["id"] for p in Q.panels(b.model)]
+        assert len(ids) == len(set(ids)), b.uid
+        for p in Q.panels(b.model):
+            refs = [t["refId"] for t in p.get("targets", [])]
+            assert len(refs) == len(set(refs)), (b.uid, p["title"])
+            g = p["gridPos"]
+            assert 0 <= g["x"] and g["x"] + g["w"] <= 24, (b.uid, p["title"])
+
+
+def _datasources(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, dict):
+        found = [node["datasource"]] if isinstance(node.get("datasource"), dict) else []
+        return found + [d for v in node.values() for d in _datasources(v)]
+    if isinstance(node, list):
+        return [d for v in node for d in _datasources(v)]
+    return []
+
+
+def test_every_query_uses_the_provisioned_datasource(built: list[Built]) -> None:
+    provisioned = yaml.safe_load((PROVISIONING / "datasources" / "envgrid.yaml").read_text())
+    (ds,) = provisioned["datasources"]
+    assert (ds["uid"], ds["type"]) == (DATASOURCE_UID, DATASOURCE_TYPE)
+    assert ds["jsonData"]["version"] == "InfluxQL"
+    assert ds["secureJsonData"]["httpHeaderValue1"] == "Token ${INFLUXDB_TOKEN}"  # from env
+    for b in built:
+        refs = _datasources(b.model)
+        assert all(r == {"type": DATASOURCE_TYPE, "uid": DATASOURCE_UID} for r in refs), b.uid
+        for p in Q.panels(b.model):
+            for t in p.get("targets", []):
+                assert t["datasource"]["uid"] == DATASOURCE_UID and t["rawQuery"] is True
+    assert len(build_all(datasource_uid="other")[0].model["templating"]["list"]) == 3
+    assert all(
+        r["uid"] == "other" for b in build_all(datasource_uid="other") for r in _datasources(b.model)
+    )
+
+
+def test_every_name_a_query_uses_exists_in_the_schema(
+    built: list[Built], schema: dict[str, Measurement]
+) -> None:
+    problems = []
+    for b in built:
+        for q in Q.queries(b.model):
+            n = Q.names(q.query)
+            unknown = n.measurements - set(schema)
+            if unknown or not n.measurements:
+                problems.append(f"{q.where}: measurements {sorted(unknown)} in {q.query}")
+                continue
+            known = set().union(
+                *(set(schema[m].fields) | set(schema[m].tags) for m in n.measurements)
+            )
+            if bad := n.identifiers - known - n.aliases:
+                problems.append(f"{q.where}: {sorted(bad)} not in {sorted(n.measurements)}")
+            if n.tag_key and not any(n.tag_key in schema[m].tags for m in n.measurements):
+                problems.append(f"{q.where}: tag key {n.tag_key} unknown")
+            fields = [f for m in n.measurements for f in schema[m].fields]
+            for rx in n.field_regexes:
+                if not any(re.search(rx, f) for f in fields):
+                    problems.append(f"{q.where}: /{rx}/ matches no field")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_schema_check_catches_a_misspelt_field(schema: dict[str, Measurement]) -> None:
+    n = Q.names('SELECT mean("do_mgl") AS "x" FROM "water_quality" WHERE "site" =~ /^$site$/')
+    known = set(schema["water_quality"].fields) | set(schema["water_quality"].tags)
+    assert n.identifiers - known == {"do_mgl"}
+
+
+def _override(panel: dict[str, Any], column: str, prop: str) -> Any:
+    for o in panel["fieldConfig"]["overrides"]:
+        if o["matcher"] == {"id": "byName", "options": column}:
+            for p in o["properties"]:
+                if p["id"] == prop:
+                    return p["value"]
+    return None
+
+
+def _columns(panel: dict[str, Any]) -> set[str]:
+    """Names a panel's fields can have: query columns, grouping tags, transform outputs."""
+    cols = {"Time"}
+    for t in panel.get("targets", []):
+        cols |= set(Q.outer_columns(t["query"])) | set(Q.group_tags(t["query"]))
+    for tr in panel.get("transformations", []):
+        if tr["id"] == "groupBy":
+            for name, spec in tr["options"]["fields"].items():
+                cols |= {f"{name} ({a})" for a in spec["aggregations"]}
+        if tr["id"] == "calculateField":
+            cols.add(tr["options"]["alias"])
+    return cols
+
+
+def test_units_on_every_field(built: list[Built], schema: dict[str, Measurement]) -> None:
+    """Every panel has a unit; a column named after a field shows that field's unit."""
+    problems = []
+    for b in built:
+        for p in Q.panels(b.model):
+            if not p.get("targets"):
+                continue
+            default = p["fieldConfig"]["defaults"].get("unit")
+            if not default:
+                problems.append(f"{b.uid} / {p['title']}: no unit")
+            for t in p["targets"]:
+                n = Q.names(t["query"])
+                for col in Q.outer_columns(t["query"]):
+                    for m in n.measurements:
+                        if col in schema[m].fields:
+                            want = GRAFANA_UNITS[schema[m].fields[col]]
+                            got = _override(p, col, "unit") or default
+                            if got != want:
+                                problems.append(f"{b.uid} / {p['title']}: {col} in {got}, not {want}")
+    assert not problems, "\n".join(problems)
+    assert all(u in GRAFANA_UNITS for m in schema.values() for u in m.fields.values())
+
+
+def test_panels_only_reference_columns_their_queries_return(built: list[Built]) -> None:
+    problems = []
+    for b in built:
+        for p in Q.panels(b.model):
+            if not p.get("targets"):
+                continue
+            cols = _columns(p)
+            for o in p["fieldConfig"]["overrides"]:
+                if o["matcher"]["id"] == "byName" and o["matcher"]["options"] not in cols:
+                    problems.append(f"{b.uid} / {p['title']}: override {o['matcher']['options']}")
+            fields = (p.get("options") or {}).get("reduceOptions", {}).get("fields", "")
+            if fields and not any(re.search(fields.strip("/"), c) for c in cols):
+                problems.append(f"{b.uid} / {p['title']}: reduce fields {fields}")
+            for tr in p.get("transformations", []):
+                if tr["id"] == "organize":
+                    stray = set(tr["options"]["indexByName"]) - cols
+                    if stray:
+                        problems.append(f"{b.uid} / {p['title']}: organize {sorted(stray)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_geomap_places_every_device_through_the_gazetteer(built: list[Built]) -> None:
+    registry = load_registry()
+    places = gazetteer(registry)
+    assert {p["key"] for p in places} == {d.id for d in registry if d.lat is not None}
+    assert all(32 < p["latitude"] < 35 and 118 < p["longitude"] < 120 for p in places)
+    (overview,) = [b for b in built if b.uid == city.UID]
+    (geo,) = [p for p in Q.panels(overview.model) if p["type"] == "geomap"]
+    refs = {t["refId"]: t for t in geo["targets"]}
+    layers = geo["options"]["layers"]
+    assert len(layers) == len(city.KINDS) == len(refs)
+    for layer in layers:
+        assert layer["location"] == {
+            "mode": "lookup",
+            "lookup": "device_id",
+            "gazetteer": city.GAZETTEER,
+        }
+        target = refs[layer["filterData"]["options"]]
+        assert target["resultFormat"] == "table" and "device_id" in Q.group_tags(target["query"])
+        assert layer["config"]["style"]["color"]["field"] in Q.outer_columns(target["query"])
+    assert GAZETTEER_FILE.name == Path(city.GAZETTEER).name
+
+
+def test_every_device_dashboard_filters_by_county_site_and_device(built: list[Built]) -> None:
+    for b in built:
+        names = [v["name"] for v in b.model["templating"]["list"]]
+        if b.uid == "envgrid-plan":
+            assert names == []
+            continue
+        assert names[:3] == ["county", "site", "device"], b.uid
+        for v in b.model["templating"]["list"]:
+            assert v["query"].startswith("SHOW TAG VALUES") and v["allValue"] == ".*"
+            assert v["multi"] and v["includeAll"]
+        for q in Q.queries(b.model):
+            # The fleet's equivalent hours divide by the whole fleet's capacity: unfiltered.
+            if q.origin == "panel" and "envgrid_stats" not in q.query and "(fleet)" not in q.title:
+                assert "$county" in q.query, q.where
+    counts = Counter(q.origin for b in built for q in Q.queries(b.model))
+    assert counts["panel"] > 70 and counts["variable"] == 22 and counts["annotation"] == 2
+
+
+def test_interpolation_follows_grafana() -> None:
+    assert Q.format_variable(Q.ALL, ["a", "b"], ".*") == ".*"
+    assert Q.format_variable(Q.ALL, ["a", "b"], None) == "(a|b)"
+    assert Q.format_variable(["淮安区", "x.y"], [], None) == "(淮安区|x\\.y)"
+    assert Q.format_variable("B1/2", [], None) == "B1\\/2"
+    assert Q.interval(24 * 3_600_000, None) == "1m"
+    assert Q.interval(3_600_000, "10s") == "10s"
+    assert Q.interval(7 * 86_400_000, "1m") == "10m"
+    text = Q.interpolate(
+        'SELECT 1 FROM "m" WHERE $timeFilter AND "site" =~ /^$site$/ GROUP BY time($__interval)',
+        variables={"site": "(a|b)"},
+        start_ms=1,
+        end_ms=2,
+        interval_text="1m",
+    )
+    assert text == (
+        'SELECT 1 FROM "m" WHERE time >= 1ms and time <= 2ms AND "site" =~ /^(a|b)$/ '
+        "GROUP BY time(1m)"
+    )
