@@ -81,7 +81,7 @@ def build(ctx: Ctx) -> db.Dashboard:
             h=9,
             units=unit_overrides(M, cols),
             coloured={
-                "aqi_category": dict(AQI_CATEGORIES),
+                "aqi_category": AQI_CATEGORIES,
                 "primary_pollutant": pollutant_mappings(),
             },
             titles={"aqi_category": "category", "primary_pollutant": "primary"},
@@ -106,7 +106,7 @@ def build(ctx: Ctx) -> db.Dashboard:
         timeline_panel(
             "AQI category",
             "Worst HJ 633 category of each station per bucket, in the standard's colours.",
-            value_mappings(dict(AQI_CATEGORIES)),
+            value_mappings(AQI_CATEGORIES),
             w=12,
             h=8,
         ).with_target(ctx.q(per_site("aqi_category", "max"), alias="$tag_site"))
@@ -128,4 +128,3 @@ def build(ctx: Ctx) -> db.Dashboard:
             ).with_target(ctx.q(per_site(field), alias="$tag_site"))
         )
     return d
-

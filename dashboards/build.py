@@ -16,16 +16,24 @@ from typing import Any
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from dashboards import air, city, ev, health, plan, pv, shore, water
-from dashboards.panels import CITY_TZ, DATASOURCE_UID, Ctx
+from dashboards import (
+    DATASOURCE_UID,
+    HERE,
+    air,
+    city,
+    ev,
+    health,
+    plan,
+    pv,
+    shore,
+    water,
+)
+from dashboards.panels import CITY_TZ, Ctx
 from devices.kinds import KINDS
 from devices.registry import Registry
 
-HERE = Path(__file__).resolve().parent
 GAZETTEER_FILE = HERE / "gazetteer" / "envgrid-devices.json"
 DEFAULT_REGISTRY = HERE.parent / "devices" / "fleet.yaml"
-FOLDER_UID = "envgrid"
-FOLDER_TITLE = "envgrid"
 
 Builder = Callable[[Ctx], db.Dashboard]
 BUILDERS: tuple[Builder, ...] = (

@@ -5,10 +5,13 @@ For the duty officers of the environment bureau and the power company: their fir
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import geomap
-from grafana_foundation_sdk.models.common import FrameGeometrySourceMode
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.models.common import FrameGeometrySourceMode, MapLayerOptions
 from grafana_foundation_sdk.models.geomap import TooltipMode
 
 from dashboards import alerts_common as ac
@@ -35,39 +38,38 @@ from dashboards.panels import (
 UID = "envgrid-city"
 # Served by Grafana from its public folder: docker-compose mounts dashboards/gazetteer there.
 GAZETTEER = "public/gazetteer/envgrid-devices.json"
-Mapping = dict[str | int, tuple[str, str]]
+Colouring = dict[str, tuple[str, str]]
 
 
+@dataclass(frozen=True)
 class Kind:
-    """How one device kind appears on the overview."""
+    """How one device kind appears on the overview.
 
-    def __init__(
-        self,
-        title: str,
-        measurement: str,
-        presence: str,
-        column: str,
-        status: str,
-        mappings: Mapping,
-        symbol: str,
-    ) -> None:
-        self.title, self.measurement, self.presence = title, measurement, presence
-        self.column, self.status, self.mappings, self.symbol = column, status, mappings, symbol
+    ``presence`` is a float field every reading of the kind carries (online/offline counts);
+    ``status`` is the field that colours the device's marker, shown as ``column``.
+    """
+
+    title: str
+    measurement: str
+    presence: str
+    column: str
+    status: str
+    mappings: Colouring
+    symbol: str
 
 
-# presence: a float field every reading of the kind carries; status: what colours the marker.
 KINDS: tuple[Kind, ...] = (
     Kind("Water stations", "water_quality", "temp_c", "water_class", "water_class",
-         dict(WATER_CLASSES), "circle"),  # fmt: skip
+         WATER_CLASSES, "circle"),
     Kind("Air stations", "air_quality", "pm25_ug_m3", "aqi_category", "aqi_category",
-         dict(AQI_CATEGORIES), "square"),  # fmt: skip
-    Kind("Rooftop PV", "pv_inverter", "ac_power_w", "pv_status", "status", dict(PV_STATUS),
-         "star"),  # fmt: skip
-    Kind("EV chargers", "ev_charger", "energy_kwh", "ev_status", "status", dict(EV_STATUS),
-         "triangle"),  # fmt: skip
-    Kind("Shore power", "shore_power", "energy_kwh", "connected", "connected", dict(CONNECTED),
-         "cross"),  # fmt: skip
-)
+         AQI_CATEGORIES, "square"),
+    Kind("Rooftop PV", "pv_inverter", "ac_power_w", "pv_status", "status", PV_STATUS,
+         "star"),
+    Kind("EV chargers", "ev_charger", "energy_kwh", "ev_status", "status", EV_STATUS,
+         "triangle"),
+    Kind("Shore power", "shore_power", "energy_kwh", "connected", "connected", CONNECTED,
+         "cross"),
+)  # fmt: skip
 
 
 def presence_query(measurement: str, field: str) -> str:
@@ -84,7 +86,7 @@ def presence_query(measurement: str, field: str) -> str:
         f'FROM (SELECT last({f}) AS "seen" FROM {m} WHERE {scope} {group_by("device_id")}), '
         f'(SELECT last({f}) * 0.0 AS "on" FROM {m} WHERE {scope}), '
         f'(SELECT last({f}) * 0.0 + 1.0 AS "on" FROM {m} '
-        f'WHERE {where(RECENT, SCOPE)} {group_by("device_id")})'
+        f"WHERE {where(RECENT, SCOPE)} {group_by('device_id')})"
     )
 
 
@@ -159,9 +161,11 @@ def _map(ctx: Ctx) -> geomap.Panel:
         .unit("none")
         .view(_view(ctx))
         .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True))
+        # Grafana's default base map (configurable with geomap_default_baselayer in grafana.ini).
+        .basemap(cb.MapLayerOptions().type("default").name("Basemap"))
         .tooltip(geomap.TooltipOptions().mode(TooltipMode.DETAILS))
     )
-    layers = []
+    layers: list[Builder[MapLayerOptions]] = []
     for ref, kind in zip("ABCDE", KINDS, strict=True):
         p.with_target(ctx.q(status_query(kind), ref, table=True))
         p.override_by_name(kind.column, mapped(kind.mappings))

@@ -42,6 +42,7 @@ from dashboards.schema import unit
 UID = "envgrid-ev"
 M = "ev_charger"
 CONNECTOR = ("device_id", "connector")
+FAULTY = f"{ident('error_code')} != {literal('NoError')}"
 
 
 def delivered(by: tuple[str, ...] = ()) -> str:
@@ -154,7 +155,7 @@ def build(ctx: Ctx) -> db.Dashboard:
         timeline_panel(
             "Connector status",
             "OCPP 1.6 status of every connector (charge point #connector).",
-            value_mappings(dict(EV_STATUS)),
+            value_mappings(EV_STATUS),
             h=12,
         ).with_target(
             ctx.q(
@@ -202,20 +203,17 @@ def build(ctx: Ctx) -> db.Dashboard:
     d.with_panel(
         table_panel(
             "Fault reports",
-            "Every reading with an OCPP error code other than NoError, newest first (at most "
-            "200).",
+            "Every reading with an OCPP error code other than NoError, newest first (at most 200).",
             h=8,
             units=unit_overrides(M, cols),
-            coloured={"status": dict(EV_STATUS)},
-            transformations=[
-                organize(["Time", "device_id", "connector", "site", "county", *cols])
-            ],
+            coloured={"status": EV_STATUS},
+            transformations=[organize(["Time", "device_id", "connector", "site", "county", *cols])],
             no_value="No fault in this period",
         ).with_target(
             ctx.q(
                 f"SELECT {ident('status')}, {ident('error_code')}, {ident('device_id')}, "
                 f"{ident('connector')}, {ident('site')}, {ident('county')} FROM {ident(M)} "
-                f"WHERE {where(TIME_FILTER, SCOPE, ident('error_code') + ' != ' + literal('NoError'))} "
+                f"WHERE {where(TIME_FILTER, SCOPE, FAULTY)} "
                 "ORDER BY time DESC LIMIT 200",
                 table=True,
             )

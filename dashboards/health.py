@@ -96,8 +96,7 @@ def build(ctx: Ctx) -> db.Dashboard:
             bars=True,
             stacked=True,
             interval="10m",
-        )
-        .with_target(
+        ).with_target(
             ctx.q(
                 f"SELECT count({ident('alert_id')}) AS {ident('fired')} FROM {ident(ALERTS)} "
                 f"WHERE {where(TIME_FILTER, SCOPE, ident('state') + ' = ' + literal('firing'))} "
@@ -212,4 +211,3 @@ def build(ctx: Ctx) -> db.Dashboard:
         timeline.override_by_regexp(f".*{s}$", mapped(options)[:2])
     d.with_panel(timeline)
     return d
-

@@ -33,13 +33,13 @@ from grafana_foundation_sdk.models.dashboard import (
 from grafana_foundation_sdk.models.dashboard import (
     DashboardRegexMapOptions as RegexOptions,
 )
+from grafana_foundation_sdk.models.text import TextMode
 
-from dashboards import schema
+from dashboards import DATASOURCE_UID, schema
 from dashboards.influxql import InfluxQL, matches, where
 from devices.registry import Registry
 
 DATASOURCE_TYPE = "influxdb"
-DATASOURCE_UID = "envgrid-influxdb"
 # The city's time zone: "today" (PV energy, shore power per day) is its calendar day.
 CITY_TZ = "Asia/Shanghai"
 TAG = "envgrid"
@@ -52,22 +52,22 @@ GREEN, YELLOW, ORANGE, RED, BLUE, GREY = "green", "yellow", "orange", "red", "bl
 PURPLE, DARK_RED, LIGHT_BLUE = "purple", "dark-red", "light-blue"
 
 # GB 3838-2002 classes as bulletins colour them: I–II blue, III green, IV yellow, V orange, 劣V red.
-WATER_CLASSES: dict[int, tuple[str, str]] = {
-    1: ("I", "#1f60c4"),
-    2: ("II", "#5794f2"),
-    3: ("III", "#37872d"),
-    4: ("IV", "#fade2a"),
-    5: ("V", "#ff780a"),
-    6: ("劣V", "#c4162a"),
+WATER_CLASSES: dict[str, tuple[str, str]] = {
+    "1": ("I", "#1f60c4"),
+    "2": ("II", "#5794f2"),
+    "3": ("III", "#37872d"),
+    "4": ("IV", "#fade2a"),
+    "5": ("V", "#ff780a"),
+    "6": ("劣V", "#c4162a"),
 }
 # HJ 633-2012 Table 4: AQI categories and their prescribed colours (RGB from the standard).
-AQI_CATEGORIES: dict[int, tuple[str, str]] = {
-    1: ("优", "#00e400"),
-    2: ("良", "#ffff00"),
-    3: ("轻度污染", "#ff7e00"),
-    4: ("中度污染", "#ff0000"),
-    5: ("重度污染", "#99004c"),
-    6: ("严重污染", "#7e0023"),
+AQI_CATEGORIES: dict[str, tuple[str, str]] = {
+    "1": ("优", "#00e400"),
+    "2": ("良", "#ffff00"),
+    "3": ("轻度污染", "#ff7e00"),
+    "4": ("中度污染", "#ff0000"),
+    "5": ("重度污染", "#99004c"),
+    "6": ("严重污染", "#7e0023"),
 }
 AQI_BANDS: tuple[tuple[float | None, str], ...] = (
     (None, "#00e400"),
@@ -108,7 +108,10 @@ POLLUTANTS: dict[str, tuple[str, str]] = {
     "o3_8h_ug_m3": ("O3 (8 h)", "#1f60c4"),
     "co_mg_m3": ("CO", "#808080"),
 }
-ALERT_STATE: dict[str, tuple[str, str]] = {"firing": ("firing", RED), "resolved": ("resolved", GREEN)}
+ALERT_STATE: dict[str, tuple[str, str]] = {
+    "firing": ("firing", RED),
+    "resolved": ("resolved", GREEN),
+}
 SEVERITY: dict[str, tuple[str, str]] = {
     "critical": ("critical", DARK_RED),
     "major": ("major", RED),
@@ -234,12 +237,12 @@ def steps(*pairs: tuple[float | None, str]) -> db.ThresholdsConfig:
     )
 
 
-def value_mappings(options: Mapping[str | int, tuple[str, str]]) -> list[ValueMapping]:
+def value_mappings(options: Mapping[str, tuple[str, str]]) -> list[ValueMapping]:
     """Exact-value mappings: value → (text, colour)."""
     return [
         ValueMap(
             options={
-                str(k): ValueMappingResult(text=t, color=c, index=i)
+                k: ValueMappingResult(text=t, color=c, index=i)
                 for i, (k, (t, c)) in enumerate(options.items())
             }
         )
@@ -263,7 +266,7 @@ def prop(id_: str, value: object) -> DynamicConfigValue:
     return DynamicConfigValue(id_val=id_, value=value)
 
 
-Colours = Mapping[str | int, tuple[str, str]] | list[ValueMapping]
+Colours = Mapping[str, tuple[str, str]] | list[ValueMapping]
 
 
 def thresholds_prop(*pairs: tuple[float | None, str]) -> DynamicConfigValue:
@@ -359,6 +362,12 @@ def timeseries_panel(
         .fill_opacity(10 if not bars else 80)
         .span_nulls(True)
         .legend(legend())
+        # All series at the hovered time, highest first: comparing stations is the point.
+        .tooltip(
+            cb.VizTooltipOptions()
+            .mode(cm.TooltipDisplayMode.MULTI)
+            .sort(cm.SortOrder.DESCENDING)
+        )
         .color_scheme(db.FieldColor().mode(FieldColorModeId.PALETTE_CLASSIC))
     )
     if bars:
@@ -521,8 +530,6 @@ def table_panel(
 
 def text_panel(title: str, content: str, *, w: int = 24, h: int = 4) -> text.Panel:
     """Markdown text."""
-    from grafana_foundation_sdk.models.text import TextMode
-
     return text.Panel().title(title).mode(TextMode.MARKDOWN).content(content).span(w).height(h)
 
 

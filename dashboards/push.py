@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException
 
-from dashboards.build import FOLDER_TITLE, FOLDER_UID, Built
+from dashboards import FOLDER_TITLE, FOLDER_UID
+from dashboards.build import Built
 
 Change = Literal["created", "updated", "unchanged"]
 # Keys Grafana adds or manages itself when it stores a dashboard.
@@ -46,7 +48,10 @@ def push(
     folder_title: str = FOLDER_TITLE,
     timeout: float = 15.0,
 ) -> PushResult:
-    """Put ``built`` into Grafana at ``url`` (token: a service-account token, or user:pass in URL)."""
+    """Put ``built`` into the Grafana at ``url``.
+
+    ``token`` is a service-account token; without one, ``user:password@`` in the URL is used.
+    """
     api = GrafanaApi.from_url(url, credential=token or None, timeout=timeout)
     try:
         result = PushResult(_ensure_folder(api, folder_uid, folder_title))
@@ -108,8 +113,6 @@ def _reason(e: GrafanaException) -> str:
 
 def _safe(url: str) -> str:
     """The URL without credentials."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url)
     host = parts.hostname or ""
     netloc = host + (f":{parts.port}" if parts.port else "")

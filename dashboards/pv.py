@@ -206,7 +206,7 @@ def build(ctx: Ctx) -> db.Dashboard:
             "temperature.",
             w=10,
             units=unit_overrides(M, cols),
-            coloured={"status": dict(PV_STATUS)},
+            coloured={"status": PV_STATUS},
             transformations=[
                 organize(["device_id", "site", "county", "Time", *cols], {"Time": "since"})
             ],
@@ -217,7 +217,7 @@ def build(ctx: Ctx) -> db.Dashboard:
                 f"{ident('site')}, {ident('county')} FROM (SELECT last({ident('status')}) AS "
                 f'"s", {ident("ac_power_w")}, {ident("temp_c")}, {ident("site")}, '
                 f"{ident('county')} FROM {ident(M)} WHERE {where(TIME_FILTER, SCOPE)} "
-                f"{group_by('device_id')}) WHERE \"s\" = {literal('FAULT')} {group_by('device_id')}",
+                f'{group_by("device_id")}) WHERE "s" = {literal("FAULT")} {group_by("device_id")}',
                 table=True,
             )
         )
@@ -226,7 +226,7 @@ def build(ctx: Ctx) -> db.Dashboard:
         timeline_panel(
             "Inverter state",
             "SunSpec operating state of each inverter (MPPT: producing).",
-            value_mappings(dict(PV_STATUS)),
+            value_mappings(PV_STATUS),
             w=14,
         ).with_target(
             ctx.q(

@@ -72,7 +72,9 @@ def queries(model: Mapping[str, Any]) -> list[Query]:
         target = a.get("target") or {}
         if "query" in target:
             out.append(
-                Query(uid, "annotation", str(a.get("name", "")), "Anno", str(target["query"]), "table")
+                Query(
+                    uid, "annotation", str(a.get("name", "")), "Anno", str(target["query"]), "table"
+                )
             )
     return out
 
@@ -189,9 +191,7 @@ class Names:
 
 def names(query: str) -> Names:
     """Read the names out of a query written in the envgrid style (all identifiers quoted)."""
-    measurements = {
-        m for clause in _FROM.findall(query) for m in _IDENT.findall(clause)
-    }
+    measurements = {m for clause in _FROM.findall(query) for m in _IDENT.findall(clause)}
     aliases = set(_ALIAS.findall(query))
     key = _KEY.search(query)
     idents = set(_IDENT.findall(query)) - measurements - aliases

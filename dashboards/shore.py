@@ -82,7 +82,8 @@ def build(ctx: Ctx) -> db.Dashboard:
             fields="/^(connected_berths|berths)$/",
             names=True,
             decimals=0,
-        ).with_target(
+        )
+        .with_target(
             ctx.q(
                 count_latest(
                     M,
@@ -140,15 +141,13 @@ def build(ctx: Ctx) -> db.Dashboard:
             bars=True,
             stacked=True,
             interval="1d",
-        ).with_target(
-            ctx.q(spread_query(BERTH, "1d", ctx.timezone), alias="$tag_site $tag_berth")
-        )
+        ).with_target(ctx.q(spread_query(BERTH, "1d", ctx.timezone), alias="$tag_site $tag_berth"))
     )
     d.with_panel(
         timeline_panel(
             "Berth connection",
             "Ship connected (blue) or berth free (grey).",
-            value_mappings(dict(CONNECTED)),
+            value_mappings(CONNECTED),
         ).with_target(
             ctx.q(
                 f"SELECT last({ident('connected')}) AS {ident('connected')} FROM {ident(M)} "

@@ -103,7 +103,7 @@ def build(ctx: Ctx) -> db.Dashboard:
         "method), and the nine basic indicators against their Class III limits.",
         [M],
     )
-    class_map = value_mappings(dict(WATER_CLASSES))
+    class_map = value_mappings(WATER_CLASSES)
     d.with_row(row("GB 3838-2002 class"))
     d.with_panel(
         stat_panel(
@@ -138,7 +138,8 @@ def build(ctx: Ctx) -> db.Dashboard:
             [prop("unit", "short"), prop("decimals", 0), prop("displayName", "sections ≤ III")],
         )
         .override_by_name(
-            "sections", [prop("unit", "short"), prop("decimals", 0), prop("displayName", "sections")]
+            "sections",
+            [prop("unit", "short"), prop("decimals", 0), prop("displayName", "sections")],
         )
     )
     d.with_panel(
@@ -165,7 +166,7 @@ def build(ctx: Ctx) -> db.Dashboard:
             "Class III and the items that set the class.",
             h=9,
             units=unit_overrides(M, cols),
-            coloured={"water_class": dict(WATER_CLASSES), "meets_iii": YES_NO},
+            coloured={"water_class": WATER_CLASSES, "meets_iii": YES_NO},
             titles={"water_class": "class", "meets_iii": "≤ III", "limiting_items": "limiting"},
             transformations=[
                 organize(
@@ -197,4 +198,3 @@ def build(ctx: Ctx) -> db.Dashboard:
             ).with_target(ctx.q(indicator_query(field), alias="$tag_site"))
         )
     return d
-

@@ -73,8 +73,10 @@ async def run_service(settings: Settings, *, worker: int | None = None, role: st
     await hj212.stop()  # stations resend what was not replied to
     if rollups is not None:
         await rollups.stop()
-    if alerting is not None:
-        await alerting.stop()  # before the service: queued notifications use its MQTT client
     await service.stop()
+    if alerting is not None:
+        # After the service: every reading it acked has been evaluated. What cannot go out now
+        # (MQTT is closed) stays in the outbox for the next run.
+        await alerting.stop()
     await http.stop()
     return 0

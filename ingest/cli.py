@@ -169,13 +169,13 @@ def demo(
 @spool_app.command("status")
 def spool_status(config: ConfigOpt = None) -> None:
     """Segments, batches and bytes waiting in the spool."""
-    from ingest.spool import Spool
+    from ingest.spool import inspect
 
     s = settings_or_exit(config)
     dirs = [s.ingest.spool_dir, *sorted(s.ingest.spool_dir.glob("worker-*"))]
     for d in dirs:
         if d.is_dir():
-            st = Spool(d, s.ingest.spool_max_bytes).status()
+            st = inspect(d, s.ingest.spool_max_bytes)  # read-only: the service may be running
             typer.echo(
                 f"{d}: {st.segments} segments, {st.records} batches, {st.bytes} bytes "
                 f"({st.fill:.1%} of {st.max_bytes})"
@@ -185,7 +185,7 @@ def spool_status(config: ConfigOpt = None) -> None:
 @spool_app.command("replay")
 def spool_replay(config: ConfigOpt = None) -> None:
     """Write everything in the spool to InfluxDB now (while the service is stopped)."""
-    from ingest.spool import Spool
+    from ingest.spool import Spool, SpoolBusy
     from ingest.writer import InfluxWriter, Outcome
 
     setup_logging("INFO")
@@ -197,7 +197,10 @@ def spool_replay(config: ConfigOpt = None) -> None:
             for d in [s.ingest.spool_dir, *sorted(s.ingest.spool_dir.glob("worker-*"))]:
                 if not d.is_dir():
                     continue
-                spool = Spool(d, s.ingest.spool_max_bytes)
+                try:
+                    spool = Spool(d, s.ingest.spool_max_bytes, exclusive=True)
+                except SpoolBusy as e:
+                    raise fail(str(e)) from None
                 while (oldest := spool.oldest()) is not None:
                     seg, records = oldest
                     for body in records:

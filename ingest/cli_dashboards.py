@@ -11,20 +11,13 @@ from typing import Annotated
 
 import typer
 
-from dashboards.build import (
-    FOLDER_TITLE,
-    FOLDER_UID,
-    HERE,
-    build_all,
-    differences,
-    load_registry,
-    outputs,
-    write,
-)
-from dashboards.panels import DATASOURCE_UID
+from dashboards import DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID, HERE
 from devices.kinds import KINDS
 from devices.registry import Registry, RegistryError
 from ingest.cli import fail
+
+# dashboards.build and dashboards.push load the Grafana SDK and client: imported in the
+# commands, so other envgrid commands do not pay for them.
 
 dashboards_app = typer.Typer(
     no_args_is_help=True, help="Grafana dashboards: build the JSON, push it to a Grafana."
@@ -44,6 +37,8 @@ DatasourceOpt = Annotated[
 
 
 def _registry(path: Path | None) -> Registry:
+    from dashboards.build import load_registry
+
     try:
         return Registry.load(path, KINDS) if path is not None else load_registry()
     except RegistryError as e:
@@ -53,15 +48,15 @@ def _registry(path: Path | None) -> Registry:
 @dashboards_app.command("build")
 def build(
     registry: RegistryOpt = None,
-    out: Annotated[
-        Path, typer.Option(help="Folder receiving json/ and gazetteer/.")
-    ] = HERE,
+    out: Annotated[Path, typer.Option(help="Folder receiving json/ and gazetteer/.")] = HERE,
     datasource_uid: DatasourceOpt = DATASOURCE_UID,
     check: Annotated[
         bool, typer.Option("--check", help="Only report files that differ (exit 1 if any).")
     ] = False,
 ) -> None:
     """Write every dashboard as JSON to <out>/json and the device gazetteer to <out>/gazetteer."""
+    from dashboards.build import build_all, differences, outputs, write
+
     reg = _registry(registry)
     files = outputs(build_all(reg, datasource_uid=datasource_uid), reg, out)
     if check:
@@ -95,6 +90,7 @@ def push(
     folder_title: Annotated[str, typer.Option(help="Folder title.")] = FOLDER_TITLE,
 ) -> None:
     """Create or update the folder and every dashboard in Grafana (unchanged ones are skipped)."""
+    from dashboards.build import build_all
     from dashboards.push import PushError
     from dashboards.push import push as do_push
 

@@ -97,7 +97,7 @@ class IngestService:
         self.metrics, self._latency = new_registry(self.stats)
         self.writer = InfluxWriter(settings.influx)
         spool_dir = ing.spool_dir if worker is None else ing.spool_dir / f"worker-{worker}"
-        self.spool = Spool(spool_dir, ing.spool_max_bytes)
+        self.spool = Spool(spool_dir, ing.spool_max_bytes, exclusive=True)
         self.sinks: list[ReadingSink] = []
         self.mqtt = MqttClient(self._mqtt_options(subscribe), self._on_message, self._on_state)
         self._batch = Batch()
@@ -256,11 +256,13 @@ class IngestService:
                 self._mark_down(d)
             try:
                 await asyncio.to_thread(self.spool.append, "\n".join(batch.lines).encode())
-            except SpoolFull:
+            except (SpoolFull, OSError) as e:
+                # Full, or the disk failing (ENOSPC, EIO): an exception here would end the
+                # flush task and silently stall ingestion. Hold the batch unacked instead.
                 self._set_paused(True)
                 log.warning(
-                    "spool full (%d bytes): holding %d readings, broker keeps the rest",
-                    self.spool.size_bytes,
+                    "cannot spool (%s): holding %d readings, the broker keeps the rest",
+                    e if isinstance(e, OSError) else f"full at {self.spool.size_bytes} bytes",
                     len(batch.lines),
                 )
                 await asyncio.sleep(backoff)
@@ -398,6 +400,8 @@ class IngestService:
         self.stats.mqtt_connected = connected
         if connected:
             log.info("connected to the broker (%s)", reason)
+        elif self._stopped:
+            log.info("disconnected from the broker (%s)", reason)
         else:
             log.warning("broker connection lost (%s): reconnecting", reason)
 
@@ -497,6 +501,7 @@ class IngestService:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.mqtt.close(), timeout=max(0.5, end - time.monotonic()))
         await self.writer.close()
+        self.spool.close()
         log.info(
             "stopped: %d points written, %d spooled, %d dead-lettered",
             self.stats.points_written,

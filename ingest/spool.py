@@ -9,6 +9,8 @@ writes (same series and timestamp overwrite) absorb.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import struct
@@ -26,6 +28,10 @@ _MAGIC = b"EGS1"
 
 class SpoolFull(Exception):
     """The spool cannot take a batch without passing its size limit."""
+
+
+class SpoolBusy(OSError):
+    """Another process (a running service, a replay) holds the spool."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +53,39 @@ class SpoolStatus:
 class Spool:
     """A directory of segment files; thread-safe, so fsyncs can run off the event loop."""
 
-    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = 16 << 20) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int,
+        segment_bytes: int = 16 << 20,
+        *,
+        exclusive: bool = False,
+    ) -> None:
+        """Open (and recover) the spool; ``exclusive`` holds it against other processes.
+
+        Raises SpoolBusy if ``exclusive`` and another process holds it.
+        """
         self.directory = directory
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
         directory.mkdir(parents=True, exist_ok=True)
+        self._lockfile: int | None = None
+        if exclusive:
+            # Two writers (the service and `envgrid spool replay`, or two services given the
+            # same directory) would replay and delete each other's segments. The kernel drops
+            # the lock when the process dies, kill -9 included.
+            fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise SpoolBusy(
+                    f"spool {directory} is in use by another process (a running envgrid "
+                    "service replays its spool itself; stop it first, or give each service "
+                    "its own ENVGRID_INGEST__SPOOL_DIR)"
+                ) from None
+            self._lockfile = fd
         self._segments: list[Path] = sorted(directory.glob("*.seg"))
         self._records: dict[Path, int] = {}
         self._bytes = 0
@@ -60,6 +93,12 @@ class Spool:
             self._records[seg] = self._recover(seg)
             self._bytes += seg.stat().st_size
         self._active: Path | None = None  # never append to a segment left by an earlier run
+
+    def close(self) -> None:
+        """Release the exclusive hold, if any."""
+        if self._lockfile is not None:
+            os.close(self._lockfile)
+            self._lockfile = None
 
     def _recover(self, seg: Path) -> int:
         n, good = 0, 0
@@ -116,9 +155,18 @@ class Spool:
                 self._rotate_locked()
             assert self._active is not None
             with self._active.open("ab") as f:
-                f.write(record)
-                f.flush()
-                os.fsync(f.fileno())
+                start = f.tell()
+                try:
+                    f.write(record)
+                    f.flush()
+                    os.fsync(f.fileno())
+                except OSError:
+                    # Disk full or failing: a partial record would hide every later record of
+                    # the segment from replay. Cut it off and use a fresh segment next time.
+                    with contextlib.suppress(OSError):
+                        f.truncate(start)
+                    self._active = None
+                    raise
             self._records[self._active] += 1
             self._bytes += len(record)
 
@@ -154,6 +202,17 @@ class Spool:
             del self._records[seg]
             if self._active == seg:
                 self._active = None
+
+
+def inspect(directory: Path, max_bytes: int) -> SpoolStatus:
+    """The status of a spool without opening it for writing: safe while a service appends."""
+    segments, records, size = 0, 0, 0
+    for seg in sorted(directory.glob("*.seg")):
+        with contextlib.suppress(FileNotFoundError):  # replayed and deleted meanwhile
+            data = seg.read_bytes()
+            segments, size = segments + 1, size + len(data)
+            records += sum(1 for _ in _records(data))
+    return SpoolStatus(directory, segments, records, size, max_bytes)
 
 
 def _records(data: bytes) -> Iterator[bytes]:

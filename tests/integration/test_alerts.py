@@ -163,9 +163,9 @@ async def running(settings: Settings, role: str = "all") -> AsyncIterator[Runnin
     try:
         yield run
     finally:
+        await service.stop()
         if not run.killed:
             await alerting.stop()
-        await service.stop()
         await http.stop()
 
 

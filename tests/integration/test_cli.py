@@ -28,7 +28,8 @@ def run(
 
 
 def test_bad_config_is_one_line_without_traceback(tmp_path: Path) -> None:
-    r = run("run", env={"ENVGRID_INFLUX__API": "v3", "ENVGRID_MQTT__URL": "http://x"})
+    r = run("run", env={"ENVGRID_INFLUX__API": "v3", "ENVGRID_MQTT__URL": "http://x"},
+            cwd=tmp_path)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
@@ -60,6 +61,7 @@ def test_bad_registry_names_file_and_line(tmp_path: Path) -> None:
             "ENVGRID_MQTT__URL": "mqtt://127.0.0.1:1",
             "ENVGRID_HTTP__PORT": "0",
         },
+        cwd=tmp_path,
     )
     assert r.returncode == 2 and f"{reg}:3:" in r.stderr and "Traceback" not in r.stderr
     assert run("devices", "check", "devices/fleet.yaml").returncode == 0

@@ -84,9 +84,7 @@ class Grafana:
     def __init__(self, built: Built, influxdb: LocalInfluxDB, db: str, now: datetime) -> None:
         self.model, self.influxdb, self.db, self.now = built.model, influxdb, db, now
         self.uid = built.uid
-        self.variables = {
-            v["name"]: v for v in self.model.get("templating", {}).get("list", [])
-        }
+        self.variables = {v["name"]: v for v in self.model.get("templating", {}).get("list", [])}
 
     def resolve(self, selection: dict[str, str]) -> tuple[dict[str, str], list[str]]:
         """Variable texts for a selection (name → value or $__all), and problems found."""
@@ -121,7 +119,9 @@ class Grafana:
 
 def _missing_columns(query: Q.Query, series: list[dict[str, Any]]) -> list[str]:
     """Columns the panel reads (outer SELECT and GROUP BY) that the answer lacks."""
-    have = {c for s in series for c in s["columns"]} | {t for s in series for t in s.get("tags", {})}
+    have = {c for s in series for c in s["columns"]} | {
+        t for s in series for t in s.get("tags", {})
+    }
     missing = []
     for col in Q.outer_columns(query.query) + Q.group_tags(query.query):
         if col.startswith("/"):
@@ -147,6 +147,9 @@ async def test_every_dashboard_query_returns_rows(
     silent = {k: ds[-1] for k, ds in by_kind.items()}
     active = [d for d in devices if d not in silent.values()]
     now = int(time.time() * 1000)
+    # Two early rounds for every device, then a reading a minute for 8 minutes for the active
+    # ones: the newest is a minute old, so the "today" panels (from the city's midnight) see
+    # it unless the test starts in the first minute after midnight in Asia/Shanghai.
     early = list(generate(devices, 2 * len(devices), start_ms=now - 40 * MIN, step_ms=5 * MIN))
     recent = list(
         generate(active, 8 * len(active), start_ms=now - 8 * MIN, step_ms=MIN, bad_fraction=0.05)
@@ -156,9 +159,13 @@ async def test_every_dashboard_query_returns_rows(
     faults = [
         _crafted(simulated, faulty_pv, now - 20_000, status="FAULT", ac_power_w=0.0),
         _crafted(
-            simulated, faulty_ev, now - 20_000, status="Faulted", power_kw=0.0,
+            simulated,
+            faulty_ev,
+            now - 20_000,
+            status="Faulted",
+            power_kw=0.0,
             error_code="GroundFailure",
-        ),  # fmt: skip
+        ),
     ]
     msgs = simulated + faults
     good = [m for m in msgs if not m.expect]
@@ -176,9 +183,7 @@ async def test_every_dashboard_query_returns_rows(
         # Rates need two buckets of envgrid_stats written after the rejects: wait until the
         # health dashboard's rate panels, prepared as Grafana would, show something.
         health = next(b for b in build_all(registry) if b.uid == "envgrid-health")
-        rate_panels = [
-            q for q in Q.queries(health.model) if "non_negative_derivative" in q.query
-        ]
+        rate_panels = [q for q in Q.queries(health.model) if "non_negative_derivative" in q.query]
 
         def rates_shown() -> bool:
             g = Grafana(health, influxdb, influx_db, datetime.now().astimezone())
@@ -204,7 +209,9 @@ async def test_every_dashboard_query_returns_rows(
     # What was stored is what the dashboards may name: the schema holds every tag and field.
     schema = measurements()
     for name in [*stored, STATS, ALERTS]:
-        fields = {r["fieldKey"] for r in influxdb.points(f'SHOW FIELD KEYS FROM "{name}"', influx_db)}
+        fields = {
+            r["fieldKey"] for r in influxdb.points(f'SHOW FIELD KEYS FROM "{name}"', influx_db)
+        }
         tags = {r["tagKey"] for r in influxdb.points(f'SHOW TAG KEYS FROM "{name}"', influx_db)}
         assert fields <= set(schema[name].fields), (name, fields - set(schema[name].fields))
         assert tags <= set(schema[name].tags), (name, tags - set(schema[name].tags))
@@ -276,9 +283,9 @@ async def test_every_dashboard_query_returns_rows(
     grafana = Grafana(pv, influxdb, influx_db, at)
     texts, _ = grafana.resolve({})
     table = next(q for q in Q.queries(pv.model) if q.title == "FAULT list")
-    rows = influxdb.points(grafana.prepare(table, texts), influx_db)
-    assert [r["device_id"] for r in rows] == [faulty_pv.id]
-    assert CITY_TZ == city.model["timezone"]
+    in_fault = influxdb.points(grafana.prepare(table, texts), influx_db)
+    assert [r["device_id"] for r in in_fault] == [faulty_pv.id]
+    assert city.model["timezone"] == CITY_TZ
 
 
 def _device(d: Device) -> dict[str, str]:

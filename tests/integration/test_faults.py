@@ -51,13 +51,21 @@ async def test_kill_9_mid_stream_then_restart(
 ) -> None:
     msgs = readings(4000)
     async with (
-        service(tmp_path, fresh_mosquitto, influxdb.url, influx_db) as svc,
+        service(
+            tmp_path, fresh_mosquitto, influxdb.url, influx_db, ingest__flush_interval="1s"
+        ) as svc,
         mqtt_client(fresh_mosquitto, client_id="publisher") as pub,
     ):
         stream = Stream(pub, msgs, rate=250)
         await svc.until(lambda: stored_total(influxdb, influx_db) >= 800, 20, "800 readings stored")
+
+        async def holding() -> bool:
+            m = await svc.metrics()
+            return await svc.received() - m["envgrid_points_written_total"] >= 100
+
+        await svc.until(holding, 10, "100 readings in memory", interval=0.02)
+        svc.kill()  # with readings in memory, unacked: none of them may be lost
         assert not stream.task.done()
-        svc.kill()  # readings in memory, unacked, some written: none of it may be lost
         await asyncio.sleep(2)  # the stream goes on; the broker queues for the session
         svc.start()
         await svc.ready()

@@ -65,6 +65,6 @@ async def test_background_task_rolls_up_closed_hours_and_late_data(
 def test_background_task_only_when_enabled_and_on_the_first_worker(
     influxdb: LocalInfluxDB,
 ) -> None:
-    off = load_settings(None, influx={"url": influxdb.url})
+    off = load_settings(None, influx={"url": influxdb.url}, rollup={"enabled": False})
     assert start_background(off, Registry()) is None
     assert start_background(settings_for(influxdb, "x"), Registry(), worker=1) is None

@@ -65,8 +65,12 @@ def store(tmp_path: Path) -> Iterator[AlertStore]:
     s.close()
 
 
-def engine(store: AlertStore, clock: Clock, rules: str = RULES, **kw: object) -> AlertEngine:
-    return AlertEngine(parse_rules(rules), store, targets=["mqtt", "webhook"], clock=clock, **kw)  # type: ignore[arg-type]
+def engine(
+    store: AlertStore, clock: Clock, rules: str = RULES, expected: list[KnownDevice] | None = None
+) -> AlertEngine:
+    return AlertEngine(
+        parse_rules(rules), store, targets=["mqtt", "webhook"], clock=clock, expected=expected or []
+    )
 
 
 def water(i: int, do: float, device: str = "WQ-001", **more: float) -> Observation:

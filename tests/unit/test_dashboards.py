@@ -16,7 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dashboards import city
+from dashboards import DATASOURCE_UID, city
 from dashboards import queries as Q
 from dashboards.build import (
     GAZETTEER_FILE,
@@ -28,8 +28,8 @@ from dashboards.build import (
     load_registry,
     outputs,
 )
-from dashboards.panels import DATASOURCE_TYPE, DATASOURCE_UID
-from dashboards.schema import GRAFANA_UNITS, Measurement, measurements
+from dashboards.panels import DATASOURCE_TYPE
+from dashboards.schema import ALERTS, GRAFANA_UNITS, Measurement, measurements
 from ingest.cli import app
 
 PROVISIONING = HERE / "provisioning"
@@ -57,7 +57,10 @@ def test_build_check_reports_drift(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "json").iterdir()) == sorted(
         p.name for p in (HERE / "json").iterdir()
     )
-    assert runner.invoke(app, ["dashboards", "build", "--check", "--out", str(tmp_path)]).exit_code == 0
+    assert (
+        runner.invoke(app, ["dashboards", "build", "--check", "--out", str(tmp_path)]).exit_code
+        == 0
+    )
     edited = tmp_path / "json" / "envgrid-water.json"
     edited.write_text(edited.read_text().replace("Water quality", "Hand edited"))
     (tmp_path / "json" / "stray.json").write_text("{}")
@@ -89,7 +92,7 @@ def test_uids_and_panel_ids_are_unique_and_stable(built: list[Built]) -> None:
             refs = [t["refId"] for t in p.get("targets", [])]
             assert len(refs) == len(set(refs)), (b.uid, p["title"])
             g = p["gridPos"]
-            assert 0 <= g["x"] and g["x"] + g["w"] <= 24, (b.uid, p["title"])
+            assert g["x"] >= 0 and g["x"] + g["w"] <= 24, (b.uid, p["title"])
 
 
 def _datasources(node: Any) -> list[dict[str, Any]]:
@@ -115,7 +118,9 @@ def test_every_query_uses_the_provisioned_datasource(built: list[Built]) -> None
                 assert t["datasource"]["uid"] == DATASOURCE_UID and t["rawQuery"] is True
     assert len(build_all(datasource_uid="other")[0].model["templating"]["list"]) == 3
     assert all(
-        r["uid"] == "other" for b in build_all(datasource_uid="other") for r in _datasources(b.model)
+        r["uid"] == "other"
+        for b in build_all(datasource_uid="other")
+        for r in _datasources(b.model)
     )
 
 
@@ -191,7 +196,9 @@ def test_units_on_every_field(built: list[Built], schema: dict[str, Measurement]
                             want = GRAFANA_UNITS[schema[m].fields[col]]
                             got = _override(p, col, "unit") or default
                             if got != want:
-                                problems.append(f"{b.uid} / {p['title']}: {col} in {got}, not {want}")
+                                problems.append(
+                                    f"{b.uid} / {p['title']}: {col} in {got}, not {want}"
+                                )
     assert not problems, "\n".join(problems)
     assert all(u in GRAFANA_UNITS for m in schema.values() for u in m.fields.values())
 
@@ -225,6 +232,7 @@ def test_geomap_places_every_device_through_the_gazetteer(built: list[Built]) ->
     (overview,) = [b for b in built if b.uid == city.UID]
     (geo,) = [p for p in Q.panels(overview.model) if p["type"] == "geomap"]
     refs = {t["refId"]: t for t in geo["targets"]}
+    assert geo["options"]["basemap"]["type"] == "default"
     layers = geo["options"]["layers"]
     assert len(layers) == len(city.KINDS) == len(refs)
     for layer in layers:
@@ -276,3 +284,29 @@ def test_interpolation_follows_grafana() -> None:
         'SELECT 1 FROM "m" WHERE time >= 1ms and time <= 2ms AND "site" =~ /^(a|b)$/ '
         "GROUP BY time(1m)"
     )
+
+
+def test_alerts_schema_matches_the_alert_engines_writer() -> None:
+    """The alerts measurement the dashboards read is the one alerts.notify writes."""
+    notify = pytest.importorskip("alerts.notify")
+    event = {
+        "rule_id": "do-low",
+        "severity": "major",
+        "kind": "water",
+        "device_id": "WQ-001",
+        "site": "s",
+        "county": "c",
+        "state": "firing",
+        "value": 2.5,
+        "message": "DO low",
+        "alert_id": 7,
+        "ts_ms": 1,
+    }
+    line = notify.InfluxTarget(write=None).line(event)
+    head, rest = re.split(r"(?<!\\) ", line, maxsplit=1)
+    fields = rest.rsplit(" ", 1)[0]
+    measurement, *tags = head.split(",")
+    schema = measurements()[ALERTS]
+    assert measurement == ALERTS
+    assert {t.split("=")[0] for t in tags} <= set(schema.tags)
+    assert {f.split("=")[0] for f in re.split(r",(?=[a-z_]+=)", fields)} <= set(schema.fields)

@@ -17,8 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
-from dashboards import city
-from dashboards.panels import DATASOURCE_UID
+from dashboards import DATASOURCE_UID, city
 from ingest.localstack import mosquitto_conf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,9 +137,10 @@ def test_grafana_is_provisioned_with_the_dashboards(compose: dict[str, Any]) -> 
         (ROOT / "dashboards" / "provisioning" / "datasources" / "envgrid.yaml").read_text()
     )["datasources"][0]
     assert ds["uid"] == DATASOURCE_UID and ds["url"] == "http://influxdb:8086"
-    assert ds["jsonData"]["dbName"] == compose["services"]["influxdb"]["environment"][
-        "ENVGRID_INFLUXQL_DATABASE"
-    ]
+    assert (
+        ds["jsonData"]["dbName"]
+        == compose["services"]["influxdb"]["environment"]["ENVGRID_INFLUXQL_DATABASE"]
+    )
     assert "INFLUXDB_TOKEN" in grafana["environment"]
 
 
