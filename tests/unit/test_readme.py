@@ -34,3 +34,12 @@ def test_payload_examples_are_accepted() -> None:
         assert isinstance(res, Accepted), (e["topic"], getattr(res, "reason", ""))
         model_fields = set(KINDS[e["topic"].split("/")[1]].model.__struct_fields__)
         assert set(e["payload"]) <= model_fields
+
+
+def test_config_table_is_current_and_complete() -> None:
+    from ingest.config_doc import config_table, undocumented
+
+    assert undocumented() == []
+    assert _block("config-table").strip() == config_table().strip(), (
+        "README configuration table is stale: run `python -m ingest.config_doc README.md`"
+    )
