@@ -8,7 +8,7 @@ the kernel's VmHWM peak), what was spooled, how long the drain took and the repl
 (points replayed from the spool per second while live data keeps flowing), then checks that
 InfluxDB holds every published reading.
 
-    .venv/bin/python bench/outage.py [--rate 2000] [--outage 120] [--warmup 10]
+    .venv/bin/python bench/outage.py [--rate 2000] [--outage 120] [--warmup 10] [--no-alerts]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def rss_kib(pid: int, key: str = "VmRSS") -> int:
     raise KeyError(key)
 
 
-async def main(rate: float, outage: float, warmup: float) -> int:
+async def main(rate: float, outage: float, warmup: float, alerts: bool) -> int:
     """Run the scenario; the exit code."""
     with tempfile.TemporaryDirectory(prefix="envgrid-outage-") as tmp_s:
         tmp = Path(tmp_s)
@@ -47,6 +47,8 @@ async def main(rate: float, outage: float, warmup: float) -> int:
             svc.env.pop("ENVGRID_INGEST__FLUSH_INTERVAL")  # shipped defaults
             svc.env.pop("ENVGRID_INGEST__REPLAY_BACKOFF_MAX")
             svc.env.pop("ENVGRID_INFLUX__TIMEOUT_S")
+            if not alerts:
+                svc.env["ENVGRID_ALERTS__ENABLED"] = "false"
             svc.start()
             try:
                 await svc.ready()
@@ -89,8 +91,12 @@ async def scenario(
         await asyncio.to_thread(influx.stop)
         t_down = time.monotonic()
         peak = rss_before
-        while time.monotonic() - t_down < outage:
-            peak = max(peak, rss_kib(pid))
+        series: list[str] = []  # RSS every 20 s: flat means bounded, a slope means it grows
+        while (elapsed := time.monotonic() - t_down) < outage:
+            rss = rss_kib(pid)
+            peak = max(peak, rss)
+            if elapsed >= 20 * len(series):
+                series.append(f"{elapsed:.0f}s {rss / 1024:.0f}")
             await asyncio.sleep(0.5)
         m = await svc.metrics()
         spool_bytes, spooled = m["envgrid_spool_bytes"], m["envgrid_spooled_points_total"]
@@ -127,6 +133,7 @@ async def scenario(
     print(f"outage               {outage:.0f} s; {sent_down} published by its end")
     print(f"RSS before outage    {rss_before / 1024:.1f} MiB")
     print(f"RSS peak (sampled)   {peak / 1024:.1f} MiB   VmHWM {hwm / 1024:.1f} MiB")
+    print(f"RSS during outage    {', '.join(series)} (MiB)")
     print(f"spooled              {spooled:.0f} points, {spool_bytes / 1e6:.1f} MB on disk")
     print(
         f"drained              {t_drained - t_up:.1f} s after influxd started "
@@ -142,5 +149,6 @@ if __name__ == "__main__":
     ap.add_argument("--rate", type=float, default=2000.0, help="messages per second")
     ap.add_argument("--outage", type=float, default=120.0, help="seconds without InfluxDB")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds before the outage")
+    ap.add_argument("--no-alerts", action="store_true", help="ingest alone, no alert engine")
     args = ap.parse_args()
-    sys.exit(asyncio.run(main(args.rate, args.outage, args.warmup)))
+    sys.exit(asyncio.run(main(args.rate, args.outage, args.warmup, not args.no_alerts)))

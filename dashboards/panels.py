@@ -364,9 +364,7 @@ def timeseries_panel(
         .legend(legend())
         # All series at the hovered time, highest first: comparing stations is the point.
         .tooltip(
-            cb.VizTooltipOptions()
-            .mode(cm.TooltipDisplayMode.MULTI)
-            .sort(cm.SortOrder.DESCENDING)
+            cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.DESCENDING)
         )
         .color_scheme(db.FieldColor().mode(FieldColorModeId.PALETTE_CLASSIC))
     )

@@ -9,11 +9,25 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime, time
 from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from devices.aqi import Edition, aqi_realtime, edition_for
+from devices.aqi import (
+    BREAKPOINTS,
+    CO,
+    EDITION_2026_FROM,
+    IAQI_STEPS,
+    NO2,
+    O3,
+    PM10,
+    PM25,
+    SO2,
+    SO2_1H_CEILING_IAQI,
+    Edition,
+    category_of,
+    iaqi,
+)
 from devices.base import DeviceKind, Reading, rng
 from devices.lineproto import FieldValue
 from devices.registry import Device
@@ -65,24 +79,118 @@ def configure(tz: str = "Asia/Shanghai", forced_edition: Edition | None = None) 
     Settings.forced_edition = forced_edition
 
 
+# The first instant of EDITION_2026_FROM in Settings.timezone (epoch ms), for the time zone it
+# was computed for: a reading's local date is on or after that day exactly when its timestamp is
+# on or after this instant, so the edition needs no datetime per reading.
+_switch: tuple[ZoneInfo | None, int] = (None, 0)
+
+
 def _edition(r: AirReading) -> Edition:
-    ts = datetime.fromtimestamp(r.ts_ms() / 1000, tz=UTC)
-    return edition_for(ts.astimezone(Settings.timezone).date(), Settings.forced_edition)
+    global _switch
+    if Settings.forced_edition is not None:
+        return Settings.forced_edition
+    tz = Settings.timezone
+    if _switch[0] is not tz:
+        start = datetime.combine(EDITION_2026_FROM, time(0), tzinfo=tz)
+        _switch = (tz, int(start.timestamp() * 1000))
+    return "2026" if r.ts_ms() >= _switch[1] else "2012"
+
+
+# HJ 633 real-time tables as integer segments (bp_lo, bp_hi, iaqi_lo, iaqi_hi), per edition and
+# pollutant, in the order aqi_realtime() assesses them (which is also the primary-pollutant
+# order): SO2, NO2, CO, O3 on their 1 h tables, PM10 and PM2.5 on their 24 h tables.
+_REALTIME = (
+    (SO2, "1h"),
+    (NO2, "1h"),
+    (CO, "1h"),
+    (O3, "1h"),
+    (PM10, "24h"),
+    (PM25, "24h"),
+)
+_SEGMENTS = {
+    edition: tuple(
+        (
+            pollutant,
+            tuple(
+                (table[k - 1], table[k], IAQI_STEPS[k - 1], IAQI_STEPS[k])
+                for k in range(1, len(table))
+            ),
+        )
+        for pollutant, averaging in _REALTIME
+        for table in [BREAKPOINTS[edition][(pollutant, averaging)]]
+    )
+    for edition in BREAKPOINTS
+}
+_SCALES = (1, 10, 100, 1000, 10_000, 100_000, 1_000_000)
+
+
+def _iaqi_exact(
+    pollutant: str, c: float, segments: tuple[tuple[int, int, int, int], ...], edition: Edition
+) -> int:
+    """HJ 633 eq. (1) on the decimal the device sent, in integers; the same value as aqi.iaqi.
+
+    aqi.iaqi works in Fractions (exact at breakpoints, where float error would change the
+    rounded-up result); a decimal with up to 6 places is m / 10**d exactly, so integers do the
+    same for ~1 µs instead of ~10. Other values (1/3 …) take aqi.iaqi itself.
+    """
+    for scale in _SCALES:
+        m = round(c * scale)
+        if m / scale == c:  # c is the double nearest m / scale: the decimal the device sent
+            break
+    else:
+        return iaqi(pollutant, c, "24h" if pollutant in (PM10, PM25) else "1h", edition)
+    for bp_lo, bp_hi, i_lo, i_hi in segments:
+        if m <= bp_hi * scale:
+            # Rounded up, as HJ 633 requires: ceil(a / b) == -(-a // b) for b > 0.
+            num = (i_hi - i_lo) * (m - bp_lo * scale)
+            return i_lo - (-num // ((bp_hi - bp_lo) * scale))
+    if pollutant == SO2:
+        # SO2 1 h above 800 µg/m³ is not interpolated: IAQI 200 (2026; 2012 without a 24 h
+        # mean, which a single reading does not have). See aqi.iaqi.
+        return SO2_1H_CEILING_IAQI
+    return IAQI_STEPS[-1]  # above the top breakpoint
+
+
+def realtime_aqi(r: AirReading, edition: Edition) -> tuple[int, int, str] | None:
+    """(AQI, category, comma-joined primary pollutants) of one reading, or None without any
+    pollutant: the same as aqi.aqi_realtime for a single reading (tests compare the two)."""
+    best = -1
+    primary: list[str] = []
+    for pollutant, segments in _SEGMENTS[edition]:
+        c = getattr(r, pollutant)
+        if c is None:
+            continue
+        sub = _iaqi_exact(pollutant, c, segments, edition)
+        if sub > best:
+            best, primary = sub, [pollutant]
+        elif sub == best:
+            primary.append(pollutant)
+    if best < 0:
+        return None
+    # HJ 633: a primary pollutant is named only when AQI > 50; ties name every pollutant.
+    return best, category_of(best), ",".join(primary) if best > 50 else ""
 
 
 def derive(r: AirReading, device: Device) -> Iterator[tuple[str, FieldValue]]:
     """Real-time AQI, category and primary pollutant(s) of this reading."""
-    result = aqi_realtime({p: getattr(r, p) for p in POLLUTANTS}, _edition(r))
+    result = realtime_aqi(r, _edition(r))
     if result is not None:
-        yield "aqi", result.aqi
-        yield "aqi_category", result.category
-        if result.primary:
-            yield "primary_pollutant", ",".join(result.primary)
+        yield "aqi", result[0]
+        yield "aqi_category", result[1]
+        if result[2]:
+            yield "primary_pollutant", result[2]
 
 
 def derive_tags(r: AirReading, device: Device) -> Iterator[tuple[str, str]]:
     """The HJ 633 edition the AQI was computed with."""
-    if any(getattr(r, p) is not None for p in POLLUTANTS):
+    if (
+        r.pm25_ug_m3 is not None
+        or r.pm10_ug_m3 is not None
+        or r.so2_ug_m3 is not None
+        or r.no2_ug_m3 is not None
+        or r.o3_ug_m3 is not None
+        or r.co_mg_m3 is not None
+    ):
         yield "aqi_edition", _edition(r)
 
 

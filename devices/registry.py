@@ -79,9 +79,15 @@ class DeviceEntry(BaseModel):
 class Registry:
     """Devices by id (and by HJ 212 MN), with unknown ids answered as ``site=unknown``."""
 
+    # Unregistered devices seen recently, so a fleet reporting every minute gets its tag set from
+    # a cache. Bounded: up to this many entries (~0.5 KB each), then it starts over, so 100,000
+    # passing unknown ids cost at most this much memory and each miss only a new Device.
+    UNKNOWN_CACHE = 8192
+
     def __init__(self, devices: Iterable[Device] = ()) -> None:
         self._by_id: dict[str, Device] = {}
         self._by_mn: dict[str, Device] = {}
+        self._unknown: dict[str, Device] = {}
         for d in devices:
             self._by_id[d.id] = d
             mn = d.facts.get("mn")
@@ -104,12 +110,15 @@ class Registry:
 
     def resolve(self, device_id: str) -> Device | None:
         """The registered device, an unregistered one tagged ``unknown``, or None for a bad id."""
-        d = self._by_id.get(device_id)
+        d = self._by_id.get(device_id) or self._unknown.get(device_id)
         if d is not None:
             return d
         if ID_PATTERN.fullmatch(device_id):
-            # Not cached: 100,000 passing unknown ids must not grow memory.
-            return Device(id=device_id)
+            cache = self._unknown
+            if len(cache) >= self.UNKNOWN_CACHE:
+                cache.clear()  # start over: O(1) per miss, and never more than the bound
+            d = cache[device_id] = Device(id=device_id)
+            return d
         return None
 
     def of_kind(self, kind: str) -> list[Device]:

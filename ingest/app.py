@@ -12,6 +12,7 @@ from devices.kinds import KINDS
 from devices.registry import Registry
 from ingest.alerting import build_alerting, role_settings
 from ingest.config import Settings
+from ingest.console import build_console
 from ingest.hj212_gateway import ServiceGateway
 from ingest.http import HttpServer, create_app
 from ingest.rollup import start_background
@@ -49,7 +50,10 @@ async def run_service(settings: Settings, *, worker: int | None = None, role: st
         protocols=hj212.protocols,
     )
     alerting = build_alerting(settings, service, registry, role=role)
-    app = create_app(service.metrics, service.readiness, [alerting.router] if alerting else None)
+    # The operator console (docs/console.md) is served with the alerts it works on.
+    console = build_console(settings, alerting.engine, registry) if alerting else None
+    routers = [r.router for r in (alerting, console) if r is not None]
+    app = create_app(service.metrics, service.readiness, routers)
     http = HttpServer(app, settings.http.host, settings.http.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -79,4 +83,6 @@ async def run_service(settings: Settings, *, worker: int | None = None, role: st
         # (MQTT is closed) stays in the outbox for the next run.
         await alerting.stop()
     await http.stop()
+    if console is not None:
+        await console.close()
     return 0

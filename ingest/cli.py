@@ -269,3 +269,9 @@ app.add_typer(dashboards_app, name="dashboards")
 from ingest.cli_hj212 import hj212_app  # noqa: E402
 
 app.add_typer(hj212_app, name="hj212-gateway")
+from ingest.cli_console import operators_app  # noqa: E402
+
+app.add_typer(operators_app, name="operators")
+from ingest.cli_report import report_app  # noqa: E402
+
+app.add_typer(report_app, name="report")

@@ -132,9 +132,9 @@ class Hj212Simulator:
         return _Sim(station, random.Random(master.random()), codes, names)
 
     async def _station(self, sim: _Sim, t0: float, start: datetime) -> None:
-        # Loggers are not synchronised: spread the stations over one interval.
+        # Loggers are not synchronised: spread the stations over one interval (each connects
+        # at once and keeps its connection, as loggers do).
         sim.phase = sim.rnd.uniform(0, self.interval)
-        await asyncio.sleep(sim.phase / self.speed)
         backoff = 0.5
         while not self._done.is_set():
             try:
@@ -171,6 +171,9 @@ class Hj212Simulator:
         self, sim: _Sim, writer: asyncio.StreamWriter, t0: float, start: datetime
     ) -> None:
         tz = sim.station.tz
+        first = sim.phase - (time.monotonic() - t0) * self.speed
+        if first > 0:
+            await asyncio.sleep(first / self.speed)
         while not self._done.is_set():
             now = self._now(t0, start).astimezone(tz).replace(microsecond=0, tzinfo=None)
             hour = now.replace(minute=0, second=0)

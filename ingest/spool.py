@@ -154,19 +154,23 @@ class Spool:
             if self._active is None or self._active.stat().st_size >= self.segment_bytes:
                 self._rotate_locked()
             assert self._active is not None
-            with self._active.open("ab") as f:
-                start = f.tell()
+            fd = os.open(self._active, os.O_WRONLY | os.O_APPEND)
+            try:
+                start = os.lseek(fd, 0, os.SEEK_END)
                 try:
-                    f.write(record)
-                    f.flush()
-                    os.fsync(f.fileno())
+                    view = memoryview(record)
+                    while view:  # unbuffered: a short write is seen here, not at close()
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
                 except OSError:
                     # Disk full or failing: a partial record would hide every later record of
                     # the segment from replay. Cut it off and use a fresh segment next time.
                     with contextlib.suppress(OSError):
-                        f.truncate(start)
+                        os.ftruncate(fd, start)
                     self._active = None
                     raise
+            finally:
+                os.close(fd)
             self._records[self._active] += 1
             self._bytes += len(record)
 

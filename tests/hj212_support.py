@@ -157,6 +157,7 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)  # send → reply, seconds
     unreplied: list[str] = field(default_factory=list)  # QNs without a reply
+    max_send_lag: float = 0.0  # how late the generator sent against its schedule, seconds
 
     def quantile(self, q: float) -> float:
         """A latency quantile in seconds (0 without replies)."""
@@ -208,6 +209,8 @@ async def station_load(
                 delay = start + offset + i / rate - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                else:
+                    result.max_send_lag = max(result.max_send_lag, -delay)
                 qn = f"{idx:07d}{i:010d}"
                 _, frame = packet(device, "2011", base + timedelta(seconds=i), factors, qn=qn)
                 pending[qn] = loop.time()
@@ -215,7 +218,7 @@ async def station_load(
                 result.sent += 1
                 await writer.drain()
             deadline = loop.time() + settle
-            while any(k.startswith(f"{idx:07d}") for k in pending) and loop.time() < deadline:
+            while loop.time() < deadline and any(f"{idx:07d}{i:010d}" in pending for i in range(n)):
                 await asyncio.sleep(0.1)
         except (ConnectionError, OSError) as e:
             result.errors.append(f"{device.id}: {e}")

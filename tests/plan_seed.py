@@ -9,7 +9,7 @@ test.
 Water (30 assessed sections, one reading a day at 10:00 local):
 
 - 20 sections Class II (every item within Class II), 4 Class III whose NH3-N alternates 0.6 / 1.3
-  mg/L day by day (daily class III / IV, period mean 0.95 → III), 1 lake section with TP 0.04
+  mg/L day by day (daily class III / IV, period mean 0.949 → III), 1 lake section with TP 0.04
   (lake row: III) → 25 at Class III or better;
 - 3 worse: NH3-N 1.2 (IV), a lake section with TP 0.08 (lake row IV; II on the river row),
   DO 1.5 with CODMn 12 (劣V, limited by DO);
@@ -21,7 +21,7 @@ Water (30 assessed sections, one reading a day at 10:00 local):
 
 Air (national station AQ-N01; hourly station values, HJ 212 CN 2061 style):
 5 days without data, 3 days with 12 hours only (invalid, 优 values), 357 valid days: 150 优,
-146 良, 30 轻度 (PM2.5), 15 中度 (PM2.5), 10 中度 (O3 8 h), 6 重度 (PM2.5). A "city" station with
+146 良, 30 轻度 (PM2.5), 10 轻度 (O3 8 h), 15 中度 (PM2.5), 6 重度 (PM2.5). A "city" station with
 PM2.5 300 µg/m³ must not enter the city figure.
 
 → 优良天数比率 = 296 / 357 = 82.91 %.
@@ -93,6 +93,9 @@ CLASS_II = {
     "tn_mg_l": 0.9,
     "temp_c": 18.0,
 }
+# Class II values: DO 6.5, CODMn 3.5, NH3-N 0.4 and TP 0.08 (river) are Class II, COD 14 and
+# BOD5 2.5 Class I, pH within 6-9: the limiting items are the four in Class II.
+LIMITING_II = ("do_mg_l", "codmn_mg_l", "nh3n_mg_l", "tp_mg_l")
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ def _sections() -> list[Section]:
         out.append(Section(device_id=f"WQ-T{n:02d}", site=f"测试{n:02d}断面", county=county, **kw))
 
     for _ in range(20):
-        add(values=CLASS_II, expect_class=2, expect_limiting=("tp_mg_l",))
+        add(values=CLASS_II, expect_class=2, expect_limiting=LIMITING_II)
     for _ in range(4):
         add(
             values=CLASS_II,
@@ -149,7 +152,13 @@ def _sections() -> list[Section]:
         expect_class=6,
         expect_limiting=("do_mg_l",),
     )
-    add(values=CLASS_II, days=100, expect_class=2, expect_status="insufficient")
+    add(
+        values=CLASS_II,
+        days=100,
+        expect_class=2,
+        expect_limiting=LIMITING_II,
+        expect_status="insufficient",
+    )
     add(values=CLASS_II, days=0, expect_class=None, expect_status="no_data")
     # Not assessed: must not appear among the sections at all.
     add(values={**CLASS_II, "nh3n_mg_l": 1.9}, assessment=None)
@@ -157,18 +166,6 @@ def _sections() -> list[Section]:
 
 
 SECTIONS = _sections()
-ASSESSED = [s for s in SECTIONS if s.assessment]
-# Class II sections: TP 0.08 is the only item above Class I... and within II (0.1); DO 6.5 is II,
-# CODMn 3.5 II, NH3-N 0.4 II; COD 14 and BOD5 2.5 are I. The limiting items are those in the
-# worst class (II): DO, CODMn, NH3-N and TP.
-for _i, _s in enumerate(SECTIONS):
-    if _s.expect_class == 2:
-        SECTIONS[_i] = Section(
-            **{
-                **_s.__dict__,
-                "expect_limiting": ("do_mg_l", "codmn_mg_l", "nh3n_mg_l", "tp_mg_l"),
-            }
-        )
 ASSESSED = [s for s in SECTIONS if s.assessment]
 EXPECT_WATER = {"good": 25, "assessed": 30, "ratio_pct": 25 / 30 * 100}
 
@@ -204,7 +201,7 @@ AIR_KINDS: dict[str, tuple[int, str, dict[str, float]]] = {
     "良": (2, "pm25_ug_m3", {**GOOD_1, "pm25_ug_m3": 60.0}),  # 50 + 25/40·50 = 81.25 → 82
     "轻度": (3, "pm25_ug_m3", {**GOOD_1, "pm25_ug_m3": 100.0}),  # 131.25 → 132
     "中度": (4, "pm25_ug_m3", {**GOOD_1, "pm25_ug_m3": 130.0}),  # 171.4 → 172
-    "中度O3": (4, "o3_8h_ug_m3", {**GOOD_1, "o3_ug_m3": 180.0}),  # 8 h 180 → 168.2 → 169
+    "轻度O3": (3, "o3_8h_ug_m3", {**GOOD_1, "o3_ug_m3": 180.0}),  # 8 h: 100 + 20/55·50 → 119
     "重度": (5, "pm25_ug_m3", {**GOOD_1, "pm25_ug_m3": 200.0}),  # 200 + 50/100·100 = 250
 }
 MISSING_DAYS = {DAYS[i] for i in (40, 41, 42, 200, 201)}
@@ -213,7 +210,7 @@ SHORT_DAYS = {DAYS[i] for i in (100, 250, 330)}
 
 def _air_schedule() -> dict[date, str]:
     kinds = (
-        ["优"] * 150 + ["良"] * 146 + ["轻度"] * 30 + ["中度"] * 15 + ["中度O3"] * 10 + ["重度"] * 6
+        ["优"] * 150 + ["良"] * 146 + ["轻度"] * 30 + ["中度"] * 15 + ["轻度O3"] * 10 + ["重度"] * 6
     )
     random.Random(9).shuffle(kinds)
     valid_days = [d for d in DAYS if d not in MISSING_DAYS and d not in SHORT_DAYS]
@@ -226,7 +223,7 @@ EXPECT_AIR = {
     "good": 296,
     "valid": 357,
     "ratio_pct": 296 / 357 * 100,
-    "categories": {1: 150, 2: 146, 3: 30, 4: 25, 5: 6, 6: 0},
+    "categories": {1: 150, 2: 146, 3: 40, 4: 15, 5: 6, 6: 0},
     "primary": {"pm25_ug_m3": 51, "o3_8h_ug_m3": 10},
     "missing": sorted(MISSING_DAYS),
     "invalid": sorted(SHORT_DAYS),

@@ -1,0 +1,380 @@
+"""Operators, passwords, session cookies and CSRF tokens of the operator console.
+
+Operators live in a YAML file (``ENVGRID_CONSOLE__OPERATORS``) written by ``envgrid operators
+add``: a name, a display name and a bcrypt hash each. The service re-reads the file when it
+changes, so adding or removing an operator needs no restart, and a session ends when its
+operator is removed or their password changes (the cookie carries a fingerprint of the hash).
+
+Session cookies are signed with itsdangerous (HMAC-SHA1 over a key of 32+ characters) and
+expire after ``session_lifetime``; each carries the session's CSRF token, which every POST form
+sends back. Passwords and hashes are never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import tempfile
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import yaml
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+log = logging.getLogger("envgrid.console")
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+MIN_PASSWORD = 8
+MAX_PASSWORD_BYTES = 72  # bcrypt only reads 72 bytes; a longer password would be truncated
+
+
+@functools.cache
+def _dummy_hash() -> bytes:
+    # Checked against when the name is unknown, so a wrong name costs as long as a wrong password.
+    return bcrypt.hashpw(b"envgrid-no-such-operator", bcrypt.gensalt(rounds=12))
+
+
+class OperatorsError(ValueError):
+    """An operators file that cannot be used; the message names the file, line and fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """One person who may sign in to the console."""
+
+    name: str
+    display_name: str
+    password_hash: str = ""  # bcrypt; never logged
+
+    @property
+    def fingerprint(self) -> str:
+        """A short digest of the hash: sessions signed before a password change stop working."""
+        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        """How the console shows the operator: display name and login name."""
+        if self.display_name and self.display_name != self.name:
+            return f"{self.display_name} ({self.name})"
+        return self.name
+
+
+def check_name(name: str) -> str:
+    """The name if it is a valid operator name; ValueError with the rule otherwise."""
+    if not NAME.fullmatch(name):
+        raise ValueError(
+            f"operator name {name!r} is not valid: use 1-64 letters, digits, '.', '_', '-' or '@', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_password(password: str) -> None:
+    """ValueError if the password is too short or too long for bcrypt."""
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"the password needs at least {MIN_PASSWORD} characters")
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise ValueError(
+            f"the password is longer than {MAX_PASSWORD_BYTES} bytes (bcrypt's limit); "
+            "choose a shorter one"
+        )
+
+
+def hash_password(password: str, rounds: int = 12) -> str:
+    """A bcrypt hash of a password that passed :func:`check_password`."""
+    check_password(password)
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=rounds)).decode()
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    """Whether ``password`` matches the bcrypt hash (False for a malformed hash or input)."""
+    raw = password.encode()
+    if not password_hash or len(raw) > MAX_PASSWORD_BYTES:
+        bcrypt.checkpw(b"x", _dummy_hash())  # same cost as a real check
+        return False
+    try:
+        return bcrypt.checkpw(raw, password_hash.encode())
+    except ValueError:
+        return False
+
+
+def verify_unknown() -> None:
+    """Spend the time of one password check (for a name that does not exist)."""
+    bcrypt.checkpw(b"x", _dummy_hash())
+
+
+# ----------------------------------------------------------------------- the file
+
+
+def load_operators(path: Path) -> dict[str, Operator]:
+    """Operators from a YAML file (empty if it does not exist); OperatorsError if unusable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise OperatorsError(f"{path}: cannot read the operators file ({e.strerror})") from None
+    return parse_operators(text, str(path))
+
+
+def parse_operators(text: str, source: str) -> dict[str, Operator]:
+    """Operators from the text of an operators file; OperatorsError names the line."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise OperatorsError(
+            f"{source}{line}: not valid YAML ({getattr(e, 'problem', e)})"
+        ) from None
+    if data is None:
+        return {}
+    ops_node = _value_node(root, "operators") if isinstance(root, yaml.MappingNode) else None
+    if not isinstance(data, Mapping) or set(data) != {"operators"} or ops_node is None:
+        raise OperatorsError(
+            f"{source}:1: expected a top-level 'operators:' mapping of name → "
+            "{display_name, password_hash}; write it with `envgrid operators add NAME`"
+        )
+    raw = data["operators"] or {}
+    if not isinstance(raw, Mapping) or not isinstance(ops_node, yaml.MappingNode | yaml.ScalarNode):
+        raise OperatorsError(
+            f"{source}:{ops_node.start_mark.line + 1}: 'operators' must be a mapping"
+        )
+    lines = (
+        {str(k.value): k.start_mark.line + 1 for k, _ in ops_node.value}
+        if isinstance(ops_node, yaml.MappingNode)
+        else {}
+    )
+    out: dict[str, Operator] = {}
+    for name, entry in raw.items():
+        where = f"{source}:{lines.get(str(name), 1)}"
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise OperatorsError(
+                f"{where}: operator name {name!r} is not valid (letters, digits, . _ - @)"
+            )
+        if not isinstance(entry, Mapping):
+            raise OperatorsError(f"{where}: operator {name!r} needs display_name and password_hash")
+        extra = set(entry) - {"display_name", "password_hash"}
+        if extra:
+            raise OperatorsError(
+                f"{where}: operator {name!r}: unknown key {sorted(extra)[0]!r}; "
+                "allowed: display_name, password_hash"
+            )
+        h = entry.get("password_hash")
+        if not isinstance(h, str) or not h.startswith(("$2a$", "$2b$", "$2y$")):
+            raise OperatorsError(
+                f"{where}: operator {name!r}: password_hash is not a bcrypt hash; "
+                f"set it with `envgrid operators add {name}`"
+            )
+        display = entry.get("display_name") or name
+        out[name] = Operator(name, str(display), h)
+    return out
+
+
+def save_operators(path: Path, operators: Mapping[str, Operator]) -> None:
+    """Write the operators file atomically, readable by its owner only (it holds hashes)."""
+    body = {
+        "operators": {
+            o.name: {"display_name": o.display_name, "password_hash": o.password_hash}
+            for o in sorted(operators.values(), key=lambda o: o.name)
+        }
+    }
+    text = (
+        "# envgrid console operators: edit with `envgrid operators add|remove NAME`.\n"
+        + yaml.safe_dump(body, allow_unicode=True, sort_keys=False)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".operators-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _value_node(mapping: yaml.MappingNode, key: str) -> yaml.Node | None:
+    for k, v in mapping.value:
+        if k.value == key:
+            return v
+    return None
+
+
+class OperatorBook:
+    """The operators file as the running service sees it: re-read when it changes on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._ops: dict[str, Operator] = {}
+        self._broken: str | None = None
+        self.refresh(strict=True)
+
+    def refresh(self, *, strict: bool = False) -> None:
+        """Re-read the file if it changed; a broken file keeps the last good list (logged once)."""
+        try:
+            st = self.path.stat()
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        if stamp == self._stamp and self._stamp is not None:
+            return
+        try:
+            ops = load_operators(self.path)
+        except OperatorsError as e:
+            if strict:
+                raise
+            if str(e) != self._broken:
+                log.warning("console: %s (keeping the previous operators)", e)
+                self._broken = str(e)
+            return
+        self._stamp, self._ops, self._broken = stamp, ops, None
+
+    def get(self, name: str) -> Operator | None:
+        """The operator called ``name``, or None."""
+        self.refresh()
+        return self._ops.get(name)
+
+    def __len__(self) -> int:
+        self.refresh()
+        return len(self._ops)
+
+    def labels(self) -> dict[str, str]:
+        """Every operator's name → display label."""
+        self.refresh()
+        return {n: o.label() for n, o in self._ops.items()}
+
+    def label(self, name: str | None) -> str:
+        """Display label for a name recorded in the store (others, e.g. 'api', shown as is)."""
+        if not name:
+            return ""
+        op = self._ops.get(name)
+        return op.label() if op else name
+
+
+# ----------------------------------------------------------------------- sessions
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in operator and the CSRF token of their session."""
+
+    operator: Operator
+    csrf: str
+
+
+def load_secret(value: str | None, path: Path) -> bytes:
+    """The signing key: the configured one, else the key file (created, mode 600, if missing)."""
+    if value:
+        return value.encode()
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        text = ""
+    if len(text) >= 32:
+        return text.encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # Another process made it first (or it is too short to use): read what is there.
+        text = path.read_text(encoding="utf-8").strip()
+        if len(text) < 32:
+            raise OSError(
+                f"{path}: the console session key is shorter than 32 characters; delete the file "
+                "(a new one is made) or set ENVGRID_CONSOLE__SESSION_SECRET"
+            ) from None
+        return text.encode()
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(key + "\n")
+    log.info("console: created a session key in %s", path)
+    return key.encode()
+
+
+class Sessions:
+    """Issues and reads signed session cookies."""
+
+    COOKIE = "envgrid_session"
+
+    def __init__(self, secret: bytes, lifetime_s: float, book: OperatorBook) -> None:
+        self._codec = URLSafeTimedSerializer(secret, salt="envgrid-console-session")
+        self.lifetime_s = lifetime_s
+        self.book = book
+
+    def issue(self, op: Operator) -> tuple[str, Session]:
+        """A new cookie value and the session it stands for."""
+        csrf = secrets.token_urlsafe(24)
+        value = self._codec.dumps({"n": op.name, "f": op.fingerprint, "c": csrf})
+        return value, Session(op, csrf)
+
+    def read(self, cookie: str | None) -> Session | None:
+        """The session of a cookie, or None (missing, forged, expired, operator gone)."""
+        if not cookie:
+            return None
+        try:
+            data: Any = self._codec.loads(cookie, max_age=int(self.lifetime_s))
+        except BadSignature:  # SignatureExpired is a BadSignature too
+            return None
+        if not isinstance(data, dict):
+            return None
+        op = self.book.get(str(data.get("n", "")))
+        if op is None or not hmac.compare_digest(op.fingerprint, str(data.get("f", ""))):
+            return None
+        return Session(op, str(data.get("c", "")))
+
+
+def same_token(a: str | None, b: str | None) -> bool:
+    """Constant-time comparison of two CSRF tokens (False when either is missing)."""
+    return bool(a) and bool(b) and hmac.compare_digest(str(a).encode(), str(b).encode())
+
+
+class LoginLimiter:
+    """Slows password guessing: at most ``limit`` failures per client in ``window_s``."""
+
+    def __init__(self, limit: int = 10, window_s: float = 600.0, max_clients: int = 10_000) -> None:
+        self.limit, self.window_s, self.max_clients = limit, window_s, max_clients
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        q = self._failures.get(key)
+        if q is None:
+            return deque()
+        while q and now - q[0] > self.window_s:
+            q.popleft()
+        if not q:
+            del self._failures[key]
+        return q
+
+    def blocked(self, key: str) -> bool:
+        """Whether this client has failed too often lately."""
+        return len(self._recent(key, time.monotonic())) >= self.limit
+
+    def failed(self, key: str) -> None:
+        """Count one failed sign-in."""
+        now = time.monotonic()
+        if len(self._failures) >= self.max_clients and key not in self._failures:
+            # Bounded memory: forget the oldest client rather than grow without limit.
+            self._failures.pop(next(iter(self._failures)))
+        q = self._failures.setdefault(key, deque())
+        q.append(now)
+
+    def succeeded(self, key: str) -> None:
+        """Forget a client's failures once it signs in."""
+        self._failures.pop(key, None)

@@ -1,0 +1,248 @@
+"""Console labels in Chinese (the default: the bureau's staff read Chinese) and English.
+
+Device kinds, severities and states are translated; names the standards give (GB 3838 classes,
+HJ 633 categories, OCPP and SunSpec statuses) stay as the standards write them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+Lang = Literal["zh", "en"]
+LANGS: tuple[Lang, ...] = ("zh", "en")
+
+# key: (中文, English)
+LABELS: dict[str, tuple[str, str]] = {
+    "app_title": ("envgrid 值班台", "envgrid operator console"),
+    "skip_to_main": ("跳到主要内容", "Skip to main content"),
+    "nav_alerts": ("告警", "Alerts"),
+    "nav_devices": ("设备", "Devices"),
+    "nav_main": ("主导航", "Main navigation"),
+    "signed_in_as": ("当前值班员：", "Signed in as:"),
+    "sign_out": ("退出", "Sign out"),
+    "sign_in": ("登录", "Sign in"),
+    "sign_in_title": ("值班员登录", "Operator sign-in"),
+    "operator_name": ("值班员账号", "Operator name"),
+    "password": ("密码", "Password"),
+    "bad_login": ("账号或密码不正确。", "Wrong operator name or password."),
+    "too_many_attempts": (
+        "登录失败次数过多，请 10 分钟后再试。",
+        "Too many failed sign-ins: try again in 10 minutes.",
+    ),
+    "no_operators": (
+        "尚未配置值班员：请在服务器上运行 envgrid operators add 账号。",
+        "No operators are configured: run `envgrid operators add NAME` on the server.",
+    ),
+    "session_needed": ("请先登录。", "Please sign in first."),
+    "csrf_failed": (
+        "表单已过期，请返回页面重试。",
+        "The form has expired: go back, reload the page and try again.",
+    ),
+    "not_found": ("未找到", "Not found"),
+    "no_such_alert": ("没有这条告警。", "There is no such alert."),
+    "back_to_alerts": ("返回告警列表", "Back to the alerts"),
+    "language": ("语言", "Language"),
+    "switch_lang": ("English", "中文"),
+    "active_alerts": ("当前告警", "Active alerts"),
+    "alert_history": ("告警历史", "Alert history"),
+    "no_active": ("当前没有告警。", "No active alerts."),
+    "no_history": ("没有历史告警。", "No alerts in the history."),
+    "n_active": ("{n} 条当前告警", "{n} active alerts"),
+    "n_silenced_hidden": ("另有 {n} 条已静音告警未显示", "{n} silenced alerts hidden"),
+    "show_silenced": ("显示已静音告警", "Show silenced alerts"),
+    "filters": ("筛选", "Filters"),
+    "apply": ("应用", "Apply"),
+    "all": ("全部", "All"),
+    "severity": ("级别", "Severity"),
+    "kind": ("设备类型", "Kind"),
+    "county": ("区县", "County"),
+    "site": ("站点", "Site"),
+    "device": ("设备", "Device"),
+    "rule": ("规则", "Rule"),
+    "value": ("数值", "Value"),
+    "since": ("开始时间", "Since"),
+    "state": ("状态", "State"),
+    "acked_by": ("确认人", "Acknowledged by"),
+    "not_acked": ("未确认", "Not acknowledged"),
+    "silenced": ("已静音", "Silenced"),
+    "started": ("开始", "Started"),
+    "resolved_at": ("恢复", "Resolved"),
+    "duration": ("持续", "Duration"),
+    "live": ("实时更新", "Live"),
+    "live_lost": ("与服务器的连接中断，正在重试…", "Connection to the server lost, retrying…"),
+    "updated": ("更新于", "Updated"),
+    "older": ("更早的告警", "Older alerts"),
+    "newer": ("较新的告警", "Newer alerts"),
+    "details": ("详情", "Details"),
+    # alert detail
+    "alert": ("告警", "Alert"),
+    "readings": ("告警前后读数", "Readings around the breach"),
+    "chart_unavailable": ("读数暂不可用：", "Readings unavailable: "),
+    "no_readings": ("此时间段内没有读数。", "No readings in this period."),
+    "nodata_chart": (
+        "这是离线告警：设备在此期间没有上报读数。",
+        "A no-data alert: the device sent no readings in this period.",
+    ),
+    "chart_table": ("读数表", "Readings as a table"),
+    "time": ("时间", "Time"),
+    "limit": ("限值", "limit"),
+    "clears_at": ("恢复值", "clears at"),
+    "breach": ("越限", "breach"),
+    "latest": ("最新", "latest"),
+    "min": ("最小", "min"),
+    "max": ("最大", "max"),
+    "rule_and_standard": ("规则与依据标准", "Rule and standard"),
+    "rule_id": ("规则编号", "Rule id"),
+    "description": ("说明", "Description"),
+    "condition": ("触发条件", "Condition"),
+    "clear_condition": ("恢复条件", "Clears when"),
+    "hold_for": ("持续时间", "Must hold for"),
+    "at_once": ("立即", "at once"),
+    "nodata_after": ("无数据时长", "Silent for"),
+    "standard": ("依据标准", "Standard"),
+    "rule_source": ("规则文件", "Rule file"),
+    "rule_gone": (
+        "该规则已不在当前规则集中。",
+        "This rule is no longer in the loaded rule set.",
+    ),
+    "message": ("消息", "Message"),
+    "device_facts": ("设备档案", "Device registry"),
+    "not_registered": ("该设备未登记。", "This device is not in the registry."),
+    "name": ("名称", "Name"),
+    "location": ("坐标", "Location"),
+    "acknowledge": ("确认告警", "Acknowledge"),
+    "ack_comment": ("处理说明", "Comment"),
+    "ack_hint": (
+        "说明已采取或将采取的措施，例如：已通知运维人员到场。",
+        "What was or will be done, e.g. maintenance crew called.",
+    ),
+    "acked": ("已确认", "Acknowledged"),
+    "acked_line": ("{who} 于 {when} 确认", "Acknowledged by {who} at {when}"),
+    "ack_again": ("更新确认", "Acknowledge again"),
+    "silence": ("静音", "Silence"),
+    "silence_for": ("静音时长", "Silence for"),
+    "minutes_15": ("15 分钟", "15 min"),
+    "hour_1": ("1 小时", "1 h"),
+    "hours_4": ("4 小时", "4 h"),
+    "hours_24": ("24 小时", "24 h"),
+    "custom": ("自定义", "Custom"),
+    "custom_duration": ("自定义时长", "Custom duration"),
+    "custom_hint": ("例如 30m、2h、3d（最长 30 天）", "e.g. 30m, 2h, 3d (at most 30 days)"),
+    "bad_duration": (
+        "时长无效：请填写如 30m、2h 或 3d，最长 30 天。",
+        "Not a valid duration: write e.g. 30m, 2h or 3d, at most 30 days.",
+    ),
+    "silence_scope": ("静音范围", "What to silence"),
+    "scope_rule_device": ("本设备的此规则", "This rule on this device"),
+    "scope_device": ("本设备的所有规则（检修）", "Every rule on this device (maintenance)"),
+    "scope_rule": ("所有设备的此规则", "This rule on every device"),
+    "silence_comment": ("静音原因", "Reason"),
+    "silence_hint": (
+        "静音期间告警照常记录，但不发送通知，且不在当前告警中显示。",
+        "While silenced, alerts are still recorded but send no notification and are hidden "
+        "from the active list.",
+    ),
+    "silences_here": ("作用于此告警的静音", "Silences covering this alert"),
+    "silence_until": ("{who} 设置，至 {until}", "by {who} until {until}"),
+    "end_silence": ("结束静音", "End silence"),
+    "silenced_ok": ("已静音至 {until}。", "Silenced until {until}."),
+    "acked_ok": ("已确认。", "Acknowledged."),
+    "silence_ended": ("静音已结束。", "Silence ended."),
+    "history": ("处理记录", "History"),
+    "event": ("事件", "Event"),
+    "by": ("操作人", "By"),
+    "comment": ("说明", "Comment"),
+    # devices
+    "devices_title": ("设备状态", "Devices"),
+    "online": ("在线", "Online"),
+    "offline": ("离线", "Offline"),
+    "never": ("从未上报", "Never reported"),
+    "last_seen": ("最后上报", "Last seen"),
+    "key_values": ("关键数值", "Latest values"),
+    "dashboard": ("Grafana 看板", "Grafana dashboard"),
+    "open_dashboard": ("打开看板", "Open dashboard"),
+    "influx_unavailable": ("InfluxDB 暂不可用：", "InfluxDB unavailable: "),
+    "n_devices": (
+        "{n} 台设备：{on} 在线，{off} 离线，{never} 从未上报",
+        "{n} devices: {on} online, {off} offline, {never} never reported",
+    ),
+    "alerts_of_device": ("该设备的告警", "Alerts of this device"),
+    "connected": ("已连接", "connected"),
+    "disconnected": ("未连接", "not connected"),
+    "meets_iii": ("达到Ⅲ类", "meets Class III"),
+    "misses_iii": ("未达Ⅲ类", "misses Class III"),
+    "connector": ("枪", "connector"),
+    "water_class": ("水质类别", "Water class"),
+    "aqi": ("AQI", "AQI"),
+    "pv_power": ("光伏功率", "PV power"),
+    "charger_status": ("充电桩状态", "Charger status"),
+    "berth": ("泊位", "Berth"),
+    "vessel": ("船舶", "Vessel"),
+    "primary_pollutant": ("首要污染物", "primary pollutant"),
+    "yes": ("是", "yes"),
+    "no": ("否", "no"),
+    "silent_for": ("已 {d} 无数据", "silent for {d}"),
+    "error": ("出错了", "Something went wrong"),
+}
+
+KIND_LABELS: dict[str, tuple[str, str]] = {
+    "water": ("水质自动站", "Water station"),
+    "air": ("空气自动站", "Air station"),
+    "shore_power": ("岸电", "Shore power"),
+    "pv": ("屋顶光伏", "Rooftop PV"),
+    "ev_charger": ("充电桩", "EV charger"),
+}
+
+SEVERITY_LABELS: dict[str, tuple[str, str]] = {
+    "critical": ("紧急", "Critical"),
+    "major": ("严重", "Major"),
+    "minor": ("一般", "Minor"),
+    "warning": ("警告", "Warning"),
+    "info": ("提示", "Info"),
+}
+
+STATE_LABELS: dict[str, tuple[str, str]] = {
+    "pending": ("待触发", "Pending"),
+    "firing": ("告警中", "Firing"),
+    "resolved": ("已恢复", "Resolved"),
+}
+
+EVENT_LABELS: dict[str, tuple[str, str]] = {
+    "pending": ("开始越限", "breach began"),
+    "firing": ("触发告警", "fired"),
+    "resolved": ("恢复", "resolved"),
+    "acked": ("确认", "acknowledged"),
+    "silenced": ("被静音", "silenced"),
+    "unsilenced": ("静音结束", "silence ended"),
+}
+
+FACT_LABELS: dict[str, tuple[str, str]] = {
+    "section_type": ("断面类型", "Section type"),
+    "assessment": ("考核级别", "Assessment"),
+    "capacity_kw": ("装机容量 kW", "Capacity kW"),
+    "rated_kw": ("额定功率 kW", "Rated kW"),
+    "berth": ("泊位", "Berth"),
+    "port": ("港区", "Port"),
+    "voltage": ("供电制式", "Supply"),
+    "pilot": ("试点", "Pilot"),
+    "mn": ("HJ 212 MN", "HJ 212 MN"),
+}
+
+
+def translator(lang: Lang) -> Callable[..., str]:
+    """``t(key, **fmt)``: the label in ``lang``; an unknown key is returned as is."""
+    i = LANGS.index(lang)
+
+    def t(key: str, **fmt: object) -> str:
+        pair = LABELS.get(key)
+        text = pair[i] if pair else key
+        return text.format(**fmt) if fmt else text
+
+    return t
+
+
+def pick(table: dict[str, tuple[str, str]], key: str, lang: Lang) -> str:
+    """A label from one of the tables above; the key itself when it has none."""
+    pair = table.get(key)
+    return pair[LANGS.index(lang)] if pair else key

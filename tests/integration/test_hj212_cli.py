@@ -1,0 +1,149 @@
+"""HJ 212 as users run it: `envgrid run` with ENVGRID_HJ212__PORT, `envgrid hj212-gateway`
+(alone, and --check), `envgrid simulate --protocol hj212`, and one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from devices.kinds import KINDS
+from devices.registry import Registry
+from ingest.app import DEFAULT_REGISTRY
+from ingest.hj212_gateway import ServiceGateway
+from ingest.localstack import LocalInfluxDB, LocalMosquitto, free_port
+from tests.helpers import make_settings, running_service, wait_for
+from tests.hj212_support import StationLink, local_now, packet
+from tests.service_proc import service
+
+ENVGRID = str(Path(sys.executable).with_name("envgrid"))
+REG = Registry.load(DEFAULT_REGISTRY, KINDS)
+
+
+def envgrid(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ENVGRID_")}
+    return subprocess.run(
+        [ENVGRID, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**base, **(env or {})},
+    )
+
+
+def test_check_and_bad_station_settings(tmp_path: Path) -> None:
+    r = envgrid("hj212-gateway", "--check", env={"ENVGRID_DEVICES__REGISTRY": str(DEFAULT_REGISTRY)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "48 HJ 212 stations OK (air 24, water 24)"
+    reg = tmp_path / "stations.yaml"
+    reg.write_text(
+        "devices:\n"
+        "  - {id: AQ-1, kind: air, site: a, county: b, mn: '320800220000000000000001', pw: '1'}\n"
+        "  - id: AQ-2\n    kind: air\n    site: a\n    county: b\n"
+        "    mn: '320800220000000000000002'\n    pw: '222222'\n"
+        "    hj212: {units: {a34004: ppb}}\n",
+        encoding="utf-8",
+    )
+    env = {"ENVGRID_DEVICES__REGISTRY": str(reg), "ENVGRID_HJ212__PORT": "0"}
+    for args in (("hj212-gateway", "--check"), ("run",)):
+        r = envgrid(*args, env=env)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.strip().splitlines() == [
+            f"envgrid: {reg}:2: device 'AQ-1': pw must be 6 printable ASCII characters "
+            "without ; , = &"
+        ], r.stderr
+    r = envgrid("hj212-gateway", env={"ENVGRID_DEVICES__REGISTRY": str(DEFAULT_REGISTRY)})
+    assert r.returncode == 2 and "no port: give --port or set ENVGRID_HJ212__PORT" in r.stderr
+    r = envgrid("simulate", "--protocol", "modbus")
+    assert r.returncode == 2 and "unknown protocol 'modbus': use json or hj212" in r.stderr
+    r = envgrid("simulate", "--protocol", "hj212")
+    assert r.returncode == 2 and "no HJ 212 gateway port: set ENVGRID_HJ212__PORT" in r.stderr
+
+
+async def test_envgrid_run_with_the_gateway_port(
+    mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
+) -> None:
+    wq = REG.get("WQ-002")
+    assert wq is not None
+    port = free_port()
+    t = local_now(minutes_ago=3)
+    qn, frame = packet(wq, "2011", t, {"w01001": {"rtd": 7.6, "flag": "N"}})
+    async with service(
+        tmp_path, mosquitto, influxdb.url, influx_db, hj212__port=str(port), hj212__host="127.0.0.1"
+    ) as svc:
+        link = await StationLink.open(port)
+        await link.send(frame)
+        await wait_for(lambda: link.replies == [qn], 15, "the reply")
+        await wait_for(lambda: influxdb.count("water_quality", influx_db) == 1, 15, "the reading")
+        r = await svc.http.get("/metrics", timeout=5)
+        assert f'envgrid_hj212_packets_total{{mn="{wq.facts["mn"]}",result="ok"}} 1.0' in r.text
+        await link.close()
+        code, took = await svc.terminate()
+        assert code == 0, svc.tail()
+    row = influxdb.points("SELECT * FROM water_quality GROUP BY *", influx_db)[0]
+    assert (row["device_id"], row["ph"], row["data_kind"]) == ("WQ-002", 7.6, "rtd")
+
+
+async def test_standalone_gateway_and_the_simulator_command(
+    mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
+) -> None:
+    port, http_port = free_port(), free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ENVGRID_")},
+        "ENVGRID_MQTT__URL": mosquitto.url,
+        "ENVGRID_MQTT__CLIENT_ID": f"gw-{tmp_path.name}",
+        "ENVGRID_DEVICES__REGISTRY": str(DEFAULT_REGISTRY),
+        "ENVGRID_HJ212__PORT": str(port),
+        "ENVGRID_HJ212__HOST": "127.0.0.1",
+        "ENVGRID_HTTP__PORT": str(http_port),
+    }
+    log = (tmp_path / "gateway.log").open("wb")
+    gw = subprocess.Popen([ENVGRID, "hj212-gateway"], env=env, stdout=log, stderr=log)
+    settings = make_settings(mosquitto, influxdb, influx_db, tmp_path)
+    hj = ServiceGateway(settings, REG)
+    try:
+        async with (
+            running_service(settings, protocols=hj.protocols),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", trust_env=False) as http,
+        ):
+
+            async def ready() -> bool:
+                try:
+                    return (await http.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            for _ in range(100):
+                if await ready():
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError((tmp_path / "gateway.log").read_text())
+            sim = await asyncio.to_thread(
+                envgrid, "simulate", "--protocol", "hj212", "--count", "5", "--seed", "3", env=env
+            )
+            assert sim.returncode == 0, sim.stderr
+            assert sim.stdout.startswith("sent 5 HJ 212 packets from 48 stations"), sim.stdout
+            await wait_for(
+                lambda: (
+                    influxdb.count("water_quality", influx_db)
+                    + influxdb.count("air_quality", influx_db)
+                )
+                == 5,
+                20,
+                "the simulated packets stored",
+            )
+            metrics = (await http.get("/metrics")).text
+            opened = re.search(r"^envgrid_hj212_connections_opened_total (\S+)$", metrics, re.M)
+            assert opened is not None and float(opened.group(1)) >= 5  # one per station
+    finally:
+        gw.terminate()
+        assert gw.wait(15) == 0, (tmp_path / "gateway.log").read_text()
+        log.close()

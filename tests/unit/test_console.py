@@ -1,0 +1,262 @@
+"""The console's parts that need no server: operators file, sessions, labels, charts, links."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ingest.cli import app
+from ingest.console import auth
+from ingest.console.auth import (
+    LoginLimiter,
+    Operator,
+    OperatorBook,
+    OperatorsError,
+    Sessions,
+    hash_password,
+    load_operators,
+    parse_operators,
+    save_operators,
+    verify_password,
+)
+from ingest.console.chart import Level, nice_ticks, numeric_chart, state_chart, time_ticks
+from ingest.console.i18n import KIND_LABELS, LABELS, SEVERITY_LABELS
+from ingest.console.present import format_value, human_duration
+from ingest.console.web import DASHBOARDS, safe_next
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "ingest" / "console" / "templates"
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def fast_hash(password: str) -> str:
+    return hash_password(password, rounds=4)  # the lowest bcrypt cost: tests need no strength
+
+
+# ----------------------------------------------------------------------- operators file
+
+
+def test_operators_file_round_trip_keeps_only_hashes(tmp_path: Path) -> None:
+    path = tmp_path / "ops" / "operators.yaml"
+    ops = {"li.na": Operator("li.na", "李娜", fast_hash("correct horse"))}
+    save_operators(path, ops)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert "correct horse" not in path.read_text(encoding="utf-8")
+    back = load_operators(path)
+    assert back["li.na"].display_name == "李娜"
+    assert verify_password("correct horse", back["li.na"].password_hash)
+    assert not verify_password("wrong horse", back["li.na"].password_hash)
+    assert not verify_password("x" * 100, back["li.na"].password_hash)  # over bcrypt's 72 bytes
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("operators:\n  a:\n    display_name: A\n    password_hash: plain\n", 2, "not a bcrypt"),
+        ("operators:\n  ok:\n    password_hash: $2b$04$x\n  bad name:\n    x: 1\n", 4, "not valid"),
+        ("operators:\n  a:\n    display_name: A\n    pasword_hash: $2b$\n", 2, "unknown key"),
+        ("people:\n  a: {}\n", 1, "top-level 'operators:'"),
+        ("operators: [\n", 2, "not valid YAML"),
+    ],
+)
+def test_operators_file_errors_name_the_line(text: str, line: int, words: str) -> None:
+    with pytest.raises(OperatorsError) as e:
+        parse_operators(text, "ops.yaml")
+    msg = str(e.value)
+    assert msg.startswith(f"ops.yaml:{line}:"), msg
+    assert words in msg and "\n" not in msg
+
+
+def test_book_rereads_the_file_and_keeps_the_last_good_one(tmp_path: Path) -> None:
+    path = tmp_path / "operators.yaml"
+    book = OperatorBook(path)
+    assert len(book) == 0
+    save_operators(path, {"a": Operator("a", "A", fast_hash("password-a"))})
+    assert book.get("a") is not None
+    path.write_text("operators: [broken\n", encoding="utf-8")
+    assert book.get("a") is not None  # a broken edit does not lock everyone out
+
+
+# ----------------------------------------------------------------------- sessions
+
+
+def test_session_cookie_is_signed_and_ends_with_the_password_or_the_operator(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "operators.yaml"
+    save_operators(path, {"a": Operator("a", "A", fast_hash("password-a"))})
+    book = OperatorBook(path)
+    sessions = Sessions(b"k" * 32, 3600, book)
+    op = book.get("a")
+    assert op is not None
+    cookie, session = sessions.issue(op)
+    read = sessions.read(cookie)
+    assert read is not None and read.operator.name == "a" and read.csrf == session.csrf
+    assert Sessions(b"other-key" * 4, 3600, book).read(cookie) is None
+    assert sessions.read(cookie[:-2] + ("A" if cookie[-2] != "A" else "B") + cookie[-1]) is None
+    assert sessions.read("") is None and sessions.read("garbage") is None
+    # A new password ends the sessions signed before it.
+    save_operators(path, {"a": Operator("a", "A", fast_hash("password-b"))})
+    assert sessions.read(cookie) is None
+    cookie2, _ = sessions.issue(book.get("a"))  # type: ignore[arg-type]
+    assert sessions.read(cookie2) is not None
+    save_operators(path, {})
+    assert sessions.read(cookie2) is None
+
+
+def test_secret_is_generated_once_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "key"
+    first = auth.load_secret(None, path)
+    assert len(first) >= 32 and path.stat().st_mode & 0o777 == 0o600
+    assert auth.load_secret(None, path) == first
+    assert auth.load_secret("x" * 40, path) == b"x" * 40
+
+
+def test_login_limiter_blocks_after_the_limit() -> None:
+    lim = LoginLimiter(limit=3, window_s=60)
+    for _ in range(3):
+        assert not lim.blocked("10.0.0.1")
+        lim.failed("10.0.0.1")
+    assert lim.blocked("10.0.0.1") and not lim.blocked("10.0.0.2")
+    lim.succeeded("10.0.0.1")
+    assert not lim.blocked("10.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("target", "want"),
+    [
+        ("/alerts/3?done=acked", "/alerts/3?done=acked"),
+        ("//evil.example/x", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("", "/"),
+        (None, "/"),
+    ],
+)
+def test_only_local_paths_after_sign_in(target: str | None, want: str) -> None:
+    assert safe_next(target) == want
+
+
+# ----------------------------------------------------------------------- CLI
+
+
+def test_operators_add_refuses_differing_passwords_and_short_ones(tmp_path: Path) -> None:
+    path = tmp_path / "operators.yaml"
+    runner = CliRunner()
+    args = ["operators", "add", "duty2", "--file", str(path)]
+    r = runner.invoke(app, args, input="first-password\nother-password\n")
+    assert r.exit_code == 2 and "differ" in r.output and not path.exists()
+    r = runner.invoke(app, [*args, "--password-stdin"], input="short\n")
+    assert r.exit_code == 2 and "at least 8" in r.output
+    r = runner.invoke(app, [*args, "-d", "值班员二"], input="long-enough-1\nlong-enough-1\n")
+    assert r.exit_code == 0, r.output
+    assert "long-enough-1" not in r.output
+    r = runner.invoke(app, ["operators", "list", "--file", str(path)])
+    assert r.output.strip() == "duty2\t值班员二"
+    r = runner.invoke(app, ["operators", "remove", "nobody", "--file", str(path)])
+    assert r.exit_code == 2 and "no operator 'nobody'" in r.output
+
+
+# ----------------------------------------------------------------------- labels
+
+
+def test_every_label_used_by_a_template_exists_in_both_languages() -> None:
+    used: set[str] = set()
+    for f in TEMPLATES.glob("*.html"):
+        used |= set(
+            re.findall(r"""\bt\(\s*'([a-z0-9_]+)'(?!\s*\+)""", f.read_text(encoding="utf-8"))
+        )
+    used |= {"scope_rule_device", "scope_device", "scope_rule", "minutes_15", "hour_1"}
+    used |= {"hours_4", "hours_24", "online", "offline", "never", "bad_duration", "acked_ok"}
+    assert used, "no labels found: the pattern is out of date"
+    missing = sorted(used - set(LABELS))
+    assert not missing, missing
+    for table in (LABELS, KIND_LABELS, SEVERITY_LABELS):
+        for key, (zh, en) in table.items():
+            assert zh.strip() and en.strip(), key
+
+
+def test_values_read_as_the_standards_write_them() -> None:
+    assert format_value("water", "water_class", 6, "en") == "劣Ⅴ"
+    assert format_value("water", "water_class", 3, "zh") == "Ⅲ"
+    assert format_value("air", "aqi_category", 3, "zh") == "轻度污染"
+    assert format_value("air", "aqi_category", 3, "en") == "轻度污染 (lightly polluted)"
+    assert format_value("water", "do_mg_l", 2.5, "zh") == "2.5 mg/L"
+    assert format_value("ev_charger", "status", "Faulted", "zh") == "Faulted"
+    assert format_value("shore_power", "connected", True, "zh") == "已连接"
+    assert format_value("pv", "", 960.0, "en") == "silent for 16 min"
+    assert human_duration(5400, "zh") == "90 分钟"
+
+
+def test_dashboard_links_use_the_uids_the_dashboards_publish() -> None:
+    uids = {json.loads(p.read_text())["uid"] for p in (ROOT / "dashboards" / "json").glob("*.json")}
+    assert set(DASHBOARDS.values()) <= uids
+
+
+# ----------------------------------------------------------------------- charts
+
+
+def test_numeric_chart_is_valid_svg_with_labelled_limits_and_breach() -> None:
+    pts = [(1_000_000 + i * 60_000, 5.0 - i * 0.1) for i in range(40)]
+    svg = numeric_chart(
+        pts,
+        start_ms=pts[0][0],
+        end_ms=pts[-1][0],
+        levels=[Level(3.0, "limit 3 mg/L"), Level(3.5, "clears at 3.5 mg/L", "c-clear")],
+        breach_ms=pts[21][0],
+        breach_label="breach 10:21",
+        fmt_time=lambda ms: str(ms),
+        title="do_mg_l · WQ-001",
+        desc="40 readings",
+    )
+    root = ET.fromstring(svg)
+    assert root.get("role") == "img" and root.find(f"{SVG}title") is not None
+    texts = [t.text for t in root.iter(f"{SVG}text")]
+    assert {"limit 3 mg/L", "clears at 3.5 mg/L", "breach 10:21"} <= set(texts)
+    (path,) = [p for p in root.iter(f"{SVG}path") if p.get("class") == "c-line"]
+    assert path.get("d", "").count("L") == 39  # one unbroken line through 40 readings
+    dashed = [line for line in root.iter(f"{SVG}line") if line.get("class") == "c-limit"]
+    assert len(dashed) == 1
+    # The limit line sits where 3.0 is on the axis: below the first reading (5.0).
+    first_y = float(path.get("d", "").split()[0].split(",")[1])
+    assert float(dashed[0].get("y1", 0)) > first_y
+
+
+def test_numeric_chart_breaks_the_line_over_a_gap() -> None:
+    pts = [(i * 60_000, 1.0) for i in range(10)] + [
+        (60 * 60_000 + i * 60_000, 2.0) for i in range(10)
+    ]
+    svg = numeric_chart(pts, start_ms=0, end_ms=80 * 60_000, fmt_time=str, title="t", desc="d")
+    (path,) = [p for p in ET.fromstring(svg).iter(f"{SVG}path") if p.get("class") == "c-line"]
+    assert path.get("d", "").count("M") == 2
+
+
+def test_state_chart_hatches_and_names_breaching_states() -> None:
+    pts = [(0, "Charging"), (3_600_000, "Faulted")]
+    svg = state_chart(
+        pts,
+        start_ms=0,
+        end_ms=7_200_000,
+        bad=lambda s: s == "Faulted",
+        latest_label="latest: Faulted",
+        fmt_time=str,
+        title="status",
+        desc="2 readings",
+    )
+    root = ET.fromstring(svg)
+    segs = [r for r in root.iter(f"{SVG}rect") if "c-seg" in (r.get("class") or "")]
+    assert [s.get("fill") for s in segs] == [None, "url(#hatch)"]
+    texts = {t.text for t in root.iter(f"{SVG}text")}
+    assert {"Charging", "Faulted", "latest: Faulted"} <= texts
+
+
+def test_ticks_are_round() -> None:
+    assert nice_ticks(0, 10) == [0, 2.5, 5, 7.5, 10]
+    assert nice_ticks(2.1, 5.9) == [3, 4, 5]
+    ticks = time_ticks(0, 6 * 3_600_000, tz_offset_ms=8 * 3_600_000)
+    assert all((t + 8 * 3_600_000) % 3_600_000 == 0 for t in ticks) and 3 <= len(ticks) <= 7
