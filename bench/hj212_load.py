@@ -85,7 +85,8 @@ async def main(connections: int, seconds: float, rate: float) -> int:
         print(
             f"{connections} connections x {rate:g} packet/s x {seconds:g} s: "
             f"sent {result.sent}, replied {result.replied}, stored {n_stored} of {total}; "
-            f"errors {len(result.errors)}; generator max send lag {result.max_send_lag * ms:.0f} ms\n"
+            f"errors {len(result.errors)}; "
+            f"generator max send lag {result.max_send_lag * ms:.0f} ms\n"
             f"reply latency (send -> 9014 reply, after PUBACK): "
             f"p50 {result.quantile(0.5) * ms:.1f} ms, p95 {result.quantile(0.95) * ms:.1f} ms, "
             f"p99 {result.quantile(0.99) * ms:.1f} ms, max {max(result.latencies) * ms:.1f} ms\n"

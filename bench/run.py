@@ -44,6 +44,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -474,6 +475,8 @@ def envgrid(
         k, _, v = kv.partition("=")
         env[k] = v
     argv = [*b.args.envgrid, *extra_args]
+    if "/" in argv[0]:
+        argv[0] = str(Path(argv[0]).resolve())  # envgrid runs in a directory of its own
     return Envgrid(argv, env, run_dir, port, b.work / f"envgrid-{tag}.log")
 
 
@@ -949,9 +952,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", help="py-spy the first preload drain; raw stacks to PATH.txt")
     p.add_argument(
         "--envgrid",
-        nargs="+",
+        type=shlex.split,
         default=[str(Path(sys.executable).parent / "envgrid"), "run"],
-        help="the command that runs envgrid (default: this venv's envgrid run)",
+        help="the command that runs envgrid, e.g. '.venv/bin/envgrid run --role ingest' "
+        "(default: this venv's envgrid run)",
     )
     p.add_argument(
         "--env", action="append", default=[], help="extra KEY=VALUE for envgrid (repeatable)"

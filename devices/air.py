@@ -24,6 +24,7 @@ from devices.aqi import (
     PM25,
     SO2,
     SO2_1H_CEILING_IAQI,
+    Averaging,
     Edition,
     category_of,
     iaqi,
@@ -99,7 +100,7 @@ def _edition(r: AirReading) -> Edition:
 # HJ 633 real-time tables as integer segments (bp_lo, bp_hi, iaqi_lo, iaqi_hi), per edition and
 # pollutant, in the order aqi_realtime() assesses them (which is also the primary-pollutant
 # order): SO2, NO2, CO, O3 on their 1 h tables, PM10 and PM2.5 on their 24 h tables.
-_REALTIME = (
+_REALTIME: tuple[tuple[str, Averaging], ...] = (
     (SO2, "1h"),
     (NO2, "1h"),
     (CO, "1h"),

@@ -63,7 +63,8 @@ async def run_service(settings: Settings, *, worker: int | None = None, role: st
     log.info("HTTP on http://%s:%d (/healthz /readyz /metrics)", settings.http.host, http.port)
     try:
         await service.start()
-        await hj212.start(service)
+        if (worker or 0) == 0:  # one TCP gateway per host: the first --workers worker runs it
+            await hj212.start(service)
     except Exception:
         await service.stop()
         await http.stop()

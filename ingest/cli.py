@@ -36,10 +36,12 @@ ConfigOpt = Annotated[
 T = TypeVar("T")
 
 
-def setup_logging(level: str = "INFO", file: Path | None = None) -> None:
-    """Plain timestamped lines on stderr (or a file); no secrets are ever passed to them."""
+def setup_logging(level: str = "INFO", file: Path | None = None, tag: str = "") -> None:
+    """Plain timestamped lines on stderr (or a file); no secrets are ever passed to them.
+
+    ``tag`` (e.g. "[worker 1] ") prefixes the logger name: --workers children share stderr."""
     handler: logging.Handler = logging.FileHandler(file) if file else logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -80,6 +82,19 @@ def run(
             "alone (subscribes without sharing, writes no readings)."
         ),
     ] = "all",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Ingest processes on this host splitting the stream through an MQTT v5 shared "
+            "subscription; 0: one process. With N ≥ 1 this process supervises N `--role "
+            "ingest` workers (and one `--role alerts` process when alerts are enabled) and "
+            "serves their HTTP API on one port (docs/performance.md).",
+        ),
+    ] = 0,
+    worker: Annotated[
+        int | None, typer.Option(hidden=True, help="Set by --workers: this worker's index.")
+    ] = None,
 ) -> None:
     """Run the service: consume MQTT, write InfluxDB, serve /healthz /readyz /metrics."""
     from ingest.alerting import ROLES, AlertSetupError
@@ -88,10 +103,21 @@ def run(
 
     if role not in ROLES:
         raise fail(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
-    setup_logging(log_level)
+    if workers and role != "all":
+        raise fail("--workers starts its own ingest and alerts processes: drop --role")
+    if worker is not None:
+        setup_logging(log_level, tag=f"[worker {worker}] ")
+    else:
+        setup_logging(log_level, tag="[alerts] " if role == "alerts" else "")
     settings = settings_or_exit(config)
     try:
-        code = run_async(lambda: run_service(settings, role=role))
+        if workers:
+            from ingest.workers import check_startup, run_workers
+
+            check_startup(settings)
+            code = run_async(lambda: run_workers(settings, workers, config, log_level))
+        else:
+            code = run_async(lambda: run_service(settings, worker=worker, role=role))
     except (RegistryError, MqttError, OSError, AlertSetupError) as e:
         raise fail(str(e)) from None
     raise typer.Exit(code)

@@ -23,7 +23,7 @@ from ingest.console.auth import (
     save_operators,
 )
 
-operators_app = typer.Typer(
+operators_app: typer.Typer = typer.Typer(
     no_args_is_help=True, help="Operators of the console: add, list, remove (bcrypt hashes)."
 )
 

@@ -739,7 +739,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None) -> 
         else:
             log.warning("broker connection lost (%s): reconnecting", reason)
 
-    client = MqttClient(publisher_options(settings), _drop, on_state)
+    # Its own client id: an `envgrid run` gateway on the same host uses "-hj212".
+    client = MqttClient(publisher_options(settings, "hj212-gateway"), _drop, on_state)
     metrics = CollectorRegistry()
     gateway = Hj212Gateway(settings, stations, client, metrics=metrics)
 

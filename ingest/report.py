@@ -103,6 +103,15 @@ class PlanReport:
         return f"{self.start.isoformat()}/{self.end.isoformat()}"
 
 
+@dataclass(slots=True)
+class Buckets:
+    """One device's bucketed rows by bucket start, with its site and county tags."""
+
+    site: str
+    county: str
+    rows: dict[int, Row] = field(default_factory=dict)
+
+
 def _ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
 
@@ -202,7 +211,7 @@ class Reporter:
             *P.shore_figures(berths, plan),
             *P.ev_figures(connectors, plan),
         ]
-        notes = self._notes(start, end, days, county, figures)
+        notes = self._notes(start, end, days, county)
         return PlanReport(
             plan_zh=plan.plan.name_zh,
             plan_en=plan.plan.name_en,
@@ -235,7 +244,6 @@ class Reporter:
         end: date,
         days: Sequence[date],
         county: str | None,
-        figures: Sequence[P.Figure],
     ) -> list[str]:
         notes = []
         if not days:
@@ -249,14 +257,15 @@ class Reporter:
                 f"County {county}: water sections, PV, shore power and chargers of {county}; "
                 "the good-days ratio is the city's (the national method has no county figure)."
             )
-        for f in figures:
-            if f.period and f.period not in (f"{start}/{end}",):
-                first, last = P.parse_period(f.period)
-                if (first, last) != (start, end):
-                    notes.append(
-                        f"Target {f.target_id} applies to {first}..{last}; "
-                        f"this report covers {start}..{end}."
-                    )
+        other: dict[tuple[date, date], list[str]] = {}
+        for t in self.plan.targets:
+            if t.bounds != (start, end):
+                other.setdefault(t.bounds, []).append(t.id)
+        for (first, last), ids in sorted(other.items()):
+            notes.append(
+                f"Targets {', '.join(ids)} apply to {first}..{last}; "
+                f"this report covers {start}..{end}."
+            )
         return notes
 
     def _scope(self, county: str | None) -> str:
@@ -393,7 +402,15 @@ class Reporter:
             if not dev or day not in closed:
                 continue
             tags.setdefault(dev, r)
-            series.setdefault(dev, {})[day] = (finite(r.get("first")), finite(r.get("last")))
+            first, last = finite(r.get("first")), finite(r.get("last"))
+            known = series.setdefault(dev, {})
+            if day in known:
+                # One inverter in several series (its pilot or site tag changed that day): a
+                # register only grows, so the day spans the smallest first and largest last.
+                f0, l0 = known[day]
+                first = _pick(min, first, f0)
+                last = _pick(max, last, l0)
+            known[day] = (first, last)
         tick("pv: daily registers")
         devices = {
             d.id: d for d in self.registry.of_kind("pv") if county is None or d.county == county
@@ -428,19 +445,20 @@ class Reporter:
         self,
         measurement: str,
         fields: Sequence[str],
-        group: Sequence[str],
+        key: tuple[str, str],
         start_ms: int,
         end_ms: int,
         spec: P.SeriesSpec,
         county: str | None,
         tick: Progress,
         label: str,
-    ) -> dict[tuple[str, ...], dict[int, Row]]:
-        """Rows of ``last(field)`` per ``step`` bucket, by the ``group`` tags, in month chunks."""
+    ) -> dict[tuple[str, str], Buckets]:
+        """``last(field)`` per ``step`` bucket for each ``key`` (device and berth or connector),
+        read in month chunks, with the device's site and county tags."""
         step = self._step_ms(spec)
         select = ", ".join(f"last({quote_ident(f)}) AS {quote_ident(f)}" for f in fields)
-        by = ", ".join(quote_ident(g) for g in group)
-        out: dict[tuple[str, ...], dict[int, Row]] = {}
+        by = ", ".join(quote_ident(g) for g in (*key, "site", "county"))
+        out: dict[tuple[str, str], Buckets] = {}
         chunks = self.chunks(start_ms, end_ms, step)
         for i, (a, b) in enumerate(chunks, 1):
             q = (
@@ -450,13 +468,19 @@ class Reporter:
                 f"GROUP BY time({step // 1000}s), {by} fill(none)"
             )
             for r in await self._rows(q):
-                key = tuple(str(r.get(g) or "") for g in group)
-                bucket = out.setdefault(key, {})
+                k = (str(r.get(key[0]) or ""), str(r.get(key[1]) or ""))
+                # One device in several series (a site tag changed in the period): one series.
+                entry = out.setdefault(
+                    k, Buckets(str(r.get("site") or ""), str(r.get("county") or ""))
+                )
                 ts = int(r["time"] or 0)
-                if ts in bucket:  # a bucket split by a chunk edge: later values win
-                    bucket[ts] = {**bucket[ts], **{k: v for k, v in r.items() if v is not None}}
+                if ts in entry.rows:  # the same bucket twice: values present win
+                    entry.rows[ts] = {
+                        **entry.rows[ts],
+                        **{f: v for f, v in r.items() if v is not None},
+                    }
                 else:
-                    bucket[ts] = r
+                    entry.rows[ts] = r
             tick(f"{label} {i}/{len(chunks)}")
         return out
 
@@ -468,7 +492,7 @@ class Reporter:
         data = await self._buckets(
             "shore_power",
             ("connected", "vessel_id", "energy_kwh"),
-            ("device_id", "berth", "site", "county"),
+            ("device_id", "berth"),
             start_ms,
             end_ms,
             spec,
@@ -483,7 +507,8 @@ class Reporter:
         }
         out = []
         seen: set[str] = set()
-        for (dev, berth, site, cty), buckets in sorted(data.items()):
+        for (dev, berth), entry in sorted(data.items()):
+            site, cty, buckets = entry.site, entry.county, entry.rows
             seen.add(dev)
             d = registered.get(dev) or self.registry.get(dev)
             samples = [
@@ -533,7 +558,7 @@ class Reporter:
         data = await self._buckets(
             "ev_charger",
             ("status", "energy_kwh"),
-            ("device_id", "connector", "site", "county"),
+            ("device_id", "connector"),
             start_ms,
             end_ms,
             spec,
@@ -549,7 +574,8 @@ class Reporter:
         out = []
         seen: set[str] = set()
         share = self.plan.coverage.device_min_time_share
-        for (dev, connector, site, cty), buckets in sorted(data.items()):
+        for (dev, connector), entry in sorted(data.items()):
+            site, cty, buckets = entry.site, entry.county, entry.rows
             seen.add(dev)
             d = registered.get(dev) or self.registry.get(dev)
             samples = [
@@ -602,6 +628,13 @@ def _port(d: Device | None, site: str) -> str:
     if d is not None and d.facts.get("port"):
         return str(d.facts["port"])
     return d.site if d is not None else site
+
+
+def _pick(fn: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:
+    """``fn(a, b)`` of the values present (None when neither is)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return fn(a, b)
 
 
 def _bool(v: Any) -> bool | None:

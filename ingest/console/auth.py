@@ -221,30 +221,34 @@ class OperatorBook:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp: tuple[int, int] | None = None
+        self._seen: tuple[int, int] | None = None  # (mtime, size) of the last read attempt
         self._ops: dict[str, Operator] = {}
         self._broken: str | None = None
-        self.refresh(strict=True)
+        self._started = False
+        self.refresh()
+        self._started = True
 
-    def refresh(self, *, strict: bool = False) -> None:
+    @property
+    def problem(self) -> str | None:
+        """Why the file could not be read last time (None when it could)."""
+        return self._broken
+
+    def refresh(self) -> None:
         """Re-read the file if it changed; a broken file keeps the last good list (logged once)."""
         try:
             st = self.path.stat()
             stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
         except OSError:
             stamp = None
-        if stamp == self._stamp and self._stamp is not None:
+        if stamp is not None and stamp == self._seen:
             return
+        self._seen = stamp
         try:
-            ops = load_operators(self.path)
+            self._ops, self._broken = load_operators(self.path), None
         except OperatorsError as e:
-            if strict:
-                raise
-            if str(e) != self._broken:
+            self._broken = str(e)
+            if self._started:  # at start-up the caller reports it
                 log.warning("console: %s (keeping the previous operators)", e)
-                self._broken = str(e)
-            return
-        self._stamp, self._ops, self._broken = stamp, ops, None
 
     def get(self, name: str) -> Operator | None:
         """The operator called ``name``, or None."""

@@ -548,9 +548,12 @@ class Console:
             if not same_token(f.get("csrf"), request.cookies.get(LOGIN_COOKIE)):
                 return console._login(request, target, "csrf_failed", 403)
             client = request.client.host if request.client else "?"
-            if console.limiter.blocked(client):
+            name, password = f.get("name", "").strip()[:64], f.get("password", "")
+            # Per address and name: behind a proxy (or `--workers`) every client has the
+            # proxy's address, and one person's typos must not lock the whole room out.
+            key = f"{client}|{name.lower()}"
+            if console.limiter.blocked(key):
                 return console._login(request, target, "too_many_attempts", 429)
-            name, password = f.get("name", "").strip(), f.get("password", "")
             op = console.book.get(name) if name else None
             # bcrypt takes a quarter of a second: off the event loop, which also carries ingest.
             if op is None:
@@ -559,10 +562,10 @@ class Console:
             else:
                 ok = await asyncio.to_thread(verify_password, password, op.password_hash)
             if not ok or op is None:
-                console.limiter.failed(client)
-                log.info("console: failed sign-in for %r from %s", name[:64], client)
+                console.limiter.failed(key)
+                log.info("console: failed sign-in for %r from %s", name, client)
                 return console._login(request, target, "bad_login", 401)
-            console.limiter.succeeded(client)
+            console.limiter.succeeded(key)
             cookie, _ = console.sessions.issue(op)
             log.info("console: %s signed in from %s", op.name, client)
             resp = RedirectResponse(target, status_code=303)

@@ -153,6 +153,8 @@ async def test_operator_sees_acknowledges_and_silences_a_charger_fault(
         await page.wait_for_url(base + "/")
         await expect(page.locator("#operator")).to_have_text(f"{DISPLAY} ({OPERATOR})")
         await expect(page.locator("#no-active")).to_be_visible()
+        await page.keyboard.press("Tab")  # keyboard users first meet the skip link
+        assert await page.evaluate("document.activeElement.textContent") == "跳到主要内容"
 
         # ---- a charger fault over MQTT appears without a reload, within seconds
         await page.evaluate("window.__sameDocument = 'yes'")

@@ -79,13 +79,13 @@ async def test_kill_9_mid_stream_then_restart(
 async def test_influxdb_down_30_s_mid_stream(
     fresh_mosquitto: LocalMosquitto, own_influx: LocalInfluxDB, tmp_path: Path
 ) -> None:
-    msgs = readings(4000)
+    msgs = readings(3600)
     async with (
         service(tmp_path, fresh_mosquitto, own_influx.url, "envgrid") as svc,
         mqtt_client(fresh_mosquitto, client_id="publisher") as pub,
     ):
-        stream = Stream(pub, msgs, rate=100)  # 40 s
-        await asyncio.sleep(4)
+        stream = Stream(pub, msgs, rate=100)  # 36 s: 3 s before, 30 s down, 3 s after
+        await asyncio.sleep(3)
         await asyncio.to_thread(own_influx.stop)
         down = time.monotonic()
         await svc.metric_reaches("envgrid_spool_records", 1, 15)
@@ -114,21 +114,35 @@ async def test_mosquitto_restart_mid_stream(
 ) -> None:
     msgs = readings(3000)
     async with (
-        service(tmp_path, fresh_mosquitto, influxdb.url, influx_db) as svc,
+        # A Receive Maximum of 200 acked once a second takes ~200 msg/s, less than the 300/s
+        # published: the broker holds a backlog for the session when it restarts.
+        service(
+            tmp_path,
+            fresh_mosquitto,
+            influxdb.url,
+            influx_db,
+            mqtt__receive_maximum="200",
+            ingest__flush_interval="1s",
+        ) as svc,
         mqtt_client(fresh_mosquitto, client_id="publisher") as pub,
     ):
         # The publisher resends what did not get a PUBACK when it reconnects: the guarantee
         # covers every reading the broker accepted.
-        stream = Stream(pub, msgs, rate=200)
-        await svc.until(lambda: stored_total(influxdb, influx_db) >= 600, 20, "600 stored")
+        stream = Stream(pub, msgs, rate=300)
+
+        async def backlog() -> bool:
+            return len(stream.acked) - await svc.received() >= 300
+
+        await svc.until(backlog, 20, "a backlog of 300 in the broker")
         await asyncio.to_thread(fresh_mosquitto.restart)  # SIGTERM (saves), start, same port
         await svc.until(
             lambda: "broker connection lost" in svc.log.read_text(), 10, "the service to notice"
         )
         await svc.ready()  # reconnected by itself
         await stream.done(30)
-        await wait_stored(svc, influxdb, influx_db, keys(msgs), 30)
+        await wait_stored(svc, influxdb, influx_db, keys(msgs), 40)
         assert await svc.metric("envgrid_mqtt_connected") == 1
+        assert "session resumed" in svc.log.read_text()
         code, _ = await svc.terminate()
         assert code == 0, svc.tail()
     assert_exact(influxdb, influx_db, keys(msgs))

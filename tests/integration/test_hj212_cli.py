@@ -39,7 +39,9 @@ def envgrid(
 
 
 def test_check_and_bad_station_settings(tmp_path: Path) -> None:
-    r = envgrid("hj212-gateway", "--check", env={"ENVGRID_DEVICES__REGISTRY": str(DEFAULT_REGISTRY)})
+    r = envgrid(
+        "hj212-gateway", "--check", env={"ENVGRID_DEVICES__REGISTRY": str(DEFAULT_REGISTRY)}
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "48 HJ 212 stations OK (air 24, water 24)"
     reg = tmp_path / "stations.yaml"
@@ -85,7 +87,7 @@ async def test_envgrid_run_with_the_gateway_port(
         r = await svc.http.get("/metrics", timeout=5)
         assert f'envgrid_hj212_packets_total{{mn="{wq.facts["mn"]}",result="ok"}} 1.0' in r.text
         await link.close()
-        code, took = await svc.terminate()
+        code, _took = await svc.terminate()
         assert code == 0, svc.tail()
     row = influxdb.points("SELECT * FROM water_quality GROUP BY *", influx_db)[0]
     assert (row["device_id"], row["ph"], row["data_kind"]) == ("WQ-002", 7.6, "rtd")
@@ -133,10 +135,12 @@ async def test_standalone_gateway_and_the_simulator_command(
             assert sim.stdout.startswith("sent 5 HJ 212 packets from 48 stations"), sim.stdout
             await wait_for(
                 lambda: (
-                    influxdb.count("water_quality", influx_db)
-                    + influxdb.count("air_quality", influx_db)
-                )
-                == 5,
+                    (
+                        influxdb.count("water_quality", influx_db)
+                        + influxdb.count("air_quality", influx_db)
+                    )
+                    == 5
+                ),
                 20,
                 "the simulated packets stored",
             )

@@ -35,6 +35,13 @@ async def test_simulated_stations_real_time_hourly_and_maintenance(
     settings = make_settings(
         mosquitto, influxdb, influx_db, tmp_path, hj212={"port": 0, "host": "127.0.0.1"}
     )
+
+    def stored() -> list[dict]:
+        return [
+            *influxdb.points("SELECT * FROM water_quality GROUP BY *", influx_db),
+            *influxdb.points("SELECT * FROM air_quality GROUP BY *", influx_db),
+        ]
+
     async with service_with_gateway(settings) as (service, gateway):
         sim = Hj212Simulator(
             stations, "127.0.0.1", gateway.port, interval=30, maintenance=0.3, seed=5,
@@ -44,25 +51,14 @@ async def test_simulated_stations_real_time_hourly_and_maintenance(
         await wait_for(
             lambda: gateway.stats.total("ok") >= report.sent, 10, "every packet published"
         )
-        await wait_for(
-            lambda: (
-                influxdb.count("water_quality", influx_db, "temp_c")
-                + influxdb.count("air_quality", influx_db, "temp_c")
-            )
-            >= report.sent,
-            20,
-            "every simulated packet stored",
-        )
+        await wait_for(lambda: len(stored()) >= report.sent, 20, "every simulated packet stored")
     assert report.stations == 4 and report.connects == 4 and report.bad == 0
     assert report.hourly == 4 and report.rtd >= 4 * 10
     assert report.flagged_values > 0
     assert report.replies >= report.sent - 4  # only a packet in flight at the end may miss it
     assert gateway.stats.total("ok") == report.sent and service.stats.rejected.total() == 0
 
-    rows = [
-        *influxdb.points("SELECT * FROM water_quality GROUP BY *", influx_db),
-        *influxdb.points("SELECT * FROM air_quality GROUP BY *", influx_db),
-    ]
+    rows = stored()
     assert len(rows) == report.sent
     hourly = [r for r in rows if r["data_kind"] == "hourly"]
     assert sorted(r["device_id"] for r in hourly) == sorted(IDS)

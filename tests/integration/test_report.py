@@ -28,12 +28,8 @@ from devices.plan import parse_plan
 from devices.registry import Registry
 from ingest.cli import app
 from ingest.config import load_settings
-from ingest.localstack import LocalInfluxDB
-from ingest.report import (
-    DEFAULT_PLAN,
-    interpolate_time,
-    panel_queries,
-)
+from ingest.localstack import LocalInfluxDB, free_port
+from ingest.report import DEFAULT_PLAN, Reporter, interpolate_time, panel_queries
 from ingest.rollup import Rollup
 from tests import plan_seed as S
 
@@ -72,6 +68,7 @@ MET = {
     "pv_pilot_counties": True,
     "ev_availability": False,
 }
+AIR_GOOD = {kind: category <= 2 for kind, (category, _, _) in S.AIR_KINDS.items()}
 MISSING_SECTION = "测试30断面"
 THIN_SECTION = "测试29断面"
 
@@ -380,9 +377,10 @@ def test_stored_figures_answer_the_dashboard_panel_queries(
     live = next(p for p in panels if "live" in p.title)
     assert got[live.title] == _approx(EXPECTED["good_days_ratio"])
     # Stored again (same period): the points are overwritten, not doubled.
-    CliRunner().invoke(
+    again = CliRunner().invoke(
         app, ["report", "--plan", str(seeded.plan), "--config", str(seeded.config), "--store"]
     )
+    assert again.exit_code == 0, again.output
     count = influxdb.points('SELECT count("value") FROM "plan_progress"', seeded.db)
     assert count[0]["count"] == len(EXPECTED)
 
@@ -401,6 +399,52 @@ def test_county_report_keeps_to_the_county(seeded: Seeded) -> None:
     assert any("good-days ratio is the city's" in n for n in data["notes"])
     expected_sections = [s for s in S.ASSESSED if s.county == county]
     assert len(data["sections"]) == len(expected_sections)
+    page = run_report(seeded, "--county", county, "--format", "html")
+    assert f"县区 County: <b>{county}</b>" in page and page.count("<svg") == 7
+
+
+def test_a_month_is_reported_against_yearly_targets_with_a_note(seeded: Seeded) -> None:
+    args = ["report", "--config", str(seeded.config), "--plan", str(seeded.plan)]
+    r = CliRunner().invoke(app, [*args, "--from", "2025-02-01", "--to", "2025-02-28", "-f", "json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    figures = {f["formula"]: f for f in data["figures"]}
+    # February: days 31..58 of the year; 10-12 February have no data.
+    feb = [d for d in S.DAYS if d.month == 2]
+    good = sum(
+        1
+        for d in feb
+        if d in S.AIR_SCHEDULE and AIR_GOOD[S.AIR_SCHEDULE[d]] and d not in S.SHORT_DAYS
+    )
+    valid = sum(1 for d in feb if d in S.AIR_SCHEDULE)
+    assert figures["good_days_ratio"]["value"] == _approx(good / valid * 100)
+    assert figures["good_days_ratio"]["coverage"]["missing"] == [
+        "2025-02-10",
+        "2025-02-11",
+        "2025-02-12",
+    ]
+    assert data["notes"] == [
+        "Targets water_iii_ratio, air_good_days, shore_power_use, pv_pilot_counties, "
+        "ev_availability apply to 2025-01-01..2025-12-31; this report covers "
+        "2025-02-01..2025-02-28."
+    ]
+
+
+def test_progress_ticks_once_per_step(seeded: Seeded) -> None:
+    settings = load_settings(seeded.config)
+    plan = parse_plan(seeded.plan.read_text(encoding="utf-8"), str(seeded.plan))
+    ticks: list[str] = []
+
+    async def run() -> int:
+        registry = Registry.load(seeded.registry, KINDS)
+        async with Reporter(settings, registry, plan) as rep:
+            await rep.run(date(2025, 1, 1), date(2025, 12, 31), None, ticks.append)
+            return rep.steps(date(2025, 1, 1), date(2025, 12, 31))
+
+    steps = asyncio.run(run())
+    # Water 2, air 1, PV 2, shore power and EV by month (31-day chunks: 12 each).
+    assert len(ticks) == steps == 2 + 1 + 2 + 12 + 12
+    assert ticks[-1] == "ev 12/12"
 
 
 def test_report_errors_are_one_clear_line(seeded: Seeded, tmp_path: Path) -> None:
@@ -418,9 +462,14 @@ def test_report_errors_are_one_clear_line(seeded: Seeded, tmp_path: Path) -> Non
     bad.write_text(
         seeded.plan.read_text(encoding="utf-8").replace('direction = ">="', 'direction = "=>"', 1)
     )
-    r = runner.invoke(app, [*base[:3], "--plan", str(bad)])
+    r = runner.invoke(app, [*base[:3], "--plan", str(bad)])  # before InfluxDB is asked
     line = next(
         i for i, t in enumerate(bad.read_text().splitlines(), 1) if t.startswith("direction")
     )
     assert r.exit_code == 2
     assert r.stderr.startswith(f"envgrid: {bad}:{line}: targets[0].direction: ")
+    down = tmp_path / "down.toml"
+    down.write_text(f'[influx]\nurl = "http://127.0.0.1:{free_port()}"\ndatabase = "x"\n')
+    r = runner.invoke(app, ["report", "--config", str(down), "--plan", str(seeded.plan)])
+    assert r.exit_code == 1
+    assert "did not answer" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -260,3 +260,33 @@ def test_ticks_are_round() -> None:
     assert nice_ticks(2.1, 5.9) == [3, 4, 5]
     ticks = time_ticks(0, 6 * 3_600_000, tz_offset_ms=8 * 3_600_000)
     assert all((t + 8 * 3_600_000) % 3_600_000 == 0 for t in ticks) and 3 <= len(ticks) <= 7
+
+
+def test_console_problems_never_stop_the_service(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from alerts.engine import AlertEngine
+    from alerts.rules import load_rules
+    from alerts.store import AlertStore
+    from devices.registry import Registry
+    from ingest.config import load_settings
+    from ingest.console import build_console
+
+    ops = tmp_path / "operators.yaml"
+    ops.write_text("operators:\n  a: {password_hash: plain}\n", encoding="utf-8")
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("", encoding="utf-8")
+    settings = load_settings(
+        None,
+        console={"operators": ops, "session_secret_file": blocker / "key"},  # cannot be created
+    )
+    engine = AlertEngine(load_rules(None), AlertStore(":memory:"))
+    console = build_console(settings, engine, Registry())
+    assert console is not None
+    assert f"{ops}:2: operator 'a': password_hash is not a bcrypt hash" in caplog.text
+    assert "sessions end at restart" in caplog.text
+    cookie, _ = console.sessions.issue(Operator("a", "A", "h"))
+    assert cookie  # an ephemeral key still signs sessions
+    assert (
+        build_console(load_settings(None, console={"enabled": False}), engine, Registry()) is None
+    )
