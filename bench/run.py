@@ -505,6 +505,13 @@ class Watch:
         self._stop.set()
         self._thread.join(5)
 
+    def save(self, path: Path, t0: float) -> None:
+        """The timeline (seconds from t0, points written, CPU s) as CSV, for diagnosis."""
+        with path.open("w") as f:
+            f.write("t_s,points,cpu_s\n")
+            for t, v, cpu in self.samples:
+                f.write(f"{t - t0:.2f},{v},{cpu:.2f}\n")
+
     def points(self) -> int:
         return self.samples[-1][1] if self.samples else 0
 
@@ -601,6 +608,7 @@ def _measure(
             time.sleep(0.25)
             watch.stop()
             end = watch.reached(min(stored, n)) or (time.monotonic(), meter.cpu_s())
+            watch.save(b.work / f"progress-{tag}.csv", t_resume if preload else res["t0"])
         finally:
             pub.close()
             if spy is not None:
