@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from devices import air
@@ -35,8 +38,21 @@ def configure_standards(settings: Settings) -> None:
     air.configure(settings.standards.timezone, settings.standards.aqi_edition)
 
 
-async def run_service(settings: Settings, *, worker: int | None = None, role: str = "all") -> int:
-    """Run ingest and/or alerts (``role``: all, ingest, alerts) and the HTTP API until a signal."""
+@dataclass
+class Running:
+    """The parts of a started envgrid process, for callers that watch them (the demo)."""
+
+    service: IngestService
+    http: HttpServer
+    registry: Registry
+
+
+@contextlib.asynccontextmanager
+async def started(
+    settings: Settings, *, worker: int | None = None, role: str = "all"
+) -> AsyncIterator[Running]:
+    """Start ingest and/or alerts (``role``: all, ingest, alerts), the HTTP API, the HJ 212
+    intake and the rollups; stop them in order (readings made durable first) on exit."""
     configure_standards(settings)
     registry = load_registry(settings)
     settings = role_settings(settings, role)
@@ -55,10 +71,6 @@ async def run_service(settings: Settings, *, worker: int | None = None, role: st
     routers = [r.router for r in (alerting, console) if r is not None]
     app = create_app(service.metrics, service.readiness, routers)
     http = HttpServer(app, settings.http.host, settings.http.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await http.start()
     log.info("HTTP on http://%s:%d (/healthz /readyz /metrics)", settings.http.host, http.port)
     try:
@@ -72,18 +84,30 @@ async def run_service(settings: Settings, *, worker: int | None = None, role: st
     if alerting is not None:
         await alerting.start()
     rollups = start_background(settings, registry, worker) if role != "alerts" else None
-    await stop.wait()
-    log.info("signal received: stopping")
-    service.stop_reading()  # at once: the shutdown grace period counts from the signal
-    await hj212.stop()  # stations resend what was not replied to
-    if rollups is not None:
-        await rollups.stop()
-    await service.stop()
-    if alerting is not None:
-        # After the service: every reading it acked has been evaluated. What cannot go out now
-        # (MQTT is closed) stays in the outbox for the next run.
-        await alerting.stop()
-    await http.stop()
-    if console is not None:
-        await console.close()
+    try:
+        yield Running(service, http, registry)
+    finally:
+        service.stop_reading()  # at once: the shutdown grace period counts from the signal
+        await hj212.stop()  # stations resend what was not replied to
+        if rollups is not None:
+            await rollups.stop()
+        await service.stop()
+        if alerting is not None:
+            # After the service: every reading it acked has been evaluated. What cannot go out
+            # now (MQTT is closed) stays in the outbox for the next run.
+            await alerting.stop()
+        await http.stop()
+        if console is not None:
+            await console.close()
+
+
+async def run_service(settings: Settings, *, worker: int | None = None, role: str = "all") -> int:
+    """Run until SIGTERM/SIGINT; the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with started(settings, worker=worker, role=role):
+        await stop.wait()
+        log.info("signal received: stopping")
     return 0

@@ -16,9 +16,8 @@ from rich.live import Live
 from rich.table import Table
 
 from devices.kinds import KINDS
-from ingest.app import DEFAULT_REGISTRY, configure_standards, load_registry
+from ingest.app import DEFAULT_REGISTRY, Running, started
 from ingest.config import Settings
-from ingest.http import HttpServer, create_app
 from ingest.localstack import LocalInfluxDB, LocalMosquitto, free_port
 from ingest.service import IngestService
 from ingest.simulation_run import run_simulation
@@ -54,69 +53,86 @@ async def run_demo(
         updates["devices"] = settings.devices.model_copy(update={"registry": DEFAULT_REGISTRY})
     if not _overridden("INGEST__SPOOL_DIR"):
         updates["ingest"] = settings.ingest.model_copy(update={"spool_dir": workdir / "spool"})
+    if not _overridden("ALERTS__STORE"):
+        updates["alerts"] = settings.alerts.model_copy(update={"store": workdir / "alerts.db"})
     if not _overridden("HTTP__PORT"):
         updates["http"] = settings.http.model_copy(update={"port": free_port()})
     settings = settings.model_copy(update=updates)
+    local = bool(stack._exit_callbacks)  # type: ignore[attr-defined]
     with stack:
-        configure_standards(settings)
-        registry = load_registry(settings)
-        service = IngestService(settings, KINDS, registry)
-        http = HttpServer(
-            create_app(service.metrics, service.readiness), settings.http.host, settings.http.port
-        )
-        await http.start()
-        await service.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        sim = asyncio.create_task(
-            run_simulation(
-                settings,
-                per_kind=24,
-                rate=rate,
-                duration=duration,
-                count=0,
-                bad_fraction=bad_fraction,
-                seed=None,
-                stop=stop,
-            )
-        )
-        console.print(
-            f"[bold]envgrid[/]   http://{settings.http.host}:{http.port}/metrics — "
-            f"logs in {workdir / 'envgrid.log'}; Ctrl-C stops everything"
-        )
         t0 = time.monotonic()
-        with Live(_table(service, 0.0), console=console, refresh_per_second=2) as live:
-            while not stop.is_set() and not sim.done():
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=0.5)
-                live.update(_table(service, time.monotonic() - t0))
-        stop.set()
-        published = await sim
-        await asyncio.sleep(settings.ingest.flush_interval.total_seconds() + 0.5)
-        await service.stop()
-        await http.stop()
-        console.print(_table(service, time.monotonic() - t0))
-        console.print(f"published {published} messages. Query what was stored, e.g.:")
-        if not _overridden("INFLUX__URL"):
-            console.print(
-                f"  (restart the demo's InfluxDB first: influxd -config "
-                f"{workdir / 'influxdb' / 'influxdb.conf'})"
+        async with started(settings) as running:
+            published = await _watch(
+                settings, running, rate, duration, bad_fraction, workdir, console
             )
-        console.print(
-            f"  influx -host 127.0.0.1 -port {_port(settings.influx.url)} "
-            f"-database {settings.influx.database} -execute "
-            "'SELECT count(*) FROM /.*/ GROUP BY device_id LIMIT 5'"
-        )
-        console.print(
-            f"  curl -G '{settings.influx.url}/query' --data-urlencode "
-            f"'db={settings.influx.database}' --data-urlencode "
-            "'q=SELECT last(water_class) FROM water_quality GROUP BY site'"
-        )
-        if stack._exit_callbacks:  # type: ignore[attr-defined]
-            console.print(f"local servers stop now; their data stays in {workdir}")
+            # Give the last batch its flush before the orderly stop (which flushes too).
+            await asyncio.sleep(settings.ingest.flush_interval.total_seconds() + 0.5)
+        console.print(_table(running.service, time.monotonic() - t0))
+        _print_hints(settings, published, workdir, console, local)
     return 0
+
+
+async def _watch(
+    settings: Settings,
+    running: Running,
+    rate: float,
+    duration: float,
+    bad_fraction: float,
+    workdir: Path,
+    console: Console,
+) -> int:
+    """Run the simulator and show live counts until Ctrl-C or the duration; messages sent."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sim = asyncio.create_task(
+        run_simulation(
+            settings,
+            per_kind=24,
+            rate=rate,
+            duration=duration,
+            count=0,
+            bad_fraction=bad_fraction,
+            seed=None,
+            stop=stop,
+        )
+    )
+    console.print(
+        f"[bold]envgrid[/]   http://{settings.http.host}:{running.http.port}/ (console, "
+        f"/metrics) — logs in {workdir / 'envgrid.log'}; Ctrl-C stops everything"
+    )
+    t0 = time.monotonic()
+    with Live(_table(running.service, 0.0), console=console, refresh_per_second=2) as live:
+        while not stop.is_set() and not sim.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+            live.update(_table(running.service, time.monotonic() - t0))
+    stop.set()
+    return await sim
+
+
+def _print_hints(
+    settings: Settings, published: int, workdir: Path, console: Console, local: bool
+) -> None:
+    console.print(f"published {published} messages. Query what was stored, e.g.:")
+    if not _overridden("INFLUX__URL"):
+        console.print(
+            f"  (start the demo's InfluxDB again first: influxd -config "
+            f"{workdir / 'influxdb' / 'influxdb.conf'})"
+        )
+    console.print(
+        f"  influx -host 127.0.0.1 -port {_port(settings.influx.url)} "
+        f"-database {settings.influx.database} -execute "
+        "'SELECT count(*) FROM /.*/ GROUP BY device_id LIMIT 5'"
+    )
+    console.print(
+        f"  curl -G '{settings.influx.url}/query' --data-urlencode "
+        f"'db={settings.influx.database}' --data-urlencode "
+        "'q=SELECT last(water_class) FROM water_quality GROUP BY site'"
+    )
+    if local:
+        console.print(f"local servers stopped; their data stays in {workdir}")
 
 
 def _port(url: str) -> int:
