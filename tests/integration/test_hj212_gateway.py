@@ -21,7 +21,7 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from devices.kinds import KINDS
-from devices.registry import Registry
+from devices.registry import Device, Registry
 from ingest.app import DEFAULT_REGISTRY
 from ingest.localstack import LocalInfluxDB, LocalMosquitto
 from ingest.mqtt import Message
@@ -29,9 +29,16 @@ from tests.helpers import make_settings, mqtt_client, wait_for
 from tests.hj212_support import StationLink, local_now, ms_of, packet, service_with_gateway
 
 REG = Registry.load(DEFAULT_REGISTRY, KINDS)
-WQ = REG.get("WQ-001")
-AQ = REG.get("AQ-001")
-assert WQ is not None and AQ is not None
+
+
+def _device(device_id: str) -> Device:
+    d = REG.get(device_id)
+    assert d is not None
+    return d
+
+
+WQ = _device("WQ-001")
+AQ = _device("AQ-001")
 WQ_MN, AQ_MN = str(WQ.facts["mn"]), str(AQ.facts["mn"])
 UNKNOWN_MN = "320800229999999999999999"
 
