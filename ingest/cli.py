@@ -261,15 +261,19 @@ def devices_fleet(per_kind: Annotated[int, typer.Option()] = 24, seed: int = 7) 
 @devices_app.command("check")
 def devices_check(path: Path) -> None:
     """Validate a registry file; report the first problem with its line."""
+    from ingest.hj212_intake import load_stations
+
     try:
         reg = Registry.load(path, KINDS)
-    except RegistryError as e:
+        stations = load_stations(reg, source=path)
+    except RegistryError as e:  # Hj212ConfigError is one too
         raise fail(str(e)) from None
     by_kind: dict[str, int] = {}
     for d in reg:
         by_kind[d.kind or "?"] = by_kind.get(d.kind or "?", 0) + 1
     typer.echo(
-        f"{path}: {len(reg)} devices OK ({', '.join(f'{k} {n}' for k, n in by_kind.items())})"
+        f"{path}: {len(reg)} devices OK ({', '.join(f'{k} {n}' for k, n in by_kind.items())}; "
+        f"{len(stations)} HJ 212 stations)"
     )
 
 

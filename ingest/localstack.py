@@ -461,6 +461,9 @@ def mosquitto_conf(
         # Outgoing QoS 1/2 messages in flight per client; an MQTT v5 client's own
         # Receive Maximum can lower it (mosquitto's default is 20).
         f"max_inflight_messages {max_inflight_messages}",
+        # Acks and PUBACKs are small packets: with Nagle on, a publisher that waits for its
+        # PUBACK (the HJ 212 gateway's reply) waited seconds under load (docs/hj212.md).
+        "set_tcp_nodelay true",
     ]
     lines.append(f"log_dest file {log_file}" if log_file else "log_dest stdout")
     lines += [
