@@ -2,20 +2,28 @@
 
 Device measurements come from the device modules (``KINDS[…].fields()``, ``tag_keys()``), so a
 renamed field breaks the dashboard tests, not a dashboard in production. ``envgrid_stats`` is
-written by the ingest service and ``alerts`` by the alert engine's InfluxDB notifier; their
-lists below mirror those writers, and the dashboard integration test checks them against
-what the real service stores.
+written by the ingest service and ``alerts`` by the alert engine's InfluxDB notifier; the city
+rollups ``city_air_daily`` and ``water_section_daily`` by ``devices.rollups``, and
+``plan_progress`` by ``envgrid report --store`` (``ingest.report.progress_points``). Their lists
+below mirror those writers, and the dashboard integration test checks them against what the
+real service, rollups and report store.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from devices.aqi import O3, POLLUTANTS
 from devices.kinds import KINDS
+from devices.rollups import CITY_AIR_DAILY, O3_1H_MAX, O3_8H, WATER_SECTION_DAILY
 from ingest.pipeline import CATEGORIES
 
 STATS = "envgrid_stats"
 ALERTS = "alerts"
+PLAN_PROGRESS = "plan_progress"
+# The unit of a plan_progress value or threshold is the figure's own (%, kWh, counties …),
+# written with each point in its ``unit`` field: a panel sets it per figure (dashboards/plan.py).
+FIGURE_UNIT = "the figure's unit (plan_progress.unit)"
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,47 @@ ALERTS_TAGS = ("rule_id", "severity", "kind", "device_id", "site", "county", "st
 ALERTS_FIELDS: dict[str, str] = {"value": "", "message": "", "alert_id": ""}
 
 
+# ingest.report.progress_points: one point per figure of a stored report.
+PLAN_PROGRESS_TAGS = ("formula", "target", "scope", "period")
+PLAN_PROGRESS_FIELDS: dict[str, str] = {
+    "value": FIGURE_UNIT,
+    "threshold": FIGURE_UNIT,
+    "met": "",
+    "covered": "count",
+    "expected": "count",
+    "unit": "",
+}
+
+
+def city_air_daily_fields() -> dict[str, str]:
+    """devices.rollups.city_air_daily: the city's daily statistics (24 h means, O3 8 h and 1 h
+    maxima) each with its ``_n``, the daily AQI fields, ``valid`` and ``stations``."""
+    air = KINDS["air"].fields()
+    daily = {p: air[p] for p in POLLUTANTS if p != O3} | {O3_8H: air[O3], O3_1H_MAX: air[O3]}
+    return {
+        **daily,
+        **{f"{name}_n": "count" for name in daily},
+        "aqi": air["aqi"],
+        "aqi_category": air["aqi_category"],
+        "primary_pollutant": "",
+        "good_day": "",
+        "valid": "",
+        "stations": "count",
+    }
+
+
+def water_section_daily_fields() -> dict[str, str]:
+    """devices.rollups.water_section_daily: an assessed section's daily GB 3838 class."""
+    water = KINDS["water"].fields()
+    return {
+        "water_class": water["water_class"],
+        "meets_iii": water["meets_iii"],
+        "limiting_items": water["limiting_items"],
+        "valid": "",
+        "stations": "count",
+    }
+
+
 def measurements() -> dict[str, Measurement]:
     """Every measurement a dashboard may read, by name."""
     out = {
@@ -61,6 +110,15 @@ def measurements() -> dict[str, Measurement]:
     }
     out[STATS] = Measurement(STATS, ("host", "worker"), STATS_FIELDS)
     out[ALERTS] = Measurement(ALERTS, ALERTS_TAGS, ALERTS_FIELDS)
+    out[CITY_AIR_DAILY] = Measurement(
+        CITY_AIR_DAILY, ("assessment", "aqi_edition"), city_air_daily_fields()
+    )
+    out[WATER_SECTION_DAILY] = Measurement(
+        WATER_SECTION_DAILY,
+        ("site", "county", "section_type", "assessment"),
+        water_section_daily_fields(),
+    )
+    out[PLAN_PROGRESS] = Measurement(PLAN_PROGRESS, PLAN_PROGRESS_TAGS, PLAN_PROGRESS_FIELDS)
     return out
 
 
@@ -92,6 +150,10 @@ GRAFANA_UNITS: dict[str, str] = {
     "B": "bytes",
     "s": "s",
     "h": "h",
+    # Units of the plan's figures (devices.plan.FORMULAS) besides %, kWh and h above.
+    "counties": "suffix:counties",
+    "sessions": "suffix:sessions",
+    "t": "masst",
 }
 
 
@@ -100,4 +162,6 @@ def unit(measurement: str, field: str) -> str:
     m = measurements()[measurement]
     if field not in m.fields:
         raise KeyError(f"{measurement} has no field {field!r}")
+    if m.fields[field] == FIGURE_UNIT:
+        raise KeyError(f"{measurement}.{field} has each figure's own unit: set it per figure")
     return GRAFANA_UNITS[m.fields[field]]

@@ -311,6 +311,18 @@ class IngestService:
         self._spool_event.set()
 
     async def _replay_loop(self) -> None:
+        """Keep the replay running: a disk error reading or deleting a segment is logged and
+        retried after a pause instead of silently ending the replay."""
+        while True:
+            try:
+                await self._replay()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("spool replay failed; retrying in 5 s")
+                await asyncio.sleep(5)
+
+    async def _replay(self) -> None:
         """Drain the spool oldest-first whenever InfluxDB answers; back off with jitter."""
         backoff = 0.5
         cap = self.settings.ingest.replay_backoff_max.total_seconds()

@@ -2,11 +2,13 @@
 
 The simulator's readings go through mosquitto into a running IngestService, which writes them
 and its own envgrid_stats to InfluxDB; a few alert notifications are written as the alert
-engine's InfluxDB notifier writes them. Then every panel query, template variable and
-annotation of every built dashboard runs the way Grafana would send it: with All selected it
-must return rows holding the columns the panel reads; with one county, site and device
-selected every panel must still show something. Grafana itself is not run (it cannot run
-here); dashboards.queries is what stands in for its query preparation.
+engine's InfluxDB notifier writes them. For the Plan targets dashboard (whose range is the
+plan's period, 2025) one day of 2025 is back-filled through the pipeline, rolled up by the real
+rollups and reported by the real report, which stores its figures in plan_progress. Then every
+panel query, template variable and annotation of every built dashboard runs the way Grafana
+would send it: with All selected it must return rows holding the columns the panel reads; with
+one county, site and device selected every panel must still show something. Grafana itself is
+not run (it cannot run here); dashboards.queries is what stands in for its query preparation.
 """
 
 from __future__ import annotations
@@ -17,21 +19,33 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pytest
+
+from dashboards import plan as plan_dashboard
 from dashboards import queries as Q
 from dashboards.build import Built, build_all, load_registry
 from dashboards.panels import CITY_TZ
-from dashboards.schema import ALERTS, STATS, measurements
+from dashboards.schema import ALERTS, PLAN_PROGRESS, STATS, measurements
 from devices.kinds import KINDS
 from devices.registry import Device, Registry
+from devices.rollups import CITY_AIR_DAILY, WATER_SECTION_DAILY, day_window
+from ingest.config import Settings
 from ingest.localstack import InfluxQueryError, LocalInfluxDB, LocalMosquitto
+from ingest.pipeline import Accepted, Pipeline
+from ingest.report import PlanReport, Reporter, load_plan, store
+from ingest.rollup import Rollup
 from ingest.simulator import SimMessage, generate, publish_all
+from ingest.topics import TopicMap
 from tests.helpers import make_settings, mqtt_client, running_service, wait_for
 
 MIN = 60_000
+# The back-filled day of the plan's period (2025): a summer day, so the PV pilots generate.
+PLAN_DAY = date(2025, 6, 16)
 
 
 def _latest_payload(msgs: Sequence[SimMessage], device_id: str) -> dict[str, Any]:
@@ -70,6 +84,50 @@ def _esc(v: str) -> str:
     return v.replace(" ", "\\ ").replace(",", "\\,").replace("=", "\\=")
 
 
+def _backfill(devices: Sequence[Device], day: date) -> list[SimMessage]:
+    """One local day of readings, as stations back-filling after an outage would send them:
+    the national air stations every minute (a valid GB 3095 day needs ≥ 45 minutes in ≥ 20
+    hours), every water, PV, shore-power and charger device every 5 minutes."""
+    start = day_window(day, ZoneInfo(CITY_TZ)).start_ms
+    national = [d for d in devices if d.kind == "air" and d.facts.get("assessment") == "national"]
+    others = [d for d in devices if d.kind != "air"]
+    return [
+        *generate(national, 24 * 60 * len(national), start_ms=start, step_ms=MIN),
+        *generate(others, 24 * 12 * len(others), start_ms=start, step_ms=5 * MIN),
+    ]
+
+
+async def _seed_plan(
+    settings: Settings,
+    registry: Registry,
+    influxdb: LocalInfluxDB,
+    db: str,
+    msgs: Sequence[SimMessage],
+    day: date,
+) -> PlanReport:
+    """Store ``msgs`` through the pipeline, roll their day up with the real rollups, report the
+    day with the shipped plan and store its figures in plan_progress, as ``report --store``."""
+    # The service refuses readings older than ingest.max_age; a back-fill runs with a longer one.
+    pipeline = Pipeline(KINDS, registry, TopicMap("envgrid", KINDS), max_age_ms=10**13)
+    lines = []
+    for m in msgs:
+        result = pipeline.process(m.topic, m.payload)
+        assert isinstance(result, Accepted), result
+        lines.append(result.line)
+    for i in range(0, len(lines), 20_000):
+        influxdb.write("\n".join(lines[i : i + 20_000]), db)
+    tz = ZoneInfo(settings.standards.timezone)
+    start = datetime.fromtimestamp(day_window(day, tz).start_ms / 1000, tz)
+    end = datetime.fromtimestamp(day_window(day, tz).end_ms / 1000, tz)
+    async with Rollup(settings, registry) as rollup:
+        done = await rollup.run_range(start, end)
+    assert done.by_measurement[CITY_AIR_DAILY] == 1 and done.by_measurement[WATER_SECTION_DAILY]
+    async with Reporter(settings, registry, load_plan()) as reporter:
+        report = await reporter.run(day, day)
+    assert await store(settings, report) == sum(f.value is not None for f in report.figures)
+    return report
+
+
 def _run(influxdb: LocalInfluxDB, db: str, q: str) -> list[dict[str, Any]]:
     """Series of the answer: each with its columns, tags and values."""
     out: list[dict[str, Any]] = []
@@ -105,9 +163,7 @@ class Grafana:
 
     def prepare(self, query: Q.Query, texts: dict[str, str]) -> str:
         """The query text InfluxDB receives."""
-        start, end = Q.time_range(
-            query.time_from or self.model["time"]["from"], self.now, self.model["timezone"]
-        )
+        start, end = self.time_range(query)
         return Q.interpolate(
             query.query,
             variables=texts,
@@ -115,6 +171,17 @@ class Grafana:
             end_ms=end,
             interval_text=Q.interval(end - start, query.min_interval),
         )
+
+    def time_range(self, query: Q.Query) -> tuple[int, int]:
+        """The panel's or dashboard's range: relative to now, or absolute (ISO 8601, UTC)."""
+        spec = query.time_from or self.model["time"]["from"]
+        if spec.startswith("now"):
+            return Q.time_range(spec, self.now, self.model["timezone"])
+        return _iso_ms(spec), _iso_ms(self.model["time"]["to"])
+
+
+def _iso_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
 def _missing_columns(query: Q.Query, series: list[dict[str, Any]]) -> list[str]:
@@ -169,6 +236,9 @@ async def test_every_dashboard_query_returns_rows(
     ]
     msgs = simulated + faults
     good = [m for m in msgs if not m.expect]
+    # Generated after the live stream so that stream stays as the checks below expect (the
+    # simulator keeps each device's state); the back-fill's figures are within-day increases.
+    backfill = _backfill(devices, PLAN_DAY)
     assert any(m.expect for m in msgs), "the stream must hold bad messages (rejects panel)"
 
     settings = make_settings(mosquitto, influxdb, influx_db, tmp_path, ingest={"stats_interval": 1})
@@ -206,9 +276,11 @@ async def test_every_dashboard_query_returns_rows(
         influx_db,
     )
 
+    report = await _seed_plan(settings, registry, influxdb, influx_db, backfill, PLAN_DAY)
+
     # What was stored is what the dashboards may name: the schema holds every tag and field.
     schema = measurements()
-    for name in [*stored, STATS, ALERTS]:
+    for name in [*stored, STATS, ALERTS, CITY_AIR_DAILY, WATER_SECTION_DAILY, PLAN_PROGRESS]:
         fields = {
             r["fieldKey"] for r in influxdb.points(f'SHOW FIELD KEYS FROM "{name}"', influx_db)
         }
@@ -286,6 +358,38 @@ async def test_every_dashboard_query_returns_rows(
     in_fault = influxdb.points(grafana.prepare(table, texts), influx_db)
     assert [r["device_id"] for r in in_fault] == [faulty_pv.id]
     assert city.model["timezone"] == CITY_TZ
+
+    # Plan targets: each stat shows the stored report figure and its met state; the live
+    # panels give the report's own figures for the one back-filled day.
+    plan = next(b for b in built if b.uid == plan_dashboard.UID)
+    grafana = Grafana(plan, influxdb, influx_db, at)
+    answers = {
+        (q.title, q.ref_id): influxdb.points(grafana.prepare(q, {}), influx_db)
+        for q in Q.queries(plan.model)
+        if q.origin == "panel"
+    }
+    shipped = load_plan()
+    for target in shipped.targets:
+        fig = report.figure(target.formula)
+        title = f"{target.description_zh} / {target.description_en}"
+        (row,) = answers[(title, "A")]
+        assert (row["value"], row["met"]) == (pytest.approx(fig.value), fig.met), target.id
+    good_days = report.figure("good_days_ratio")
+    assert good_days.coverage.covered == 1 and good_days.value in (0.0, 100.0)
+    live = {k[1]: rows[0] for k, rows in answers.items() if "Good days, live" in k[0]}
+    assert live["A"]["good_days_pct"] == pytest.approx(good_days.value)
+    assert live["B"]["valid_days"] == 1
+    sections = report.figure("sections_iii_ratio")
+    assert sections.coverage.covered == sections.coverage.expected > 0  # every section reported
+    (iii,) = next(rows for k, rows in answers.items() if "Section-days" in k[0])
+    # One day: a section's period mean is its daily mean, so the live share is the report's.
+    assert iii["iii_pct"] == pytest.approx(sections.value)
+    assert iii["section_days"] == sections.coverage.expected
+    stored = answers[("Stored figures", "A")]
+    assert {r["formula"] for r in stored} == {
+        f.formula for f in report.figures if f.value is not None
+    }
+    assert {r["period"] for r in stored} == {f"{PLAN_DAY}/{PLAN_DAY}"}
 
 
 def _device(d: Device) -> dict[str, str]:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dashboards import DATASOURCE_UID, city
+from dashboards import DATASOURCE_UID, city, plan
 from dashboards import queries as Q
 from dashboards.build import (
     GAZETTEER_FILE,
@@ -29,8 +29,17 @@ from dashboards.build import (
     outputs,
 )
 from dashboards.panels import DATASOURCE_TYPE
-from dashboards.schema import ALERTS, GRAFANA_UNITS, Measurement, measurements
+from dashboards.schema import (
+    ALERTS,
+    FIGURE_UNIT,
+    GRAFANA_UNITS,
+    PLAN_PROGRESS,
+    Measurement,
+    measurements,
+)
+from devices.plan import FORMULAS
 from ingest.cli import app
+from ingest.report import PROGRESS, load_plan, panel_queries
 
 PROVISIONING = HERE / "provisioning"
 
@@ -192,7 +201,9 @@ def test_units_on_every_field(built: list[Built], schema: dict[str, Measurement]
                 n = Q.names(t["query"])
                 for col in Q.outer_columns(t["query"]):
                     for m in n.measurements:
-                        if col in schema[m].fields:
+                        # plan_progress values carry each figure's unit: checked per target in
+                        # test_plan_targets_show_each_target_against_its_threshold.
+                        if col in schema[m].fields and schema[m].fields[col] != FIGURE_UNIT:
                             want = GRAFANA_UNITS[schema[m].fields[col]]
                             got = _override(p, col, "unit") or default
                             if got != want:
@@ -200,7 +211,10 @@ def test_units_on_every_field(built: list[Built], schema: dict[str, Measurement]
                                     f"{b.uid} / {p['title']}: {col} in {got}, not {want}"
                                 )
     assert not problems, "\n".join(problems)
-    assert all(u in GRAFANA_UNITS for m in schema.values() for u in m.fields.values())
+    assert all(
+        u in GRAFANA_UNITS or u == FIGURE_UNIT for m in schema.values() for u in m.fields.values()
+    )
+    assert all(f.unit in GRAFANA_UNITS for f in FORMULAS.values())
 
 
 def test_panels_only_reference_columns_their_queries_return(built: list[Built]) -> None:
@@ -310,3 +324,57 @@ def test_alerts_schema_matches_the_alert_engines_writer() -> None:
     assert measurement == ALERTS
     assert {t.split("=")[0] for t in tags} <= set(schema.tags)
     assert {f.split("=")[0] for f in re.split(r",(?=[a-z_]+=)", fields)} <= set(schema.fields)
+
+
+def _steps(panel: dict[str, Any]) -> list[tuple[float | None, str]]:
+    return [
+        (s["value"], s["color"]) for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    ]
+
+
+def test_plan_targets_show_each_target_against_its_threshold(built: list[Built]) -> None:
+    """One stat per target of the shipped plan: its stored figure and met state, in the
+    figure's unit, red below and green from the threshold; the range is the plan's period."""
+    shipped = load_plan()
+    assert PLAN_PROGRESS == PROGRESS
+    (dash,) = [b for b in built if b.uid == plan.UID]
+    stats = {p["title"]: p for p in Q.panels(dash.model) if p["type"] == "stat"}
+    specs = panel_queries(shipped)
+    assert len(stats) == len(specs) + 1  # and the live Class III section-days
+    for target, spec in zip(shipped.targets, specs, strict=False):
+        p = stats[spec.title]
+        (t,) = p["targets"]
+        assert f"\"target\" = '{target.id}'" in t["query"] and "\"scope\" = 'city'" in t["query"]
+        assert Q.outer_columns(t["query"]) == ["value", "met"] and t["alias"] == "$col"
+        assert p["options"]["reduceOptions"]["fields"] == "/^(value|met)$/"
+        assert p["fieldConfig"]["defaults"]["unit"] == GRAFANA_UNITS[FORMULAS[target.formula].unit]
+        assert target.direction == ">="  # the shipped plan's targets are all "at least"
+        assert _steps(p) == [(None, "red"), (target.threshold, "green")]
+        (mapping,) = _override(p, "met", "mappings")
+        assert {k: (v["text"], v["color"]) for k, v in mapping["options"].items()} == {
+            "true": ("达标 met", "green"),
+            "false": ("未达标 not met", "red"),
+        }
+        assert "envgrid report --store" in p["fieldConfig"]["defaults"]["noValue"]
+    live = stats[specs[-1].title]
+    assert live["targets"][0]["query"] == specs[-1].query
+    air = shipped.target_for("good_days_ratio")
+    assert air is not None and _steps(live) == [(None, "red"), (air.threshold, "green")]
+    # Local midnight of the plan's first day to the last millisecond of its last day.
+    assert dash.model["time"] == {
+        "from": "2024-12-31T16:00:00.000Z",
+        "to": "2025-12-31T15:59:59.999Z",
+    }
+    texts = [p["options"]["content"] for p in Q.panels(dash.model) if p["type"] == "text"]
+    assert len(texts) == 1 and "envgrid report --store" in texts[0]
+
+
+def test_plan_thresholds_colour_both_directions() -> None:
+    """At least: red below, green from the threshold; at most: green up to and at it, red above."""
+    at_least = plan.target_steps(80.0, ">=").build().steps
+    assert [(s.value, s.color) for s in at_least] == [(None, "red"), (80.0, "green")]
+    at_most = plan.target_steps(80.0, "<=").build().steps
+    (base, red) = at_most
+    assert (base.value, base.color, red.color) == (None, "green", "red")
+    assert red.value is not None and 80.0 < red.value < 80.000001  # 80 itself stays green
+    assert [s.color for s in plan.target_steps(None, None).build().steps] == ["blue"]
