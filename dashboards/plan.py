@@ -55,11 +55,11 @@ _VALUE_HEAD = 'SELECT last("value") AS "value" '
 _TEXT = """\
 **Where these figures come from.** The target panels show what `envgrid report --store` last
 wrote for the city to the `plan_progress` measurement for a period starting in the time range
-(run it after a period closes, or monthly; `--county` runs are in the table below). Each is
-computed from the rollups exactly as the printed report (formulas and standards:
-`docs/report.md`), green when the target is met, red when not. The **live** panels are
-recomputed from the daily rollups on every load and need no report run. Default range: the
-plan's period; pick another to see other stored periods.
+(run it after a period closes, or monthly; `--county` runs are in the table below): the same
+figures as the printed report (formulas and standards: `docs/report.md`), green when the target
+is met, red when not. The **live** panels are recomputed from the daily rollups on every load
+and need no report run. Default range: the plan's period; pick another to see other stored
+periods.
 """
 
 

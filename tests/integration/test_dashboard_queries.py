@@ -44,8 +44,10 @@ from ingest.topics import TopicMap
 from tests.helpers import make_settings, mqtt_client, running_service, wait_for
 
 MIN = 60_000
-# The back-filled day of the plan's period (2025): a summer day, so the PV pilots generate.
-PLAN_DAY = date(2025, 6, 16)
+# The back-filled days of the plan's period (2025): summer days, so the PV pilots generate.
+PLAN_DAYS = (date(2025, 6, 16), date(2025, 6, 17))
+# GB 3838-2002 Class II on the river and the lake rows (TP 0.02 ≤ 0.025 lake, ≤ 0.1 river).
+CLASS_II = {"do_mg_l": 7.0, "codmn_mg_l": 3.0, "nh3n_mg_l": 0.4, "tp_mg_l": 0.02}
 
 
 def _latest_payload(msgs: Sequence[SimMessage], device_id: str) -> dict[str, Any]:
@@ -84,17 +86,23 @@ def _esc(v: str) -> str:
     return v.replace(" ", "\\ ").replace(",", "\\,").replace("=", "\\=")
 
 
-def _backfill(devices: Sequence[Device], day: date) -> list[SimMessage]:
-    """One local day of readings, as stations back-filling after an outage would send them:
-    the national air stations every minute (a valid GB 3095 day needs ≥ 45 minutes in ≥ 20
-    hours), every water, PV, shore-power and charger device every 5 minutes."""
-    start = day_window(day, ZoneInfo(CITY_TZ)).start_ms
+def _backfill(devices: Sequence[Device], first: date, days: int) -> list[SimMessage]:
+    """Local days of readings, as stations back-filling after an outage would send them: the
+    national air stations every minute (a valid GB 3095 day needs ≥ 45 minutes in ≥ 20 hours),
+    every water, PV, shore-power and charger device every 5 minutes."""
+    start = day_window(first, ZoneInfo(CITY_TZ)).start_ms
     national = [d for d in devices if d.kind == "air" and d.facts.get("assessment") == "national"]
     others = [d for d in devices if d.kind != "air"]
     return [
-        *generate(national, 24 * 60 * len(national), start_ms=start, step_ms=MIN),
-        *generate(others, 24 * 12 * len(others), start_ms=start, step_ms=5 * MIN),
+        *generate(national, days * 24 * 60 * len(national), start_ms=start, step_ms=MIN),
+        *generate(others, days * 24 * 12 * len(others), start_ms=start, step_ms=5 * MIN),
     ]
+
+
+def _changed(m: SimMessage, **changes: Any) -> SimMessage:
+    """``m`` with some readings replaced."""
+    body = json.loads(m.payload) | changes
+    return SimMessage(m.topic, json.dumps(body).encode(), None, m.device_id, m.ts_ms)
 
 
 async def _seed_plan(
@@ -103,10 +111,11 @@ async def _seed_plan(
     influxdb: LocalInfluxDB,
     db: str,
     msgs: Sequence[SimMessage],
-    day: date,
+    first: date,
+    last: date,
 ) -> PlanReport:
-    """Store ``msgs`` through the pipeline, roll their day up with the real rollups, report the
-    day with the shipped plan and store its figures in plan_progress, as ``report --store``."""
+    """Store ``msgs`` through the pipeline, roll their days up with the real rollups, report the
+    days with the shipped plan and store the figures in plan_progress, as ``report --store``."""
     # The service refuses readings older than ingest.max_age; a back-fill runs with a longer one.
     pipeline = Pipeline(KINDS, registry, TopicMap("envgrid", KINDS), max_age_ms=10**13)
     lines = []
@@ -117,13 +126,15 @@ async def _seed_plan(
     for i in range(0, len(lines), 20_000):
         influxdb.write("\n".join(lines[i : i + 20_000]), db)
     tz = ZoneInfo(settings.standards.timezone)
-    start = datetime.fromtimestamp(day_window(day, tz).start_ms / 1000, tz)
-    end = datetime.fromtimestamp(day_window(day, tz).end_ms / 1000, tz)
+    start = datetime.fromtimestamp(day_window(first, tz).start_ms / 1000, tz)
+    end = datetime.fromtimestamp(day_window(last, tz).end_ms / 1000, tz)
     async with Rollup(settings, registry) as rollup:
         done = await rollup.run_range(start, end)
-    assert done.by_measurement[CITY_AIR_DAILY] == 1 and done.by_measurement[WATER_SECTION_DAILY]
+    days = (last - first).days + 1
+    assert done.by_measurement[CITY_AIR_DAILY] == days
+    assert done.by_measurement[WATER_SECTION_DAILY] >= days
     async with Reporter(settings, registry, load_plan()) as reporter:
-        report = await reporter.run(day, day)
+        report = await reporter.run(first, last)
     assert await store(settings, report) == sum(f.value is not None for f in report.figures)
     return report
 
@@ -238,7 +249,26 @@ async def test_every_dashboard_query_returns_rows(
     good = [m for m in msgs if not m.expect]
     # Generated after the live stream so that stream stays as the checks below expect (the
     # simulator keeps each device's state); the back-fill's figures are within-day increases.
-    backfill = _backfill(devices, PLAN_DAY)
+    # Known answers over the simulated readings: PM2.5 30 µg/m³ on the first day (a good day),
+    # 150 on the second (中度污染); every assessed section at Class II but one single-station
+    # section at Class IV (NH3-N 1.3 mg/L) on both days.
+    second = day_window(PLAN_DAYS[1], ZoneInfo(CITY_TZ)).start_ms
+    stations = Counter(d.site for d in by_kind["water"])
+    class_iv = next(
+        d
+        for d in by_kind["water"]
+        if d.facts.get("assessment") in ("national", "provincial") and stations[d.site] == 1
+    )
+
+    def known(m: SimMessage) -> SimMessage:
+        if m.topic.startswith("envgrid/air/"):
+            return _changed(m, pm25_ug_m3=150.0 if m.ts_ms >= second else 30.0, pm10_ug_m3=50.0)
+        if m.topic.startswith("envgrid/water/"):
+            nh3n = 1.3 if m.device_id == class_iv.id else CLASS_II["nh3n_mg_l"]
+            return _changed(m, **(CLASS_II | {"nh3n_mg_l": nh3n}))
+        return m
+
+    backfill = [known(m) for m in _backfill(devices, PLAN_DAYS[0], len(PLAN_DAYS))]
     assert any(m.expect for m in msgs), "the stream must hold bad messages (rejects panel)"
 
     settings = make_settings(mosquitto, influxdb, influx_db, tmp_path, ingest={"stats_interval": 1})
@@ -276,7 +306,7 @@ async def test_every_dashboard_query_returns_rows(
         influx_db,
     )
 
-    report = await _seed_plan(settings, registry, influxdb, influx_db, backfill, PLAN_DAY)
+    report = await _seed_plan(settings, registry, influxdb, influx_db, backfill, *PLAN_DAYS)
 
     # What was stored is what the dashboards may name: the schema holds every tag and field.
     schema = measurements()
@@ -375,21 +405,21 @@ async def test_every_dashboard_query_returns_rows(
         (row,) = answers[(title, "A")]
         assert (row["value"], row["met"]) == (pytest.approx(fig.value), fig.met), target.id
     good_days = report.figure("good_days_ratio")
-    assert good_days.coverage.covered == 1 and good_days.value in (0.0, 100.0)
+    assert (good_days.value, good_days.met, good_days.coverage.covered) == (50.0, False, 2)
     live = {k[1]: rows[0] for k, rows in answers.items() if "Good days, live" in k[0]}
-    assert live["A"]["good_days_pct"] == pytest.approx(good_days.value)
-    assert live["B"]["valid_days"] == 1
-    sections = report.figure("sections_iii_ratio")
-    assert sections.coverage.covered == sections.coverage.expected > 0  # every section reported
+    assert (live["A"]["good_days_pct"], live["B"]["valid_days"]) == (50.0, 2)
+    water = report.figure("sections_iii_ratio")
+    n = water.coverage.expected
+    assert water.coverage.covered == n > 1  # every assessed section has both days
+    assert water.value == pytest.approx((n - 1) / n * 100)  # all but the Class IV one
     (iii,) = next(rows for k, rows in answers.items() if "Section-days" in k[0])
-    # One day: a section's period mean is its daily mean, so the live share is the report's.
-    assert iii["iii_pct"] == pytest.approx(sections.value)
-    assert iii["section_days"] == sections.coverage.expected
-    stored = answers[("Stored figures", "A")]
-    assert {r["formula"] for r in stored} == {
+    # Each section has the same class on both days: its share of days is the report's figure.
+    assert (iii["iii_pct"], iii["section_days"]) == (pytest.approx(water.value), 2 * n)
+    figures = answers[("Stored figures", "A")]
+    assert {r["formula"] for r in figures} == {
         f.formula for f in report.figures if f.value is not None
     }
-    assert {r["period"] for r in stored} == {f"{PLAN_DAY}/{PLAN_DAY}"}
+    assert {r["period"] for r in figures} == {"/".join(map(str, PLAN_DAYS))}
 
 
 def _device(d: Device) -> dict[str, str]:
