@@ -699,9 +699,8 @@ async def store(settings: Settings, report: PlanReport) -> int:
 
 # ----------------------------------------------------------------- Plan targets dashboard
 
-# The Plan targets dashboard's stat panels, one per target: the latest stored report figure
-# for the city in the dashboard's time range. dashboards/ cannot use them yet (its schema has
-# no rollup or plan_progress measurement); see docs/report.md.
+# The Plan targets dashboard's stat panels (dashboards/plan.py), one per target: the latest
+# stored report figure for the city in the dashboard's time range.
 PANEL_QUERY = (
     'SELECT last("value") AS "value" FROM "plan_progress" '
     "WHERE \"target\" = '{target}' AND \"scope\" = 'city' AND $timeFilter"
