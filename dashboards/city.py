@@ -30,6 +30,7 @@ from dashboards.panels import (
     new_dashboard,
     prop,
     row,
+    shown,
     stat_panel,
     steps,
     thresholds_prop,
@@ -120,7 +121,7 @@ def build(ctx: Ctx) -> db.Dashboard:
                 "10 minutes) and offline (none since).",
                 "short",
                 w=4,
-                fields="/^(online|offline)$/",
+                fields=shown("online", "offline"),
                 names=True,
                 decimals=0,
             )
@@ -134,7 +135,7 @@ def build(ctx: Ctx) -> db.Dashboard:
             "Alert episodes whose latest notification in the last 7 days is 'firing'.",
             "short",
             w=4,
-            fields="/^firing$/",
+            fields=shown("firing"),
             decimals=0,
             thresholds=steps((None, GREEN), (1, RED)),
         ).with_target(ctx.q(ac.firing_count_query()))

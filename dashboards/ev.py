@@ -29,6 +29,7 @@ from dashboards.panels import (
     new_dashboard,
     organize,
     row,
+    shown,
     stat_panel,
     steps,
     table_panel,
@@ -103,7 +104,7 @@ def build(ctx: Ctx) -> db.Dashboard:
             "reporting.",
             "short",
             w=5,
-            fields="/^(charging|connectors)$/",
+            fields=shown("charging", "connectors"),
             names=True,
             decimals=0,
         ).with_target(ctx.q(now_count("Charging", "charging")))
@@ -114,7 +115,7 @@ def build(ctx: Ctx) -> db.Dashboard:
             "Connectors whose latest status (last 10 minutes) is Faulted.",
             "short",
             w=4,
-            fields="/^faulted$/",
+            fields=shown("faulted"),
             decimals=0,
             thresholds=steps((None, GREEN), (1, RED)),
         ).with_target(ctx.q(now_count("Faulted", "faulted")))

@@ -24,6 +24,7 @@ from dashboards.panels import (
     new_dashboard,
     prop,
     row,
+    shown,
     stat_panel,
     steps,
     tag_variable,
@@ -37,6 +38,7 @@ UID = "envgrid-health"
 STATS_PERIOD = "10s"  # the service writes envgrid_stats this often: smaller buckets are empty
 HOST = matches("host", "host")
 WORKER = ("host", "worker")
+EPISODES = "episodes in 7 days"  # displayed name of the episodes count
 
 
 def stats_query(select: str) -> str:
@@ -77,13 +79,13 @@ def build(ctx: Ctx) -> db.Dashboard:
             "short",
             w=4,
             h=8,
-            fields="/^(firing|episodes)$/",
+            fields=shown("firing", EPISODES),
             names=True,
             decimals=0,
         )
         .with_target(ctx.q(ac.firing_count_query()))
         .override_by_name("firing", [thresholds_prop((None, GREEN), (1, RED))])
-        .override_by_name("episodes", [prop("displayName", "episodes in 7 days")])
+        .override_by_name("episodes", [prop("displayName", EPISODES)])
     )
     d.with_panel(ac.active_table(ctx, w=20, h=8))
     d.with_panel(

@@ -22,6 +22,10 @@ ResultFormat = Literal["time_series", "table", "logs"]
 
 TIME_FILTER = "$timeFilter"  # Grafana: time >= <from>ms and time <= <to>ms
 INTERVAL = "$__interval"  # Grafana: the panel's bucket width, e.g. 1m
+# Target alias naming each time-series field by its column: without an alias Grafana names it
+# "<measurement>.<column>" (dashboards/queries.py, "field names"), which overrides, field
+# filters and transformations written with the column's name do not match.
+COL = "$col"
 # A device is offline when its last reading is older than this (the city's definition).
 ONLINE_WINDOW = "10m"
 RECENT = f"time > now() - {ONLINE_WINDOW}"

@@ -6,6 +6,7 @@ shares (datasource, units, legend, thresholds) so each dashboard module only say
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ from grafana_foundation_sdk.models.dashboard import (
 from grafana_foundation_sdk.models.text import TextMode
 
 from dashboards import DATASOURCE_UID, schema
-from dashboards.influxql import InfluxQL, matches, where
+from dashboards.influxql import COL, InfluxQL, matches, where
 from devices.registry import Registry
 
 DATASOURCE_TYPE = "influxdb"
@@ -140,13 +141,18 @@ class Ctx:
     def q(
         self, query: str, ref: str = "A", *, alias: str | None = None, table: bool = False
     ) -> InfluxQL:
-        """A target on the envgrid datasource."""
+        """A target on the envgrid datasource.
+
+        A time-series target without ``alias`` gets ``$col``, so its fields are named by their
+        column, as the panel's overrides and field filters name them. A table's fields are
+        always named by column: Grafana ignores a table target's alias.
+        """
         b = InfluxQL(query).ref_id(ref).datasource(self.ds)
-        if alias is not None:
-            b.alias(alias)
         if table:
-            b.table()
-        return b
+            if alias is not None:
+                raise ValueError(f"a table target's columns keep their names: alias {alias!r}")
+            return b.table()
+        return b.alias(COL if alias is None else alias)
 
 
 # --------------------------------------------------------------------------- dashboards
@@ -287,6 +293,18 @@ def mapped(options: Colours) -> list[DynamicConfigValue]:
     ]
 
 
+_JS_SPECIALS = re.compile(r"([\\^$.*+?()[\]{}|/])")
+
+
+def shown(*names: str) -> str:
+    """``reduceOptions.fields`` picking the fields displayed as ``names``.
+
+    Grafana applies the overrides first (packages/grafana-data/src/field/fieldDisplay.ts), so a
+    field an override renames with ``displayName`` is picked by its new name, not its column.
+    """
+    return "/^(" + "|".join(_JS_SPECIALS.sub(r"\\\1", n) for n in names) + ")$/"
+
+
 def unit_overrides(measurement: str, fields: Iterable[str]) -> list[tuple[str, str]]:
     """(column, Grafana unit) for schema fields shown as table columns."""
     return [(f, schema.unit(measurement, f)) for f in fields]
@@ -399,7 +417,8 @@ def stat_panel(
 ) -> stat.Panel:
     """A big-number panel coloured by ``thresholds`` (blue when none are given).
 
-    ``fields`` (a regex) picks the columns shown; ``names`` prints each value's name under it.
+    ``fields`` (a regex, see :func:`shown`) picks the fields shown by their displayed names;
+    ``names`` prints each value's name under it.
     """
     p = (
         stat.Panel()

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import stat, table
 
-from dashboards.influxql import TIME_FILTER, group_by, ident, where
+from dashboards.influxql import COL, TIME_FILTER, group_by, ident, where
 from dashboards.panels import (
     BLUE,
     GREEN,
@@ -29,6 +29,7 @@ from dashboards.panels import (
     organize,
     prop,
     row,
+    shown,
     stat_panel,
     steps,
     table_panel,
@@ -46,9 +47,9 @@ UID = "envgrid-plan"
 MET: dict[str, tuple[str, str]] = {"true": ("达标 met", GREEN), "false": ("未达标 not met", RED)}
 NO_FIGURE = "no stored figure in this range: run envgrid report --store"
 NO_DAY = "no valid day in this range"
-# Grafana names a time-series column "<measurement>.<column>" unless aliased: "$col" keeps the
-# column's own name, which the stat panels' field filters and overrides match.
-COL = "$col"
+# Names the live panels display their columns under (reduceOptions.fields picks them by these).
+GOOD_DAYS, VALID_DAYS = "good days", "valid days"
+III_DAYS, SECTION_DAYS = "section-days at I–III", "section-days"
 # The head of ingest.report.PANEL_QUERY; the stat panels add the stored "met" after it.
 _VALUE_HEAD = 'SELECT last("value") AS "value" '
 
@@ -161,7 +162,7 @@ def target_panel(ctx: Ctx, target: P.TargetSpec, spec: PanelSpec) -> stat.Panel:
         "green when the target is met, red when not."
     )
     return (
-        _figure_stat(spec.title, description, spec, "/^(value|met)$/", no_value=NO_FIGURE)
+        _figure_stat(spec.title, description, spec, shown("value", "met"), no_value=NO_FIGURE)
         .with_target(ctx.q(query, alias=COL))
         .override_by_name("met", [prop("unit", "none"), *mapped(MET)[:2]])
     )
@@ -181,16 +182,16 @@ def good_days_panel(ctx: Ctx, spec: PanelSpec) -> stat.Panel:
             "time range; days without a valid value count in neither (the report names them). "
             "Coloured against the air target.",
             spec,
-            "/^(good_days_pct|valid_days)$/",
+            shown(GOOD_DAYS, VALID_DAYS),
             names=True,
         )
         .with_target(ctx.q(spec.query, alias=COL))
         .with_target(ctx.q(valid_days, "B", alias=COL))
-        .override_by_name("good_days_pct", [prop("displayName", "good days")])
+        .override_by_name("good_days_pct", [prop("displayName", GOOD_DAYS)])
         .override_by_name(
             "valid_days",
             [
-                prop("displayName", "valid days"),
+                prop("displayName", VALID_DAYS),
                 prop("unit", "none"),
                 prop("decimals", 0),
                 thresholds_prop((None, BLUE)),
@@ -234,15 +235,15 @@ def section_days_panel(ctx: Ctx, plan: P.Plan) -> stat.Panel:
             "(the stored figure above); this counts daily classes. Coloured against the water "
             "target.",
             spec,
-            "/^(iii_pct|section_days)$/",
+            shown(III_DAYS, SECTION_DAYS),
             names=True,
         )
         .with_target(ctx.q(query, alias=COL))
-        .override_by_name("iii_pct", [prop("displayName", "section-days at I–III")])
+        .override_by_name("iii_pct", [prop("displayName", III_DAYS)])
         .override_by_name(
             "section_days",
             [
-                prop("displayName", "section-days"),
+                prop("displayName", SECTION_DAYS),
                 prop("unit", "none"),
                 prop("decimals", 0),
                 thresholds_prop((None, BLUE)),

@@ -38,6 +38,7 @@ from dashboards.panels import (
     organize,
     prop,
     row,
+    shown,
     stat_panel,
     steps,
     table_panel,
@@ -140,7 +141,7 @@ def build(ctx: Ctx) -> db.Dashboard:
             "Inverters in FAULT",
             "Inverters whose latest SunSpec state in the range is FAULT (St = 7).",
             "short",
-            fields="/^in_fault$/",
+            fields=shown("in_fault"),
             decimals=0,
             thresholds=steps((None, GREEN), (1, RED)),
         ).with_target(

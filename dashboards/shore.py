@@ -28,6 +28,7 @@ from dashboards.panels import (
     organize,
     prop,
     row,
+    shown,
     stat_panel,
     table_panel,
     timeline_panel,
@@ -39,6 +40,7 @@ from dashboards.schema import unit
 UID = "envgrid-shore"
 M = "shore_power"
 BERTH = ("device_id", "site", "berth")
+CONNECTED_BERTHS = "connected"  # displayed name of the connected_berths count
 
 
 def spread_query(by: tuple[str, ...], interval: str | None = None, tz: str = "") -> str:
@@ -79,7 +81,7 @@ def build(ctx: Ctx) -> db.Dashboard:
             "Berths whose latest reading (last 10 minutes) says a ship is connected, of all "
             "berths reporting.",
             "short",
-            fields="/^(connected_berths|berths)$/",
+            fields=shown(CONNECTED_BERTHS, "berths"),
             names=True,
             decimals=0,
         )
@@ -96,7 +98,7 @@ def build(ctx: Ctx) -> db.Dashboard:
                 )
             )
         )
-        .override_by_name("connected_berths", [prop("displayName", "connected")])
+        .override_by_name("connected_berths", [prop("displayName", CONNECTED_BERTHS)])
     )
     d.with_panel(
         stat_panel(

@@ -21,6 +21,7 @@ from dashboards.panels import (
     organize,
     prop,
     row,
+    shown,
     stat_panel,
     steps,
     table_panel,
@@ -35,6 +36,12 @@ from devices.gb3838 import PH_RANGE, class_limit
 UID = "envgrid-water"
 M = "water_quality"
 III = 3
+# The columns of the Class III share and the names they are displayed under.
+SHARE_III = {
+    "share_iii_pct": "share ≤ III",
+    "class_i_iii": "sections ≤ III",
+    "sections": "sections",
+}
 
 # The nine basic indicators of an automatic station (standards.md, GB 3838 section) with what
 # GB 3838-2002 Table 1 sets for Class III, drawn as threshold lines.
@@ -113,7 +120,7 @@ def build(ctx: Ctx) -> db.Dashboard:
             "percent",
             w=6,
             h=8,
-            fields="/^(share_iii_pct|class_i_iii|sections)$/",
+            fields=shown(*SHARE_III.values()),
             names=True,
             decimals=1,
             thresholds=steps((None, RED), (81.8, GREEN)),
@@ -132,14 +139,22 @@ def build(ctx: Ctx) -> db.Dashboard:
                 )
             )
         )
-        .override_by_name("share_iii_pct", [prop("displayName", "share ≤ III")])
+        .override_by_name("share_iii_pct", [prop("displayName", SHARE_III["share_iii_pct"])])
         .override_by_name(
             "class_i_iii",
-            [prop("unit", "short"), prop("decimals", 0), prop("displayName", "sections ≤ III")],
+            [
+                prop("unit", "short"),
+                prop("decimals", 0),
+                prop("displayName", SHARE_III["class_i_iii"]),
+            ],
         )
         .override_by_name(
             "sections",
-            [prop("unit", "short"), prop("decimals", 0), prop("displayName", "sections")],
+            [
+                prop("unit", "short"),
+                prop("decimals", 0),
+                prop("displayName", SHARE_III["sections"]),
+            ],
         )
     )
     d.with_panel(

@@ -336,8 +336,10 @@ async def test_every_dashboard_query_returns_rows(
     }
     problems: list[str] = []
     ran = 0
+    fields_of = {m: list(s.fields) for m, s in schema.items()}
     for b in built:
         grafana = Grafana(b, influxdb, influx_db, at)
+        answers: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for label, selection in (("All", {}), ("one device", focus.get(b.uid, {}))):
             texts, issues = grafana.resolve(selection)
             problems += issues
@@ -355,6 +357,7 @@ async def test_every_dashboard_query_returns_rows(
                 rows = sum(len(s.get("values", [])) for s in series)
                 shown[query.title] = shown.get(query.title, 0) + rows
                 if label == "All":
+                    answers[(query.title, query.ref_id)] = series
                     if not rows:
                         problems.append(f"{query.where}: no rows for\n    {text}")
                     elif missing := _missing_columns(query, series):
@@ -365,6 +368,7 @@ async def test_every_dashboard_query_returns_rows(
                     for title, n in shown.items()
                     if not n
                 ]
+        problems += _field_name_problems(b, answers, fields_of)
     assert not problems, "\n".join(problems)
     assert ran > 150
 
@@ -420,6 +424,37 @@ async def test_every_dashboard_query_returns_rows(
         f.formula for f in report.figures if f.value is not None
     }
     assert {r["period"] for r in figures} == {"/".join(map(str, PLAN_DAYS))}
+
+
+def _field_name_problems(
+    built: Built,
+    answers: dict[tuple[str, str], list[dict[str, Any]]],
+    fields_of: dict[str, list[str]],
+) -> list[str]:
+    """Name Grafana's fields from the real answers (dashboards.queries: Grafana's InfluxQL
+    naming rule): every by-name reference of a panel matches one, and the unit test's names
+    predicted from the query text cover each (tag values stand for any value)."""
+    problems = []
+    for panel in Q.panels(built.model):
+        targets = [t for t in panel.get("targets", []) if not t.get("hide")]
+        fields: list[Q.Field] = []
+        for t in targets:
+            got = Q.answer_fields(t, answers.get((panel["title"], t["refId"]), []))
+            patterns = [
+                re.sub(r"<\w+>", ".+", re.escape(f.display))  # <key>: any tag value
+                for f in Q.predicted_fields(t, fields_of)
+            ]
+            problems += [
+                f"{built.uid} / {panel['title']} [{t['refId']}]: {f.display!r} not predicted"
+                for f in got
+                if not any(re.fullmatch(p, f.display) for p in patterns)
+            ]
+            fields += got
+        problems += [
+            f"{built.uid} / {panel['title']}: {problem}"
+            for problem in Q.reference_problems(panel, fields)
+        ]
+    return problems
 
 
 def _device(d: Device) -> dict[str, str]:

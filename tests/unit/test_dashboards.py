@@ -7,6 +7,7 @@ test_dashboard_queries.py runs every query against a real InfluxDB.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
 from pathlib import Path
@@ -173,20 +174,6 @@ def _override(panel: dict[str, Any], column: str, prop: str) -> Any:
     return None
 
 
-def _columns(panel: dict[str, Any]) -> set[str]:
-    """Names a panel's fields can have: query columns, grouping tags, transform outputs."""
-    cols = {"Time"}
-    for t in panel.get("targets", []):
-        cols |= set(Q.outer_columns(t["query"])) | set(Q.group_tags(t["query"]))
-    for tr in panel.get("transformations", []):
-        if tr["id"] == "groupBy":
-            for name, spec in tr["options"]["fields"].items():
-                cols |= {f"{name} ({a})" for a in spec["aggregations"]}
-        if tr["id"] == "calculateField":
-            cols.add(tr["options"]["alias"])
-    return cols
-
-
 def test_units_on_every_field(built: list[Built], schema: dict[str, Measurement]) -> None:
     """Every panel has a unit; a column named after a field shows that field's unit."""
     problems = []
@@ -217,25 +204,143 @@ def test_units_on_every_field(built: list[Built], schema: dict[str, Measurement]
     assert all(f.unit in GRAFANA_UNITS for f in FORMULAS.values())
 
 
-def test_panels_only_reference_columns_their_queries_return(built: list[Built]) -> None:
-    problems = []
-    for b in built:
-        for p in Q.panels(b.model):
-            if not p.get("targets"):
-                continue
-            cols = _columns(p)
-            for o in p["fieldConfig"]["overrides"]:
-                if o["matcher"]["id"] == "byName" and o["matcher"]["options"] not in cols:
-                    problems.append(f"{b.uid} / {p['title']}: override {o['matcher']['options']}")
-            fields = (p.get("options") or {}).get("reduceOptions", {}).get("fields", "")
-            if fields and not any(re.search(fields.strip("/"), c) for c in cols):
-                problems.append(f"{b.uid} / {p['title']}: reduce fields {fields}")
-            for tr in p.get("transformations", []):
-                if tr["id"] == "organize":
-                    stray = set(tr["options"]["indexByName"]) - cols
-                    if stray:
-                        problems.append(f"{b.uid} / {p['title']}: organize {sorted(stray)}")
+# How Grafana names the fields of an InfluxQL answer, which every by-name reference in a panel
+# must match. Grafana's InfluxDB backend (pkg/tsdb/influxdb/influxql/util/util.go,
+# FormatFrameName and BuildFrameNameFromQuery; used by buffered/response_parser.go and
+# converter/converter.go) sets each field's displayNameFromDS:
+# - time_series: "<measurement>.<column>" (+ " { tag: value, … }" with GROUP BY tags) when the
+#   target has no alias; with an alias, the alias with $m/$measurement, $col, $tag_<key>, $<n>
+#   and [[…]] replaced. A subquery's answer carries the inner measurement's name.
+# - table: the column's own name, tags by their key; the alias is ignored.
+# Overrides (byName: display name or field name, byRegexp: display name, matchers/
+# nameMatcher.ts) and transformations match these names; reduceOptions.fields is matched after
+# the overrides, on their displayName (field/fieldDisplay.ts, "Field overrides are applied
+# already"). dashboards.queries implements the rule; the test below pins it to the expectations
+# of Grafana's own pkg/tsdb/influxdb/influxql/response_parser_test.go.
+
+
+def test_field_names_follow_grafanas_influxql_backend() -> None:
+    tags = {"datacenter": "America"}
+    # Grafana's response_parser_test.go: measurement "cpu.upc", columns mean and sum.
+    assert Q.series_name("cpu", "mean", tags) == "cpu.mean { datacenter: America }"
+    assert Q.series_name("cpu.upc", "mean", {}) == "cpu.upc.mean"
+    assert Q.series_name("cpu.upc", "mean", tags, "alias $col") == "alias mean"
+    assert Q.series_name("cpu.upc", "sum", tags, "alias [[col]]") == "alias sum"
+    assert Q.series_name("cpu.upc", "mean", tags, "alias $m $measurement") == (
+        "alias cpu.upc cpu.upc"
+    )
+    assert Q.series_name("cpu.upc", "mean", tags, "alias $tag_datacenter") == "alias America"
+    assert Q.series_name("cpu.upc", "mean", tags, "alias [[tag_datacenter]]") == "alias America"
+    assert Q.series_name("cpu.upc", "mean", tags, "alias $0 $1 $2 $3 $4") == (
+        "alias cpu upc $2 $3 $4"
+    )
+    assert Q.series_name("cpu.upc", "mean", tags, "series alias") == "series alias"
+    assert Q.series_name("cpu.upc", "mean", tags, "alias $tag_host") == "alias $tag_host"
+    assert Q.series_name("cpu", "mean", tags, "alias $col", "table") == "mean"
+    # InfluxDB's column names (tests/integration/test_dashboard_queries.py checks them live).
+    query = (
+        'SELECT last("a") AS "x", "site", max("b"), non_negative_derivative(max(/^r_/), 1s) '
+        'FROM (SELECT "a" FROM "m") GROUP BY "site"'
+    )
+    assert Q.column_names(query, ["a", "r_x", "r_y", "b"]) == [
+        "x",
+        "site",
+        "max",
+        "non_negative_derivative_r_x",
+        "non_negative_derivative_r_y",
+    ]
+    target = {"refId": "A", "query": query.replace("(max(/^r_/), 1s)", '("b")')}
+    assert [f.display for f in Q.predicted_fields(target, {})] == [
+        "Time",
+        "m.x { site: <site> }",
+        "m.site { site: <site> }",
+        "m.max { site: <site> }",
+        "m.non_negative_derivative { site: <site> }",
+    ]
+    assert [f.display for f in Q.predicted_fields(target | {"resultFormat": "table"}, {})] == [
+        "Time",
+        "site",
+        "x",
+        "site",
+        "max",
+        "non_negative_derivative",
+    ]
+    with pytest.raises(ValueError, match="AS alias"):
+        Q.column_names('SELECT "a" + "b" FROM "m"', [])
+
+
+def _field_problems(panel: dict[str, Any], schema: dict[str, Measurement]) -> list[str]:
+    """By-name references of a panel that no field Grafana makes of its queries matches."""
+    fields_of = {m: list(s.fields) for m, s in schema.items()}
+    problems, fields = [], []
+    for t in panel.get("targets", []):
+        if t.get("hide"):
+            continue
+        try:
+            own = Q.predicted_fields(t, fields_of)
+        except ValueError as e:
+            problems.append(f"[{t['refId']}] {e}")
+            continue
+        fields += own
+        problems += [
+            f"[{t['refId']}] {f.display!r}: unresolved alias" for f in own if "$" in f.display
+        ]
+        tags = Q.group_tags(t["query"])
+        alias = t.get("alias") or ""
+        if (
+            t["resultFormat"] == "time_series"
+            and tags
+            and not any(f"tag_{g}" in alias for g in tags)
+        ):
+            # Every series of the target would get the same name.
+            problems.append(f"[{t['refId']}] alias {alias!r} names none of {tags}")
+    return problems + Q.reference_problems(panel, fields)
+
+
+def test_every_field_reference_matches_a_field_grafana_names(
+    built: list[Built], schema: dict[str, Measurement]
+) -> None:
+    """Overrides, reduceOptions.fields, transformations, the table sort and the map layers name
+    only fields Grafana gives the panel's queries (the rule above)."""
+    problems = [
+        f"{b.uid} / {p['title']}: {problem}"
+        for b in built
+        for p in Q.panels(b.model)
+        for problem in _field_problems(p, schema)
+    ]
     assert not problems, "\n".join(problems)
+    checked = [p for b in built for p in Q.panels(b.model) if p.get("targets")]
+    assert sum(len(p["fieldConfig"]["overrides"]) for p in checked) > 40
+
+
+def test_the_field_check_catches_a_column_grafana_renames(
+    built: list[Built], schema: dict[str, Measurement]
+) -> None:
+    """Without its alias a stat's query yields "<measurement>.<column>"; an override renaming a
+    field hides it from a reduceOptions.fields regex that names the column."""
+    (overview,) = [b for b in built if b.uid == city.UID]
+    stat = copy.deepcopy(
+        next(p for p in Q.panels(overview.model) if p["title"] == "Water stations")
+    )
+    assert _field_problems(stat, schema) == []
+    del stat["targets"][0]["alias"]
+    assert _field_problems(stat, schema) == [
+        "override byName 'online': no field",
+        "override byName 'offline': no field",
+        "reduceOptions.fields /^(online|offline)$/: picks no field",
+        "reduceOptions.fields /^(online|offline)$/: no field shown as 'online'",
+        "reduceOptions.fields /^(online|offline)$/: no field shown as 'offline'",
+    ]
+    stat["targets"][0]["alias"] = "$col"
+    stat["fieldConfig"]["overrides"][0]["properties"].append({"id": "displayName", "value": "up"})
+    assert _field_problems(stat, schema) == [
+        "reduceOptions.fields /^(online|offline)$/: no field shown as 'online'"
+    ]
+    stat["targets"][0]["alias"] = "$tag_site"
+    assert "unresolved alias" in _field_problems(stat, schema)[0]
+    table = copy.deepcopy(next(p for p in Q.panels(overview.model) if p["type"] == "table"))
+    table["transformations"][0]["options"]["renameByName"]["Time"] = "raised"
+    assert _field_problems(table, schema) == ["sortBy 'fired at': no such column"]
 
 
 def test_geomap_places_every_device_through_the_gazetteer(built: list[Built]) -> None:
