@@ -38,7 +38,6 @@ peak RSS = the largest summed RSS of the tree. Ratios are against the ceiling of
 from __future__ import annotations
 
 import argparse
-import array
 import contextlib
 import json
 import multiprocessing as mp
@@ -365,10 +364,12 @@ class Envgrid:
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
                 raise RuntimeError(f"envgrid exited during start-up:\n{self.tail()}")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(url, timeout=1) as r:
-                    if r.status == 200:
-                        return time.monotonic() - self.started
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(url, timeout=1) as r,
+            ):
+                if r.status == 200:
+                    return time.monotonic() - self.started
             time.sleep(0.05)
         raise RuntimeError(f"envgrid not ready after {timeout} s:\n{self.tail()}")
 
@@ -476,7 +477,7 @@ def envgrid(
         env[k] = v
     argv = [*b.args.envgrid, *extra_args]
     if "/" in argv[0]:
-        argv[0] = str(Path(argv[0]).resolve())  # envgrid runs in a directory of its own
+        argv[0] = os.path.abspath(argv[0])  # envgrid runs elsewhere; keep venv symlinks
     return Envgrid(argv, env, run_dir, port, b.work / f"envgrid-{tag}.log")
 
 
@@ -919,8 +920,9 @@ def report(b: Bench) -> str:
             "devices": f"devices ({b.args.many_devices:,})",
             "queued": "queued (stopped envgrid)",
         }.get(phase, phase)
+        pub = _fmt(_med([r.publish_rate for r in group]))
         rows.append(
-            f"| {name} | {len(group)} | {group[0].n:,} | {_fmt(_med([r.publish_rate for r in group]))} "
+            f"| {name} | {len(group)} | {group[0].n:,} | {pub} "
             f"| {_fmt(thr)} | {_fmt(drn)} "
             f"| {_fmt(rate / ceiling if rate and ceiling and phase != 'ceiling' else None, '.2f')} "
             f"| {max(lost) if lost else '–'} "
@@ -972,6 +974,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if a.smoke:
         a.n, a.runs, a.queued, a.many_devices = 2000, 1, 4000, 3000
         a.rate, a.latency_seconds, a.settle = 1000.0, 3.0, 0.3
+    if a.profile and not (
+        shutil.which("py-spy") or (Path(sys.executable).parent / "py-spy").exists()
+    ):
+        p.error("--profile needs py-spy: .venv/bin/pip install py-spy (in the test extras)")
     unknown = set(a.only.split(",")) - set(PHASES)
     if unknown:
         p.error(f"unknown phase(s) {', '.join(sorted(unknown))}: use {', '.join(PHASES)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -108,6 +109,9 @@ async def run_service(settings: Settings, *, worker: int | None = None, role: st
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with started(settings, worker=worker, role=role):
+        # What start-up built lives as long as the process: keep it out of the cyclic GC's
+        # full collections, which would otherwise walk all of it again and again under load.
+        gc.freeze()
         await stop.wait()
         log.info("signal received: stopping")
     return 0

@@ -363,6 +363,15 @@ class _Connection(asyncio.Protocol):
         self.hold = False  # stop parsing (paused by the application, or closing)
         self.yielding = False  # a slice was parsed; the rest waits for the next loop iteration
         self.yield_paused = False  # reading paused by that, not by the application
+        # Our own Receive Maximum, enforced here too: mosquitto 2.0.11 stops honouring it once
+        # PUBACKs flow (measured: Receive Maximum 20,000, acks in batches of 5,000, a backlog of
+        # 100,000: 90,000 unacknowledged messages sent). Past it, reading stops until acks
+        # bring the count down, so memory stays bounded and packet ids are never reused in
+        # flight (with > 65,535 unacked, the broker had to reuse them). Not while a publish of
+        # ours awaits its PUBACK: the application may ack only after it (a dead letter), and
+        # that PUBACK arrives on this same stream.
+        self.max_unacked = client._opts.receive_maximum
+        self.throttled = False
         self.discard = False  # closing: what still arrives is redelivered next session
         self.paused = False
         self.keepalive = 0
@@ -400,11 +409,11 @@ class _Connection(asyncio.Protocol):
         if buf:
             buf += data
             # A large packet arrives in many reads: do not re-parse the buffer until it is whole.
-            if len(buf) < self.need or self.hold:
+            if len(buf) < self.need or self.hold or self.throttled:
                 return
             data = bytes(buf)
             buf.clear()
-        elif self.hold:
+        elif self.hold or self.throttled:
             buf += data
             return
         self._feed(data)
@@ -422,7 +431,9 @@ class _Connection(asyncio.Protocol):
             return
         if pos < len(data):
             self.buf += memoryview(data)[pos:]
-            if not self.need and not self.hold and not self.yielding:
+            # Only when _parse stopped at the slice limit (not at an incomplete packet, which
+            # must wait for more data: yielding for it would spin).
+            if pos >= SLICE_BYTES and not self.hold and not self.yielding and not self.throttled:
                 # Complete packets left over after one slice: let the loop run other tasks
                 # (the InfluxDB write that acks them) and come back for the next slice.
                 self.yielding = True
@@ -434,7 +445,7 @@ class _Connection(asyncio.Protocol):
 
     def _next_slice(self) -> None:
         self.yielding = False
-        if self.buf and not self.hold and not self.discard:
+        if self.buf and not self.hold and not self.discard and not self.throttled:
             data = bytes(self.buf)
             self.buf.clear()
             self._feed(data)
@@ -442,12 +453,17 @@ class _Connection(asyncio.Protocol):
             self.yield_paused = False
             transport = self.transport
             # Not if the application paused reading meanwhile: set_paused(False) resumes.
-            if transport is not None and not self.paused and not transport.is_closing():
+            if (
+                transport is not None
+                and not self.paused
+                and not self.throttled
+                and not transport.is_closing()
+            ):
                 transport.resume_reading()
 
     def drain(self) -> None:
         """Parse what was held in the buffer while reading was paused."""
-        if self.buf and not self.hold:
+        if self.buf and not self.hold and not self.throttled:
             data = bytes(self.buf)
             self.buf.clear()
             self._feed(data)
@@ -462,11 +478,12 @@ class _Connection(asyncio.Protocol):
         epoch = self.epoch
         # At most one slice per call: a 256 KiB read of a backlog is ~1,400 messages, ~20 ms of
         # pipeline work, and the InfluxDB write that acks them needs several loop iterations
-        # (connect, send, answer). Unsliced, each of those waited a whole read: bench/run.py
-        # preload, 50,000 readings, one process: first write 0.46 s after resume and a drain of
-        # 15-34k/s; sliced at 32 KiB: see docs/performance.md.
+        # (send, answer), each of which waited a whole read. bench/run.py preload, 100,000
+        # readings, --role ingest, 3 runs each on a 2-core host: unsliced 51.5-53.6k msgs/s and
+        # 144-150 MB peak RSS; 32 KiB slices 67.8-68.9k/s, 92-97 MB, same CPU per message
+        # (10.6-11.0 µs); 8 KiB 64.5-69.5k/s at 11.3-12.0 µs.
         limit = SLICE_BYTES
-        while pos + 1 < n and not self.hold and pos < limit:
+        while pos + 1 < n and not self.hold and pos < limit and not self.throttled:
             first = data[pos]
             length = data[pos + 1]
             head = pos + 2
@@ -507,6 +524,8 @@ class _Connection(asyncio.Protocol):
                 )
                 if qos:
                     unacked_add(packet_id)
+                    if len(self.unacked) >= self.max_unacked and not self.client._out:
+                        self._throttle()
                 try:
                     on_message(msg)
                 except Exception as exc:  # a bad handler must not take the connection down
@@ -597,7 +616,7 @@ class _Connection(asyncio.Protocol):
             return
         now = time.monotonic()
         ka = self.keepalive
-        if self.paused:
+        if self.paused or self.throttled:
             self.last_recv = now  # we are not reading on purpose: silence proves nothing
         if now - self.last_recv >= 1.5 * ka:
             self.close(
@@ -628,9 +647,30 @@ class _Connection(asyncio.Protocol):
         else:
             self.hold = False
             self.last_recv = time.monotonic()
-            transport.resume_reading()
+            if not self.throttled:
+                transport.resume_reading()
             if self.buf:
                 self.loop.call_soon(self.drain)
+
+    def _throttle(self) -> None:
+        """Receive Maximum reached: stop reading until acks free room (see max_unacked)."""
+        self.throttled = True
+        transport = self.transport
+        if transport is not None and not self.paused and not transport.is_closing():
+            transport.pause_reading()
+
+    def unthrottle(self, force: bool = False) -> None:
+        """Acks freed room below Receive Maximum (or a publish of ours needs its PUBACK read):
+        read again, held packets first."""
+        if not self.throttled or (len(self.unacked) >= self.max_unacked and not force):
+            return
+        self.throttled = False
+        self.last_recv = time.monotonic()
+        transport = self.transport
+        if transport is not None and not self.paused and not transport.is_closing():
+            transport.resume_reading()
+        if self.buf:
+            self.loop.call_soon(self.drain)
 
     def close(self, reason: str, *, abort: bool = False, disconnect: bytes | None = None) -> None:
         """End this connection, remembering why; ``disconnect`` is sent first if given."""
@@ -800,6 +840,8 @@ class MqttClient:
         if not conn.write(_PUBACK(0x40, 2, packet_id)):
             return False
         conn.unacked.discard(packet_id)
+        if conn.throttled:
+            conn.unthrottle()
         return True
 
     def ack_many(self, items: Sequence[tuple[int, int]]) -> int:
@@ -816,6 +858,8 @@ class MqttClient:
                 parts.append(_PUBACK(0x40, 2, packet_id))
         if parts:
             conn.write(b"".join(parts))
+            if conn.throttled:
+                conn.unthrottle()
         return len(parts)
 
     # -- flow control
@@ -859,6 +903,8 @@ class MqttClient:
         pub = _Outgoing(packet_id, topic_b, payload, retain, future)
         self._out[packet_id] = pub
         self._queue.append(packet_id)
+        if self._conn is not None and self._conn.throttled:
+            self._conn.unthrottle(force=True)  # its PUBACK must be read (see max_unacked)
         self._schedule_pump()
         try:
             await future

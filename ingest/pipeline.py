@@ -81,8 +81,12 @@ class Pipeline:
         max_future_ms: int = 300_000,
         clock: Callable[[], float] = time.time,
         decoders: Mapping[str, Decoder] | None = None,
+        encode_lines: bool = True,
     ) -> None:
         self.kinds = kinds
+        # False for the alerts role, which writes nothing: Accepted.line is then "" and a
+        # reading with no storable value is still accepted (the sinks see it, and ignore it).
+        self.encode_lines = encode_lines
         # Protocol decoders by topic kind segment: (id segment, payload) -> result.
         self.decoders = dict(decoders or {})
         self.registry = registry
@@ -136,7 +140,9 @@ class Pipeline:
     ) -> Accepted | Rejected:
         """Check a decoded reading's time window and encode it; ``extra`` is appended as
         further fields (a protocol's flags), already escaped."""
-        ts_ms = reading.ts_ms()
+        ts_ms = reading.ts
+        if type(ts_ms) is not int:
+            ts_ms = reading.ts_ms()
         now_ms = int(self.clock() * 1000)
         if ts_ms > now_ms + self.max_future_ms:
             return Rejected(
@@ -150,6 +156,8 @@ class Pipeline:
                 f"ts {_iso(ts_ms)} is older than the accepted "
                 f"{self.max_age_ms / 86_400_000:g} days (ENVGRID_INGEST__MAX_AGE)",
             )
+        if not self.encode_lines:
+            return Accepted("", kind, reading, device, ts_ms)
         line = kind.encode(reading, device, ts_ms, extra, extra_tags)
         if line is None:
             return Rejected(EMPTY, "no storable value (every reading null or not finite)")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -102,6 +103,7 @@ class Supervisor:
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._scraped: dict[str, str] = {}  # label -> the child's last /metrics text
+        self.port = settings.http.port
         self.metrics = CollectorRegistry()
         self.metrics.register(_Merged(self))
 
@@ -126,7 +128,10 @@ class Supervisor:
     async def _spawn(self, child: Child) -> None:
         child.port = free_port()  # a fresh port per start: the old one may linger in TIME_WAIT
         child.proc = await asyncio.create_subprocess_exec(
-            *self._command(child), env=self._environment(child), stdin=asyncio.subprocess.DEVNULL
+            *self._command(child),
+            env=self._environment(child),
+            stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         child.started = time.monotonic()
         log.info("%s started (pid %d, HTTP 127.0.0.1:%d)", child.name, child.proc.pid, child.port)
@@ -174,7 +179,7 @@ class Supervisor:
                 self.group,
                 ", one alerts process" if self.settings.alerts.enabled else "",
                 self.settings.http.host,
-                self.settings.http.port,
+                self.port,
             )
             watchers = [asyncio.create_task(self._watch(c)) for c in self.children]
             await self._stopping.wait()
@@ -225,6 +230,7 @@ class Supervisor:
                 f"cannot serve HTTP on {self.settings.http.host}:{self.settings.http.port} "
                 f"({e.strerror}); set ENVGRID_HTTP__PORT"
             ) from None
+        self.port = int(self._runner.addresses[0][1])  # the bound one, also for port 0
 
     async def _get(self, child: Child, path: str) -> tuple[int, bytes]:
         """A child's answer, or (0, b"") when it does not answer."""
@@ -240,7 +246,15 @@ class Supervisor:
         return web.json_response(
             {
                 "status": "ok",
-                "processes": {c.label: "running" if c.running else "restarting" for c in self},
+                "processes": {
+                    c.label: {
+                        "role": c.role,
+                        "state": "running" if c.running else "restarting",
+                        "pid": c.proc.pid if c.proc is not None and c.running else None,
+                        "restarts": c.restarts,
+                    }
+                    for c in self
+                },
             }
         )
 
@@ -335,6 +349,17 @@ class _Merged(Collector):
             restarts.add_metric([c.label], c.restarts)
         yield up
         yield restarts
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the supervisor dies (even by SIGKILL), so no
+    worker is left running unsupervised; it then shuts down cleanly, its session keeping what
+    it had not acknowledged. Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
 
 
 def _describe_exit(code: int) -> str:

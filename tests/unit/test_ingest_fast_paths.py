@@ -177,7 +177,9 @@ def _concentrations(pollutant: str) -> st.SearchStrategy[float | None]:
     points = sorted({bp for table in BREAKPOINTS.values() for (p, _), t in table.items()
                      if p == pollutant for bp in t})  # fmt: skip
     near = [x + d for x in points for d in (-0.1, -0.01, 0.0, 0.01, 0.1, 0.001) if x + d >= 0]
-    decimals = st.builds(lambda m, d: round(m / 10**d, d), st.integers(0, 40_000), st.integers(0, 3))
+    decimals = st.builds(
+        lambda m, d: round(m / 10**d, d), st.integers(0, 40_000), st.integers(0, 3)
+    )
     return st.one_of(
         st.none(),
         st.sampled_from(near),
