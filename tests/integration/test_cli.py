@@ -28,8 +28,7 @@ def run(
 
 
 def test_bad_config_is_one_line_without_traceback(tmp_path: Path) -> None:
-    r = run("run", env={"ENVGRID_INFLUX__API": "v3", "ENVGRID_MQTT__URL": "http://x"},
-            cwd=tmp_path)
+    r = run("run", env={"ENVGRID_INFLUX__API": "v3", "ENVGRID_MQTT__URL": "http://x"}, cwd=tmp_path)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
