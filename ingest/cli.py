@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -51,6 +52,14 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one clear line for the operator (no traceback) and exit."""
     typer.echo(f"envgrid: {message}", err=True)
     return typer.Exit(code)
+
+
+def parse_date(option: str, text: str) -> date:
+    """A YYYY-MM-DD option value, or exit with one line naming the option."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise fail(f"{option} {text!r} is not a date: write it as YYYY-MM-DD") from None
 
 
 def settings_or_exit(config: Path | None, **overrides: Any) -> Settings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -10,18 +9,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ingest.cli import ConfigOpt, fail, run_async, settings_or_exit, setup_logging
+from ingest.cli import ConfigOpt, fail, parse_date, run_async, settings_or_exit, setup_logging
 
 report_app: typer.Typer = typer.Typer(
     help="Plan progress report: the city's green low-carbon targets measured from the data."
 )
-
-
-def _date(option: str, text: str) -> date:
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise fail(f"{option} {text!r} is not a date: write it as YYYY-MM-DD") from None
 
 
 @report_app.callback(invoke_without_command=True)
@@ -68,8 +60,8 @@ def report(
         plan = load_plan(plan_file)
     except PlanError as e:
         raise fail(str(e)) from None
-    first = _date("--from", from_) if from_ is not None else plan.plan.start
-    last = _date("--to", to) if to is not None else plan.plan.end
+    first = parse_date("--from", from_) if from_ is not None else plan.plan.start
+    last = parse_date("--to", to) if to is not None else plan.plan.end
     if last < first:
         raise fail(f"--to {last} is before --from {first}: give the earlier date first")
     settings = settings_or_exit(config)

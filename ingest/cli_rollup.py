@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -10,18 +10,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ingest.cli import ConfigOpt, fail, run_async, settings_or_exit, setup_logging
+from ingest.cli import ConfigOpt, fail, parse_date, run_async, settings_or_exit, setup_logging
 
 rollup_app = typer.Typer(
     help="Hourly/daily rollups (water class, AQI, city figures) for a period of local dates."
 )
-
-
-def _date(option: str, text: str) -> date:
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise fail(f"{option} {text!r} is not a date: write it as YYYY-MM-DD") from None
 
 
 @rollup_app.callback(invoke_without_command=True)
@@ -47,8 +40,8 @@ def rollup(
     from ingest.rollup import KIND_NAMES, Rollup, RollupError, Task
 
     setup_logging("WARNING")
-    first = _date("--from", from_)
-    last = _date("--to", to) if to is not None else first
+    first = parse_date("--from", from_)
+    last = parse_date("--to", to) if to is not None else first
     if last < first:
         raise fail(f"--to {last} is before --from {first}: give the earlier date first")
     if kind is not None and kind not in KIND_NAMES:
