@@ -77,7 +77,7 @@ class AlertOut(BaseModel):
             message=r.message,
             description=r.description,
             standard=r.standard,
-            labels=r.labels,
+            labels=dict(r.labels),
             started_at=_dt(r.started_ms),
             fired_at=_opt_dt(r.fired_ms),
             resolved_at=_opt_dt(r.resolved_ms),

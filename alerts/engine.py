@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from alerts.rules import Rule, RuleSet
@@ -73,19 +73,67 @@ class _Open:
     rule: Rule
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _RuleIndex:
+    """The rules that apply to a device, by field; shared by every device with the same rules."""
+
+    by_field: dict[str, tuple[Rule, ...]]
+    nodata: tuple[Rule, ...]
+
+
+_NO_RULES = _RuleIndex({}, ())
+
+
 @dataclass(slots=True, eq=False)
 class _Device:
-    """What the engine keeps per device: its rules by field, open episodes, last arrival."""
+    """What the engine keeps per device: its rule index, open episodes, last arrival.
+
+    A city fleet is 100,000 devices, nearly all with nothing open: the rule index is shared and
+    the episode maps exist only while something is open, so a quiet device costs about 200 bytes.
+    """
 
     kind: str
     device_id: str
     site: str
     county: str
     last_seen_ms: int
-    by_field: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
-    nodata: tuple[Rule, ...] = ()
-    open: dict[str, dict[str, _Open]] = field(default_factory=dict)  # series → rule id → episode
-    offline: dict[str, _Open] = field(default_factory=dict)  # nodata rule id → episode
+    rules: _RuleIndex = _NO_RULES
+    # Open threshold episodes, every series: a device rarely has more than a few, and a short
+    # list costs a third of a series → rule id → episode map.
+    open: list[_Open] | None = None
+    offline: dict[str, _Open] | None = None  # nodata rule id → episode
+
+    def find(self, rule: Rule, series: str) -> _Open | None:
+        """The open threshold episode of a rule on one series."""
+        for op in self.open or ():
+            if op.rule is rule and op.rec.series == series:
+                return op
+        return None
+
+    def add_open(self, op: _Open) -> None:
+        """Index an open threshold episode."""
+        if self.open is None:
+            self.open = [op]
+        else:
+            self.open.append(op)
+
+    def add_offline(self, op: _Open) -> None:
+        """Index an open no-data episode."""
+        if self.offline is None:
+            self.offline = {}
+        self.offline[op.rule.id] = op
+
+    def drop(self, op: _Open) -> None:
+        """Remove an episode from the index (and the maps once they are empty)."""
+        rec = op.rec
+        if self.offline and self.offline.get(rec.rule_id) is op:
+            del self.offline[rec.rule_id]
+            if not self.offline:
+                self.offline = None
+        if self.open and op in self.open:
+            self.open.remove(op)
+            if not self.open:
+                self.open = None
 
 
 _NONE: tuple[Transition, ...] = ()
@@ -114,22 +162,33 @@ class AlertEngine:
         self._by_kind: dict[str, list[Rule]] = {}
         for r in rules.rules:
             self._by_kind.setdefault(r.kind, []).append(r)
-        self._devices: dict[tuple[str, str], _Device] = {}
+        # Per kind, then by id: a (kind, id) tuple key would cost 64 bytes more per device.
+        self._devices: dict[str, dict[str, _Device]] = {}
+        self._n_devices = 0
+        self._indexes: dict[tuple[str | int, ...], _RuleIndex] = {}
         self._watched: list[_Device] = []  # devices with a no-data rule
-        # Keyed by id(episode): a pending episode has no alert id until it is persisted.
-        self._open: dict[int, _Open] = {}
-        self._pending: dict[int, _Open] = {}
-        self._dirty: dict[int, _Open] = {}  # value changed since the last tick
+        # Keyed by the episode itself (identity: a pending episode has no alert id until it is
+        # persisted); dicts rather than sets keep arrival order, so ticks fire in that order.
+        self._open: dict[_Open, None] = {}
+        self._pending: dict[_Open, None] = {}
+        self._dirty: dict[_Open, None] = {}  # value changed since the last tick
         self._watermarks: dict[tuple[str, str, str], int] = {}
         self._new_devices: list[KnownDevice] = []
         self._silences: list[Silence] = []
         self._active_silences: frozenset[int] = frozenset()
         self._full_warned = False
+        self._last_now = 0
         self._resume(expected)
 
     # ------------------------------------------------------------------ start-up
     def _now(self) -> int:
-        return int(self._clock() * 1000)
+        now = int(self._clock() * 1000)
+        if now == self._last_now:
+            # The same int object for every reading of one millisecond: each device keeps its
+            # last arrival, and 100,000 distinct 32-byte ints are 3 MB of a 150 MB budget.
+            return self._last_now
+        self._last_now = now
+        return now
 
     def _resume(self, expected: Iterable[KnownDevice]) -> None:
         """Load open episodes, known devices and silences: continue where the last run stopped."""
@@ -140,12 +199,12 @@ class AlertEngine:
         # Every device gets one full interval after start-up before it can be 'offline': the
         # engine's own downtime is not the device's silence.
         for d in [*self.store.known_devices(), *expected]:
-            if (d.kind, d.device_id) not in self._devices:
+            if self._device(d.kind, d.device_id) is None:
                 self._learn(d.kind, d.device_id, d.site, d.county, now, remember=False)
         self._remember_expected(expected, now)
         for rec in self.store.open_alerts():
             rule = self.rules.by_id.get(rec.rule_id)
-            dev = self._devices.get((rec.kind, rec.device_id)) or self._learn(
+            dev = self._device(rec.kind, rec.device_id) or self._learn(
                 rec.kind, rec.device_id, rec.site, rec.county, now
             )
             op = _Open(rec, rule) if rule is not None else None
@@ -154,13 +213,13 @@ class AlertEngine:
             elif not rule.scope.matches(rec.device_id, rec.site, rec.county):
                 self._end_orphan(rec, now, "the device is no longer in the rule's scope")
             elif op is not None:
-                self._open[id(op)] = op
+                self._open[op] = None
                 if rule.nodata_ms is not None:
-                    dev.offline[rule.id] = op
+                    dev.add_offline(op)
                 else:
-                    dev.open.setdefault(rec.series, {})[rule.id] = op
+                    dev.add_open(op)
                 if rec.state == "pending":
-                    self._pending[id(op)] = op
+                    self._pending[op] = None
         if self._open:
             log.info("alerts: resumed %d open alerts from %s", len(self._open), self.store.path)
 
@@ -180,30 +239,17 @@ class AlertEngine:
         self, kind: str, device_id: str, site: str, county: str, now: int, *, remember: bool = True
     ) -> _Device:
         """Index the rules that apply to a device (once per device, or when its site changes)."""
-        by_field: dict[str, list[Rule]] = {}
-        nodata: list[Rule] = []
-        for r in self._by_kind.get(kind, ()):
-            if not r.scope.matches(device_id, site, county):
-                continue
-            if r.nodata_ms is not None:
-                nodata.append(r)
-            elif r.field is not None:
-                by_field.setdefault(r.field, []).append(r)
-        old = self._devices.get((kind, device_id))
+        rules = self._index(kind, device_id, site, county)
+        devs = self._devices.setdefault(kind, {})
+        old = devs.get(device_id)
         dev = _Device(
-            kind,
-            device_id,
-            site,
-            county,
-            now if old is None else old.last_seen_ms,
-            {f: tuple(rs) for f, rs in by_field.items()},
-            tuple(nodata),
+            kind, device_id, site, county, now if old is None else old.last_seen_ms, rules
         )
         if old is not None:
             dev.open, dev.offline = old.open, old.offline
             if old in self._watched:
                 self._watched.remove(old)
-        elif len(self._devices) >= self._max_devices:
+        elif self._n_devices >= self._max_devices:
             if not self._full_warned:
                 log.warning(
                     "alerts: tracking %d devices already; further new devices get threshold "
@@ -212,18 +258,52 @@ class AlertEngine:
                 )
                 self._full_warned = True
             return dev
-        self._devices[(kind, device_id)] = dev
-        if dev.nodata:
+        else:
+            self._n_devices += 1
+        devs[device_id] = dev
+        if rules.nodata:
             self._watched.append(dev)
         if remember:
             self._new_devices.append(KnownDevice(kind, device_id, site, county))
         return dev
 
+    def _index(self, kind: str, device_id: str, site: str, county: str) -> _RuleIndex:
+        """The rule index for a device: built once per distinct set of matching rules."""
+        kind_rules = self._by_kind.get(kind, ())
+        matched = tuple(
+            i for i, r in enumerate(kind_rules) if r.scope.matches(device_id, site, county)
+        )
+        key: tuple[str | int, ...] = (kind, *matched)
+        index = self._indexes.get(key)
+        if index is not None:
+            return index
+        by_field: dict[str, list[Rule]] = {}
+        nodata: list[Rule] = []
+        for i in matched:
+            r = kind_rules[i]
+            if r.nodata_ms is not None:
+                nodata.append(r)
+            elif r.field is not None:
+                by_field.setdefault(r.field, []).append(r)
+        index = _RuleIndex({f: tuple(rs) for f, rs in by_field.items()}, tuple(nodata))
+        self._indexes[key] = index
+        return index
+
+    def last_seen_ms(self, kind: str, device_id: str) -> int | None:
+        """When the engine last had a reading from a device (None: not tracked)."""
+        dev = self._device(kind, device_id)
+        return dev.last_seen_ms if dev is not None else None
+
+    def _device(self, kind: str, device_id: str) -> _Device | None:
+        devs = self._devices.get(kind)
+        return devs.get(device_id) if devs is not None else None
+
     # ------------------------------------------------------------------ the stream
     def observe(self, obs: Observation) -> Sequence[Transition]:
         """Evaluate one reading against the rules of its device and fields."""
         now = self._now()
-        dev = self._devices.get((obs.kind, obs.device_id))
+        devs = self._devices.get(obs.kind)
+        dev = devs.get(obs.device_id) if devs is not None else None
         if dev is None or dev.site != obs.site or dev.county != obs.county:
             dev = self._learn(obs.kind, obs.device_id, obs.site, obs.county, now)
         dev.last_seen_ms = now
@@ -231,19 +311,18 @@ class AlertEngine:
         if dev.offline:
             out = [self._back_online(dev, op, obs, now) for op in list(dev.offline.values())]
         values = obs.values
-        opens = dev.open.get(obs.series)
-        for fname, rules in dev.by_field.items():
+        series = obs.series
+        for fname, rules in dev.rules.by_field.items():
             v = values.get(fname)
             if v is None:
                 continue
             for rule in rules:
-                op = opens.get(rule.id) if opens else None
+                op = dev.find(rule, series) if dev.open else None
                 if op is None:
                     if rule.breached(v):
                         t = self._begin(dev, rule, obs, v, now)
                         if t:
                             out = (out or []) + t
-                        opens = dev.open.get(obs.series)
                 else:
                     t2 = self._advance(dev, op, obs, v, now)
                     if t2 is not None:
@@ -272,7 +351,7 @@ class AlertEngine:
             message=_message(rule, dev, obs.series, v),
             description=rule.description,
             standard=rule.standard,
-            labels=dict(rule.labels),
+            labels=rule.labels,
             started_ms=obs.ts_ms,
             seen_wall_ms=now,
             fired_ms=None,
@@ -282,12 +361,12 @@ class AlertEngine:
         )
         rec.silenced = self._is_silenced(rec, now)
         op = _Open(rec, rule)
-        dev.open.setdefault(obs.series, {})[rule.id] = op
-        self._open[id(op)] = op
+        dev.add_open(op)
+        self._open[op] = None
         if rule.for_ms > 0:
             # Kept in memory until the next tick: a value flapping across the limit within a
             # tick costs no disk write. The tick persists it (and a restart then resumes it).
-            self._pending[id(op)] = op
+            self._pending[op] = None
             return [Transition(rec.id, rule.id, dev.device_id, obs.series, "pending")]
         with self.store.transaction():
             fired = self._fire(op, now)
@@ -305,7 +384,7 @@ class AlertEngine:
                 self._cancel(dev, op)
                 return Transition(rec.id, rule.id, dev.device_id, rec.series, "cancelled")
             rec.value, rec.last_ts = v, obs.ts_ms
-            self._dirty[id(op)] = op
+            self._dirty[op] = None
             if obs.ts_ms - rec.started_ms >= rule.for_ms:
                 rec.message = _message(rule, dev, rec.series, v)
                 with self.store.transaction():
@@ -318,7 +397,7 @@ class AlertEngine:
             return Transition(rec.id, rule.id, dev.device_id, rec.series, "resolved", sent)
         if v != rec.value:
             rec.value, rec.last_ts = v, obs.ts_ms
-            self._dirty[id(op)] = op
+            self._dirty[op] = None
         return None
 
     # ------------------------------------------------------------------ transitions
@@ -339,7 +418,7 @@ class AlertEngine:
             silenced=rec.silenced,
         )
         hid = self.store.add_history(rec.id, now, "firing", value=rec.value, message=rec.message)
-        self._pending.pop(id(op), None)
+        self._pending.pop(op, None)
         if rec.silenced:
             log.info("alert %d %s %s firing (silenced)", rec.id, rec.rule_id, rec.device_id)
             return False
@@ -396,19 +475,12 @@ class AlertEngine:
 
     def _forget(self, op: _Open) -> None:
         rec = op.rec
-        self._open.pop(id(op), None)
-        self._pending.pop(id(op), None)
-        self._dirty.pop(id(op), None)
-        dev = self._devices.get((rec.kind, rec.device_id))
-        if dev is None:
-            return
-        if dev.offline.get(rec.rule_id) is op:
-            del dev.offline[rec.rule_id]
-        opens = dev.open.get(rec.series)
-        if opens is not None and opens.get(rec.rule_id) is op:
-            del opens[rec.rule_id]
-            if not opens:
-                del dev.open[rec.series]
+        self._open.pop(op, None)
+        self._pending.pop(op, None)
+        self._dirty.pop(op, None)
+        dev = self._device(rec.kind, rec.device_id)
+        if dev is not None:
+            dev.drop(op)
 
     def _notify(self, rec: AlertRecord, history_id: int, event: str, now: int) -> None:
         """Queue a notification for every target (inside the transition's transaction)."""
@@ -423,7 +495,7 @@ class AlertEngine:
             self.on_enqueue()
 
     def _device_of(self, rec: AlertRecord) -> _Device:
-        dev = self._devices.get((rec.kind, rec.device_id))
+        dev = self._device(rec.kind, rec.device_id)
         if dev is None:
             return _Device(rec.kind, rec.device_id, rec.site, rec.county, 0)
         return dev
@@ -449,7 +521,7 @@ class AlertEngine:
             ),
             description=rule.description,
             standard=rule.standard,
-            labels=dict(rule.labels),
+            labels=rule.labels,
             started_ms=dev.last_seen_ms,
             seen_wall_ms=dev.last_seen_ms,
             fired_ms=now,
@@ -461,8 +533,8 @@ class AlertEngine:
         with self.store.transaction():
             self.store.insert_alert(rec)
             sent = self._fire(op, now)
-        dev.offline[rule.id] = op
-        self._open[id(op)] = op
+        dev.add_offline(op)
+        self._open[op] = None
         self._after_commit(sent)
         return Transition(rec.id, rule.id, dev.device_id, "", "firing", sent)
 
@@ -479,7 +551,7 @@ class AlertEngine:
         now = self._now() if now_ms is None else now_ms
         out: list[Transition] = []
         self._refresh_silences(now)
-        for op in list(self._pending.values()):
+        for op in list(self._pending):
             rec = op.rec
             if now - rec.seen_wall_ms >= op.rule.for_ms:
                 with self.store.transaction():
@@ -490,21 +562,21 @@ class AlertEngine:
                 )
         for dev in self._watched:
             silent = now - dev.last_seen_ms
-            for rule in dev.nodata:
-                if silent > (rule.nodata_ms or 0) and rule.id not in dev.offline:
+            for rule in dev.rules.nodata:
+                if silent > (rule.nodata_ms or 0) and not (dev.offline and rule.id in dev.offline):
                     out.append(self._offline(dev, rule, now))
         self._flush(now)
         return out
 
     def _flush(self, now: int) -> None:
         """Persist new pending episodes, latest values and newly seen devices (once per tick)."""
-        new = [op for op in self._pending.values() if not op.rec.id]
+        new = [op for op in self._pending if not op.rec.id]
         if not self._dirty and not self._new_devices and not new:
             return
         with self.store.transaction():
             for op in new:
                 self._persist(op)
-            for op in self._dirty.values():
+            for op in self._dirty:
                 r = op.rec
                 if op not in new:
                     self.store.update_alert(r.id, value=r.value, last_ts=r.last_ts, updated_ms=now)
@@ -531,7 +603,7 @@ class AlertEngine:
         self._active_silences = active
         queued = False
         with self.store.transaction():
-            for op in self._open.values():
+            for op in self._open:
                 rec = op.rec
                 silenced = self._is_silenced(rec, now)
                 if silenced == rec.silenced:
@@ -600,7 +672,7 @@ class AlertEngine:
     def open_count(self) -> dict[str, int]:
         """Open alerts by state (for metrics and logs)."""
         out = {"pending": 0, "firing": 0}
-        for op in self._open.values():
+        for op in self._open:
             out[op.rec.state] = out.get(op.rec.state, 0) + 1
         return out
 

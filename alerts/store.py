@@ -125,7 +125,7 @@ class AlertRecord:
     message: str
     description: str
     standard: str
-    labels: dict[str, str]
+    labels: Mapping[str, str]  # the rule's own mapping while open (never mutated)
     started_ms: int  # reading time of the first breaching reading
     seen_wall_ms: int  # wall time it arrived (the tick measures `for` from here)
     fired_ms: int | None

@@ -432,9 +432,10 @@ async def test_silent_device_goes_offline_within_interval_plus_one_tick(
         ):
             reading = {"ts": int(time.time() * 1000), "ac_power_w": 1200.0}
             await publish(pub, prefix, "pv", "PV-907", [reading])
-            dev = ("pv", "PV-907")
-            await wait_for(lambda: dev in run.alerting.engine._devices, 5, "reading seen")
-            seen = run.alerting.engine._devices[dev].last_seen_ms
+            engine = run.alerting.engine
+            await wait_for(lambda: engine.last_seen_ms("pv", "PV-907"), 5, "reading seen")
+            seen = engine.last_seen_ms("pv", "PV-907")
+            assert seen is not None
             await wait_for(lambda: len(got.mqtt) == 1, 5, "device offline")
             _, (a,) = await api("GET", f"{run.url}/api/alerts?rule_id=pv-offline")
             assert a["state"] == "firing" and a["message"].startswith("device offline")

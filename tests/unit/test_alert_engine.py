@@ -406,3 +406,35 @@ def test_a_reading_visits_only_the_rules_of_its_device_and_fields(
     for i in range(10):
         eng.observe(water(i, 5.0, ph=7.0))
     assert calls == ["mine"] * 10
+
+
+def test_a_quiet_device_costs_a_fixed_small_amount_of_memory(
+    store: AlertStore, clock: Clock
+) -> None:
+    """100,000 devices must fit the 150 MB budget: a device with nothing open stays ~100 bytes."""
+    import gc
+    import tracemalloc
+
+    eng = engine(store, clock)
+    n = 20_000
+    # Built before measuring: the ids and readings belong to the stream, not to the engine.
+    obs = [
+        Observation(k, f"{k[:2].upper()}-{i:06d}", "unknown", "unknown", T0, {f: v})
+        for i in range(n)
+        for k, f, v in [(("water", "pv")[i % 2], ("do_mg_l", "ac_power_w")[i % 2], 6.0)]
+    ]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for o in obs:
+            eng.observe(o)
+        eng.tick()  # the newly seen devices go to the store and leave memory
+        gc.collect()
+        per_device = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert eng.open_count() == {"pending": 0, "firing": 0}
+    # Measured 126 bytes (a slotted _Device plus its dict entry, the rule index shared); the
+    # per-device dicts and rule tuples it replaced cost 704.
+    assert per_device < 200, f"{per_device:.0f} bytes per quiet device"
