@@ -84,6 +84,45 @@ class _RuleIndex:
 _NO_RULES = _RuleIndex({}, ())
 
 
+@dataclass(frozen=True, slots=True)
+class _KindRules:
+    """A kind's rules, split by what it takes to match a new device against them.
+
+    Most rules have no scope; rules scoped to a list of literal device ids (per-device limits,
+    a city's usual way to grow its rule set) are found with one dict lookup; only the rest are
+    matched glob by glob. 1,000 per-device rules would otherwise cost every new device 200
+    fnmatch calls.
+    """
+
+    rules: tuple[Rule, ...]
+    by_device: Mapping[str, tuple[int, ...]]  # literal device id → indices of its rules
+    globbed: tuple[int, ...]  # scoped in any other way
+
+    @classmethod
+    def of(cls, rules: Sequence[Rule]) -> _KindRules:
+        """Split one kind's rules (in their file order)."""
+        by_device: dict[str, list[int]] = {}
+        globbed: list[int] = []
+        for i, r in enumerate(rules):
+            s = r.scope
+            if s.everything:
+                continue
+            if s.sites or s.counties or any(c in p for p in s.devices for c in "*?["):
+                globbed.append(i)
+            else:
+                for d in dict.fromkeys(s.devices):
+                    by_device.setdefault(d, []).append(i)
+        return cls(tuple(rules), {d: tuple(ix) for d, ix in by_device.items()}, tuple(globbed))
+
+    def scoped_matches(self, device_id: str, site: str, county: str) -> tuple[int, ...]:
+        """The scoped rules a device falls in: the same tuple for the same set of rules."""
+        hits = self.by_device.get(device_id, ())
+        if self.globbed:
+            m = (i for i in self.globbed if self.rules[i].scope.matches(device_id, site, county))
+            hits += tuple(m)
+        return hits
+
+
 @dataclass(slots=True, eq=False)
 class _Device:
     """What the engine keeps per device: its rule index, open episodes, last arrival.
@@ -159,9 +198,10 @@ class AlertEngine:
         self.on_enqueue = on_enqueue
         self._clock = clock
         self._max_devices = max_devices
-        self._by_kind: dict[str, list[Rule]] = {}
+        by_kind: dict[str, list[Rule]] = {}
         for r in rules.rules:
-            self._by_kind.setdefault(r.kind, []).append(r)
+            by_kind.setdefault(r.kind, []).append(r)
+        self._by_kind = {kind: _KindRules.of(rs) for kind, rs in by_kind.items()}
         # Per kind, then by id: a (kind, id) tuple key would cost 64 bytes more per device.
         self._devices: dict[str, dict[str, _Device]] = {}
         self._n_devices = 0
@@ -269,18 +309,22 @@ class AlertEngine:
 
     def _index(self, kind: str, device_id: str, site: str, county: str) -> _RuleIndex:
         """The rule index for a device: built once per distinct set of matching rules."""
-        kind_rules = self._by_kind.get(kind, ())
-        matched = tuple(
-            i for i, r in enumerate(kind_rules) if r.scope.matches(device_id, site, county)
-        )
-        key: tuple[str | int, ...] = (kind, *matched)
+        kr = self._by_kind.get(kind)
+        if kr is None:
+            return _NO_RULES
+        # Keyed by the scoped rules a device falls in: (kind,) for nearly every device, so a
+        # new device costs a lookup or two instead of matching every rule.
+        hits = kr.scoped_matches(device_id, site, county)
+        key: tuple[str | int, ...] = (kind, *hits)
         index = self._indexes.get(key)
         if index is not None:
             return index
+        included = set(hits)
         by_field: dict[str, list[Rule]] = {}
         nodata: list[Rule] = []
-        for i in matched:
-            r = kind_rules[i]
+        for i, r in enumerate(kr.rules):
+            if not (i in included or r.scope.everything):
+                continue
             if r.nodata_ms is not None:
                 nodata.append(r)
             elif r.field is not None:

@@ -76,6 +76,11 @@ class Scope:
     sites: tuple[str, ...] = ()
     counties: tuple[str, ...] = ()
 
+    @property
+    def everything(self) -> bool:
+        """No globs at all: every device of the rule's kind is in scope."""
+        return not (self.devices or self.sites or self.counties)
+
     def matches(self, device_id: str, site: str, county: str) -> bool:
         """Whether a device falls in this scope (every non-empty list must match)."""
         return (

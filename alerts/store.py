@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,6 +228,9 @@ class KnownDevice:
 
 _ALERT_COLS = [f for f in AlertRecord.__dataclass_fields__ if f != "id"]
 _SELECT = "SELECT id, " + ", ".join(_ALERT_COLS) + " FROM alerts"
+_INSERT = (
+    f"INSERT INTO alerts ({', '.join(_ALERT_COLS)}) VALUES ({', '.join('?' for _ in _ALERT_COLS)})"
+)
 
 
 @dataclass
@@ -308,12 +311,7 @@ class AlertStore:
     # ------------------------------------------------------------------- alerts
     def insert_alert(self, rec: AlertRecord) -> int:
         """Store a new episode; returns its id (also set on ``rec``)."""
-        row = _alert_row(rec)
-        cur = self._db.execute(
-            f"INSERT INTO alerts ({', '.join(_ALERT_COLS)}) "
-            f"VALUES ({', '.join('?' for _ in _ALERT_COLS)})",
-            [row[c] for c in _ALERT_COLS],
-        )
+        cur = self._db.execute(_INSERT, [enc(getattr(rec, c)) for c, enc in _ENCODERS])
         rec.id = int(cur.lastrowid or 0)
         return rec.id
 
@@ -527,18 +525,27 @@ def _load(s: str | None) -> Any:
     return None if s is None else json.loads(s)
 
 
-def _encode_col(col: str, v: Any) -> Any:
-    if col == "value":
-        return _dump(v)
-    if col == "labels":
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, bool):
-        return int(v)
+def _plain(v: Any) -> Any:
     return v
 
 
-def _alert_row(rec: AlertRecord) -> dict[str, Any]:
-    return {c: _encode_col(c, getattr(rec, c)) for c in _ALERT_COLS}
+def _labels(v: Mapping[str, str]) -> str:
+    return json.dumps(v, ensure_ascii=False)
+
+
+# The SQLite value of each column, its encoder looked up once per column rather than decided
+# per value: an alert storm inserts tens of thousands of rows in one tick.
+_ENCODER: dict[str, Callable[[Any], Any]] = {c: _plain for c in _ALERT_COLS} | {
+    "value": _dump,
+    "labels": _labels,
+    "silenced": int,
+    "notified": int,
+}
+_ENCODERS = list(_ENCODER.items())
+
+
+def _encode_col(col: str, v: Any) -> Any:
+    return _ENCODER[col](v)
 
 
 def _alert(row: tuple[Any, ...]) -> AlertRecord:

@@ -180,6 +180,40 @@ def test_scope_limits_devices(store: AlertStore, clock: Clock) -> None:
     ]
 
 
+SCOPES = """
+rules:
+  - {id: everyone, kind: water, when: tp_mg_l > 1, severity: info}
+  - {id: literal, kind: water, scope: {devices: [WQ-7, WQ-8, WQ-7]}, when: tp_mg_l > 1,
+     severity: info}
+  - {id: glob, kind: water, scope: {devices: ["WQ-?"]}, when: tp_mg_l > 1, severity: info}
+  - {id: site, kind: water, scope: {sites: [断面A]}, when: tp_mg_l > 1, severity: info}
+  - {id: literal-and-site, kind: water, scope: {devices: [WQ-7], sites: [other]},
+     when: tp_mg_l > 1, severity: info}
+  - {id: other-kind, kind: air, scope: {devices: [WQ-7]}, when: aqi > 1, severity: info}
+"""
+
+
+@pytest.mark.parametrize(
+    ("device", "site", "fired"),
+    [
+        ("WQ-7", "断面A", ["everyone", "literal", "glob", "site"]),
+        ("WQ-8", "断面B", ["everyone", "literal", "glob"]),
+        ("WQ-9", "断面A", ["everyone", "glob", "site"]),
+        ("WQ-10", "断面B", ["everyone"]),
+        ("WQ-7", "other", ["everyone", "literal", "glob", "literal-and-site"]),
+    ],
+)
+def test_every_kind_of_scope_picks_its_devices(
+    store: AlertStore, clock: Clock, device: str, site: str, fired: list[str]
+) -> None:
+    """Literal ids (looked up), globs and sites (matched), in rule-file order."""
+    eng = engine(store, clock, SCOPES)
+    for d, s in [("WQ-1", "断面A"), ("WQ-7", "断面B")]:  # other devices first: shared indexes
+        eng.observe(Observation("water", d, s, "清江浦区", T0, {"tp_mg_l": 0.1}))
+    obs = Observation("water", device, site, "清江浦区", T0 + MIN, {"tp_mg_l": 2.0})
+    assert [t.rule_id for t in eng.observe(obs)] == fired
+
+
 def test_out_of_order_reading_is_ignored(store: AlertStore, clock: Clock) -> None:
     eng = engine(store, clock)
     feed(eng, clock, [2.0] * 7)  # firing
