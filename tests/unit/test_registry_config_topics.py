@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from devices.kinds import KINDS
-from devices.registry import Registry, RegistryError
+from devices.registry import Device, Registry, RegistryError
 from ingest.config import ConfigError, TopicRoute, load_settings, redact_url
 from ingest.topics import TopicMap
 
@@ -59,6 +59,15 @@ def test_unknown_ids(tmp_path: Path) -> None:
     assert d is not None and d.site == "unknown" and not d.known
     assert reg.resolve("has space") is None
     assert reg.resolve("x" * 65) is None
+
+
+@pytest.mark.parametrize("device_id", ["PV-NEW.7", "a_b-c.D", "9" * 64])
+def test_unregistered_tags_match_the_general_path(device_id: str) -> None:
+    """The prebuilt tag set of an unregistered id is what escaping it field by field gives."""
+    d = Registry().resolve(device_id)
+    assert d is not None
+    for kind in KINDS.values():
+        assert d.tags_for(kind.registry_tags) == Device(id=device_id).tags_for(kind.registry_tags)
 
 
 def test_settings_sources_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
