@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -41,6 +40,7 @@ from devices.hj212 import (
     parse,
 )
 from devices.registry import Registry
+from ingest.broker import client_options
 from ingest.config import Settings
 from ingest.hj212_intake import PROTOCOL, Station, decoder_factory, load_stations
 from ingest.mqtt import ConnectError, MqttClient, MqttError, MqttOptions
@@ -698,26 +698,8 @@ def publisher_options(
 ) -> MqttOptions:
     """MQTT options of the gateway's publish-only client."""
     m = settings.mqtt
-    ctx: ssl.SSLContext | None = None
-    if m.tls:
-        ctx = ssl.create_default_context(cafile=str(m.tls_ca) if m.tls_ca else None)
-        if m.tls_insecure:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-    return MqttOptions(
-        host=m.host,
-        port=m.port,
-        client_id=f"{m.effective_client_id(worker)}-{name}",
-        username=m.username,
-        password=m.password(),
-        ssl=ctx,
-        keepalive_s=m.keepalive_s,
-        # Publish only: nothing to resume, unacked publishes are retried by the client itself.
-        clean_start=True,
-        session_expiry_s=0,
-        subscriptions=[],
-        connect_timeout_s=m.connect_timeout_s,
-    )
+    # Publish only: nothing to resume, unacked publishes are retried by the client itself.
+    return client_options(m, f"{m.effective_client_id(worker)}-{name}")
 
 
 async def run_gateway(settings: Settings, stop: asyncio.Event | None = None) -> int:

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import random
 import socket
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from devices.base import DeviceKind
 from devices.lineproto import encode_line
 from devices.registry import Registry
+from ingest.broker import client_options
 from ingest.config import Settings, redact_url
 from ingest.mqtt import ConnectError, Message, MqttClient, MqttError, MqttOptions
 from ingest.pipeline import (
@@ -119,26 +119,8 @@ class IngestService:
     # ---------------------------------------------------------------- set-up
     def _mqtt_options(self, subscribe: bool) -> MqttOptions:
         m = self.settings.mqtt
-        ctx: ssl.SSLContext | None = None
-        if m.tls:
-            ctx = ssl.create_default_context(cafile=str(m.tls_ca) if m.tls_ca else None)
-            if m.tls_insecure:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-        return MqttOptions(
-            host=m.host,
-            port=m.port,
-            client_id=m.effective_client_id(self.worker),
-            username=m.username,
-            password=m.password(),
-            ssl=ctx,
-            keepalive_s=m.keepalive_s,
-            clean_start=False,
-            session_expiry_s=int(m.session_expiry.total_seconds()),
-            receive_maximum=m.receive_maximum,
-            subscriptions=self.topics.subscriptions() if subscribe else [],
-            connect_timeout_s=m.connect_timeout_s,
-        )
+        subscriptions = self.topics.subscriptions() if subscribe else []
+        return client_options(m, m.effective_client_id(self.worker), subscriptions)
 
     async def start(self) -> None:
         """Connect and start the background tasks; returns once subscribed."""

@@ -10,8 +10,9 @@ import time
 from devices.fleet import fleet
 from devices.kinds import KINDS
 from devices.registry import Device, Registry
+from ingest.broker import client_options
 from ingest.config import Settings
-from ingest.mqtt import MqttClient, MqttOptions
+from ingest.mqtt import MqttClient
 from ingest.simulator import live, publish_all
 
 
@@ -27,17 +28,7 @@ def fleet_devices(settings: Settings, per_kind: int) -> list[Device]:
 
 def publisher(settings: Settings, name: str = "sim") -> MqttClient:
     """An MQTT client that only publishes."""
-    m = settings.mqtt
-    opts = MqttOptions(
-        host=m.host,
-        port=m.port,
-        client_id=f"envgrid-{name}-{os.getpid()}",
-        username=m.username,
-        password=m.password(),
-        clean_start=True,
-        session_expiry_s=0,
-        subscriptions=[],
-    )
+    opts = client_options(settings.mqtt, f"envgrid-{name}-{os.getpid()}")
     return MqttClient(opts, lambda msg: None)
 
 

@@ -35,6 +35,25 @@ MEASUREMENT = {k.name: k.measurement for k in KINDS.values()}
 Key = tuple[str, str, int]  # (measurement, device_id, time in ms)
 
 
+def clean_env(**env: str) -> dict[str, str]:
+    """This environment without the caller's ENVGRID_* settings, plus ``env``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("ENVGRID_")}, **env}
+
+
+def run_envgrid(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """One ``envgrid`` command to its end, output captured as text."""
+    return subprocess.run(
+        [ENVGRID, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(**(env or {})),
+        cwd=cwd,
+    )
+
+
 class Service:
     """``envgrid run`` as a subprocess; same client id and spool dir on every start."""
 
@@ -42,9 +61,8 @@ class Service:
         self.port = free_port()
         self.log = tmp / "service.log"
         self.spool_dir = tmp / "spool"
-        base = {k: v for k, v in os.environ.items() if not k.startswith("ENVGRID_")}
         self.env = {
-            **base,
+            **clean_env(),
             "ENVGRID_MQTT__URL": broker.url,
             "ENVGRID_MQTT__CLIENT_ID": f"envgrid-fault-{tmp.name}",
             "ENVGRID_INFLUX__URL": influx_url,

@@ -11,8 +11,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -32,6 +30,7 @@ from ingest.localstack import LocalInfluxDB, LocalMosquitto, free_port
 from ingest.mqtt import Message
 from ingest.service import IngestService
 from tests.helpers import make_settings, mqtt_client, wait_for
+from tests.service_proc import run_envgrid
 
 TOKEN = "test-token-4"
 SECRET = "webhook-secret"
@@ -498,10 +497,7 @@ async def test_write_calls_refused_without_a_configured_token(
 def test_rules_check_command_names_the_line(tmp_path: Path) -> None:
     broken = tmp_path / "rules.yaml"
     broken.write_text(RULES.replace("when: do_mg_l < 3", "when: do_mg_l => 3"), encoding="utf-8")
-    envgrid = Path(sys.executable).with_name("envgrid")
-    res = subprocess.run(
-        [str(envgrid), "rules", "check", str(broken)], capture_output=True, text=True, timeout=60
-    )
+    res = run_envgrid("rules", "check", str(broken))
     assert res.returncode == 1
     assert (
         f"{broken}:7: rule 'do-low': unknown operator '=>' — use one of "

@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from devices.kinds import KINDS
 from ingest.localstack import LocalInfluxDB
-
-ENVGRID = str(Path(sys.executable).with_name("envgrid"))
-
-
-def run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ENVGRID_")}
-    return subprocess.run(
-        [ENVGRID, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**base, **(env or {})},
-        cwd=cwd,
-    )
+from tests.service_proc import run_envgrid as run
 
 
 def test_bad_config_is_one_line_without_traceback(tmp_path: Path) -> None:

@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -19,23 +17,10 @@ from ingest.hj212_gateway import ServiceGateway
 from ingest.localstack import LocalInfluxDB, LocalMosquitto, free_port
 from tests.helpers import make_settings, running_service, wait_for
 from tests.hj212_support import StationLink, local_now, packet
-from tests.service_proc import service
+from tests.service_proc import ENVGRID, clean_env, service
+from tests.service_proc import run_envgrid as envgrid
 
-ENVGRID = str(Path(sys.executable).with_name("envgrid"))
 REG = Registry.load(DEFAULT_REGISTRY, KINDS)
-
-
-def envgrid(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ENVGRID_")}
-    return subprocess.run(
-        [ENVGRID, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**base, **(env or {})},
-    )
 
 
 def test_check_and_bad_station_settings(tmp_path: Path) -> None:
@@ -98,7 +83,7 @@ async def test_standalone_gateway_and_the_simulator_command(
 ) -> None:
     port, http_port = free_port(), free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ENVGRID_")},
+        **clean_env(),
         "ENVGRID_MQTT__URL": mosquitto.url,
         "ENVGRID_MQTT__CLIENT_ID": f"gw-{tmp_path.name}",
         "ENVGRID_DEVICES__REGISTRY": str(DEFAULT_REGISTRY),

@@ -15,7 +15,16 @@ import pytest
 
 from ingest.localstack import LocalInfluxDB, LocalMosquitto
 from tests.helpers import mqtt_client
-from tests.service_proc import ENVGRID, Service, Stream, assert_exact, keys, readings, wait_stored
+from tests.service_proc import (
+    ENVGRID,
+    Service,
+    Stream,
+    assert_exact,
+    clean_env,
+    keys,
+    readings,
+    wait_stored,
+)
 
 
 class Workers(Service):
@@ -122,10 +131,9 @@ async def _received_by_alerts(svc: Workers, n: int) -> bool:
 
 
 def test_workers_refuses_a_role(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVGRID_")}
     out = subprocess.run(
         [ENVGRID, "run", "--workers", "2", "--role", "ingest"],
-        env=env,
+        env=clean_env(),
         cwd=tmp_path,
         capture_output=True,
         text=True,
