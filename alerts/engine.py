@@ -214,6 +214,7 @@ class AlertEngine:
         self._dirty: dict[_Open, None] = {}  # value changed since the last tick
         self._watermarks: dict[tuple[str, str, str], int] = {}
         self._new_devices: list[KnownDevice] = []
+        self._cancelled: list[int] = []  # stored pending episodes that ended early
         self._silences: list[Silence] = []
         self._active_silences: frozenset[int] = frozenset()
         self._full_warned = False
@@ -503,8 +504,9 @@ class AlertEngine:
     def _cancel(self, dev: _Device, op: _Open) -> None:
         """A pending breach ended before its ``for``: it never fired, so nothing is kept."""
         if op.rec.id:
-            with self.store.transaction():
-                self.store.delete_alert(op.rec.id)
+            # Deleted by the next tick with the rest of its batch: a value hovering at a limit
+            # cancels often, and a transaction of its own is an fsync each time, on the loop.
+            self._cancelled.append(op.rec.id)
         self._forget(op)
 
     def _persist(self, op: _Open) -> None:
@@ -613,11 +615,16 @@ class AlertEngine:
         return out
 
     def _flush(self, now: int) -> None:
-        """Persist new pending episodes, latest values and newly seen devices (once per tick)."""
-        new = [op for op in self._pending if not op.rec.id]
-        if not self._dirty and not self._new_devices and not new:
+        """Persist new pending episodes, latest values, newly seen devices and cancellations
+        (once per tick)."""
+        new = {op: None for op in self._pending if not op.rec.id}
+        if not (self._dirty or self._new_devices or new or self._cancelled):
             return
         with self.store.transaction():
+            # Cancelled first: a new episode of the same rule and series may replace one, and
+            # the store keeps one open episode per rule and series.
+            for alert_id in self._cancelled:
+                self.store.delete_alert(alert_id)
             for op in new:
                 self._persist(op)
             for op in self._dirty:
@@ -628,6 +635,7 @@ class AlertEngine:
                 self.store.remember_devices(self._new_devices, now)
         self._dirty.clear()
         self._new_devices.clear()
+        self._cancelled.clear()
 
     def flush(self) -> None:
         """Persist what ``tick`` would batch (on a clean shutdown)."""

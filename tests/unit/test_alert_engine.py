@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,6 +124,34 @@ def test_breach_shorter_than_for_notifies_nothing(store: AlertStore, clock: Cloc
     events = [t.event for t in feed(eng, clock, [5, 2.5, 2.6, 2.7, 2.8, 3.0, 5, 5, 5, 5, 5, 5])]
     assert events == ["pending", "cancelled"]
     assert store.list_alerts() == [] and notifications(store) == []
+
+
+def test_a_value_hovering_at_the_limit_costs_one_commit_per_tick(
+    store: AlertStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pending, cancelled, pending again…: written with the tick, not a commit (fsync) each."""
+    eng = engine(store, clock)
+    eng.observe(water(0, 2.0))
+    eng.tick()
+    (first,) = store.list_alerts()
+    commits = 0
+    transaction = store.transaction
+
+    def counting() -> contextlib.AbstractContextManager[None]:
+        nonlocal commits
+        commits += 1
+        return transaction()
+
+    monkeypatch.setattr(store, "transaction", counting)
+    events = [t.event for i in range(1, 40) for t in eng.observe(water(i, 2.0 if i % 2 else 5.0))]
+    assert events == ["cancelled", "pending"] * 19
+    assert commits == 0 and [a.id for a in store.list_alerts()] == [first.id]
+    eng.observe(water(40, 2.0))
+    eng.tick()
+    assert commits == 1
+    (last,) = store.list_alerts()  # the cancelled ones are gone, the open one is stored
+    assert last.state == "pending" and last.started_ms == T0 + 39 * MIN != first.started_ms
+    assert engine(store, clock).open_count() == {"pending": 1, "firing": 0}
 
 
 def test_for_reached_by_the_timer_without_new_readings(store: AlertStore, clock: Clock) -> None:
