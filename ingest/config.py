@@ -176,6 +176,7 @@ class IngestSettings(Section):
     """Batching, validation windows, spool and shutdown."""
 
     batch_size: int = Field(default=5000, ge=1, le=100_000)
+    write_concurrency: int = Field(default=4, ge=1, le=16)
     flush_interval: Duration = timedelta(seconds=1)
     max_age: Duration = timedelta(days=7)  # stations back-fill after an outage
     max_future: Duration = timedelta(minutes=5)

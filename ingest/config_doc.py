@@ -54,6 +54,7 @@ DESCRIPTIONS: dict[str, str] = {
     "influx.password": "v1 basic-auth password; never logged",
     "influx.timeout_s": "seconds before a write counts as failed (and is spooled)",
     "ingest.batch_size": "lines per InfluxDB write",
+    "ingest.write_concurrency": "InfluxDB writes in flight at once (acks stay in arrival order)",
     "ingest.flush_interval": "longest a reading waits for its batch",
     "ingest.max_age": "oldest accepted reading (stations back-fill after an outage)",
     "ingest.max_future": "how far ahead of the clock a reading may be",

