@@ -43,3 +43,15 @@ def test_config_table_is_current_and_complete() -> None:
     assert _block("config-table").strip() == config_table().strip(), (
         "README configuration table is stale: run `python -m ingest.config_doc README.md`"
     )
+
+
+def test_performance_doc_is_the_readme_section() -> None:
+    """docs/performance.md is what `envgrid run --workers` points to: the README's section, kept
+    word for word so the two never disagree on a figure."""
+    text = README.read_text(encoding="utf-8")
+    m = re.search(r"^## Performance\n.*?(?=^## |\Z)", text, re.S | re.M)
+    assert m, "README has no Performance section"
+    doc = README.with_name("docs") / "performance.md"
+    assert doc.read_text(encoding="utf-8").strip() == m.group(0).strip(), (
+        "docs/performance.md differs from the README's Performance section: copy it over"
+    )
