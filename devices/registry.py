@@ -46,7 +46,7 @@ class Device:
         """A device the registry does not list, its tag set already built.
 
         100,000 passing ids outgrow the registry's cache, so every reading builds one: this
-        way costs 0.4 µs against 4 µs for the general path. Only for ids that match ID_PATTERN,
+        way costs 0.5 µs against 3.6 µs for the general path. Only for ids that match ID_PATTERN,
         whose characters never need escaping in line protocol.
         """
         return cls(
