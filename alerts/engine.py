@@ -428,7 +428,7 @@ class AlertEngine:
             rec.value, rec.last_ts = v, obs.ts_ms
             self._dirty[op] = None
             if obs.ts_ms - rec.started_ms >= rule.for_ms:
-                rec.message = _message(rule, dev, rec.series, v)
+                rec.message = self._text(op)
                 with self.store.transaction():
                     sent = self._fire(op, now)
                 self._after_commit(sent)
@@ -511,7 +511,7 @@ class AlertEngine:
         rec = op.rec
         if rec.id:
             return
-        message = rec.message or _message(op.rule, self._device_of(rec), rec.series, rec.value)
+        message = rec.message or self._text(op)
         rec.message = message
         self.store.insert_alert(rec)
         self.store.add_history(
@@ -538,6 +538,11 @@ class AlertEngine:
     def _after_commit(self, queued: bool) -> None:
         if queued and self.on_enqueue is not None:
             self.on_enqueue()
+
+    def _text(self, op: _Open) -> str:
+        """An open threshold episode's message as it stands now (its latest value)."""
+        rec = op.rec
+        return _message(op.rule, self._device_of(rec), rec.series, rec.value)
 
     def _device_of(self, rec: AlertRecord) -> _Device:
         dev = self._device(rec.kind, rec.device_id)
@@ -599,7 +604,7 @@ class AlertEngine:
         for op in list(self._pending):
             rec = op.rec
             if now - rec.seen_wall_ms >= op.rule.for_ms:
-                rec.message = _message(op.rule, self._device_of(rec), rec.series, rec.value)
+                rec.message = self._text(op)
                 with self.store.transaction():
                     sent = self._fire(op, now)
                 self._after_commit(sent)
