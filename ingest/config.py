@@ -186,6 +186,10 @@ class IngestSettings(Section):
     # Fraction of spool_max_bytes at which consumption pauses and /readyz turns unready.
     spool_high_water: float = Field(default=0.9, gt=0, le=1)
     shutdown_grace: Duration = timedelta(seconds=15)
+    ack_stall_after: Duration = Field(
+        default=timedelta(seconds=60),
+        description="/readyz turns unready when the oldest unacked message is this old",
+    )
     stats_interval: Duration = timedelta(seconds=10)
     replay_backoff_max: Duration = timedelta(seconds=30)
 

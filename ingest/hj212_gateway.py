@@ -42,9 +42,9 @@ from devices.hj212 import (
 from devices.registry import Registry
 from ingest.broker import client_options
 from ingest.config import Settings
+from ingest.deadletter import make_deadletter
 from ingest.hj212_intake import PROTOCOL, Station, decoder_factory, load_stations
 from ingest.mqtt import ConnectError, MqttClient, MqttError, MqttOptions
-from ingest.pipeline import deadletter_payload
 
 __all__ = [
     "Framer",
@@ -569,12 +569,17 @@ class Hj212Gateway:
 
     async def _deadletter(self, mn: str, payload: bytes, reason: str, size: int = 0) -> None:
         topic = f"{self.prefix}/{PROTOCOL}/{mn}"
-        body = deadletter_payload(topic, payload, reason)
-        if size > len(payload):
-            # A garbage run is kept only in part: say how big it was, like an oversize message.
-            body = body[:-1] + b', "truncated": true, "size": %d}' % size
+        # A garbage run is kept only in part: its size says how big it was.
+        dl = make_deadletter(
+            lambda t: f"{self.prefix}/deadletter/{t}",
+            topic,
+            payload,
+            reason,
+            max_packet=self.client.max_packet_size,
+            size=size or None,
+        )
         try:
-            await self.client.publish(f"{self.prefix}/deadletter/{topic}", body, qos=1)
+            await self.client.publish(dl.topic, dl.body, qos=1)
         except MqttError as e:
             log.warning("could not publish an HJ 212 dead letter (%s): %s", e, reason)
             return

@@ -738,6 +738,9 @@ class MqttClient:
         self._retain_ok = True
         self._handler_errors = 0
         self._handler_logged_at = -1e9
+        # When a PUBACK of ours last went out (or the connection began): the service's stall
+        # watch compares it with the messages still unacknowledged.
+        self._last_ack_at = time.monotonic()
 
     # -- public state
 
@@ -750,6 +753,22 @@ class MqttClient:
     def epoch(self) -> int:
         """Connection counter; a Message may only be acked on the connection it came from."""
         return self._epoch
+
+    @property
+    def unacked_count(self) -> int:
+        """QoS 1 messages delivered on this connection and not acknowledged yet."""
+        conn = self._conn
+        return len(conn.unacked) if conn is not None and conn.open else 0
+
+    @property
+    def last_ack_at(self) -> float:
+        """time.monotonic() of our latest PUBACK, or of the latest CONNACK if later."""
+        return self._last_ack_at
+
+    @property
+    def max_packet_size(self) -> int:
+        """The largest packet the broker accepts (its CONNACK Maximum Packet Size)."""
+        return self._max_packet
 
     @property
     def session_present(self) -> bool:
@@ -840,6 +859,7 @@ class MqttClient:
         if not conn.write(_PUBACK(0x40, 2, packet_id)):
             return False
         conn.unacked.discard(packet_id)
+        self._last_ack_at = time.monotonic()
         if conn.throttled:
             conn.unthrottle()
         return True
@@ -858,6 +878,7 @@ class MqttClient:
                 parts.append(_PUBACK(0x40, 2, packet_id))
         if parts:
             conn.write(b"".join(parts))
+            self._last_ack_at = time.monotonic()
             if conn.throttled:
                 conn.unthrottle()
         return len(parts)
@@ -1113,6 +1134,7 @@ class MqttClient:
             return
         self._epoch += 1
         conn.epoch = self._epoch
+        self._last_ack_at = time.monotonic()
         self._session_present = session
         if 0x12 in props:
             self._client_id = props[0x12]  # resume this session on every reconnect

@@ -6,13 +6,10 @@ Knows device kinds only through ``devices.base.DeviceKind``; decodes and validat
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 
@@ -169,24 +166,3 @@ def _iso(ts_ms: int) -> str:
         return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
     except (OverflowError, OSError, ValueError):
         return str(ts_ms)
-
-
-def deadletter_payload(
-    topic: str, payload: bytes, reason: str, *, max_bytes: int = 4096, now: float | None = None
-) -> bytes:
-    """The JSON published on the dead-letter topic: topic, payload (text or base64), reason."""
-    body: dict[str, Any] = {"topic": topic, "reason": reason}
-    kept = payload[:max_bytes]
-    try:
-        body["payload"] = kept.decode("utf-8")
-        body["payload_encoding"] = "text"
-    except UnicodeDecodeError:
-        body["payload"] = base64.b64encode(kept).decode("ascii")
-        body["payload_encoding"] = "base64"
-    if len(payload) > max_bytes:
-        body["truncated"] = True
-        body["size"] = len(payload)
-    body["received_at"] = datetime.fromtimestamp(
-        time.time() if now is None else now, tz=UTC
-    ).isoformat(timespec="milliseconds")
-    return json.dumps(body, ensure_ascii=False).encode("utf-8")

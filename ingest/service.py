@@ -2,7 +2,8 @@
 
 Delivery (ARCHITECTURE.md): a message is acknowledged to the broker only once its reading is
 durable, accepted by InfluxDB or fsynced to the spool, and a rejected message only once its dead
-letter was acknowledged by the broker. Memory is bounded by the MQTT v5 Receive Maximum: the
+letter is durable: acknowledged by the broker, or, when the broker refuses it, fsynced to the
+local dead-letter file. Memory is bounded by the MQTT v5 Receive Maximum: the
 broker stops sending when that many messages are unacknowledged, so a slow or absent InfluxDB
 slows consumption instead of growing memory.
 """
@@ -26,15 +27,9 @@ from devices.lineproto import encode_line
 from devices.registry import Registry
 from ingest.broker import client_options
 from ingest.config import Settings, redact_url
-from ingest.mqtt import ConnectError, Message, MqttClient, MqttError, MqttOptions
-from ingest.pipeline import (
-    STORAGE_REJECTED,
-    Accepted,
-    Decoder,
-    Pipeline,
-    Rejected,
-    deadletter_payload,
-)
+from ingest.deadletter import DeadLetter, LocalDeadLetters, make_deadletter
+from ingest.mqtt import ConnectError, ConnectionLost, Message, MqttClient, MqttError, MqttOptions
+from ingest.pipeline import STORAGE_REJECTED, Accepted, Decoder, Pipeline, Rejected
 from ingest.spool import Spool, SpoolFull
 from ingest.stats import Stats, new_registry
 from ingest.topics import TopicMap
@@ -102,6 +97,7 @@ class IngestService:
         self.writer = InfluxWriter(settings.influx)
         spool_dir = ing.spool_dir if worker is None else ing.spool_dir / f"worker-{worker}"
         self.spool = Spool(spool_dir, ing.spool_max_bytes, exclusive=True)
+        self.local_deadletters = LocalDeadLetters(spool_dir / "deadletters.jsonl")
         self.sinks: list[ReadingSink] = []
         self.mqtt = MqttClient(self._mqtt_options(subscribe), self._on_message, self._on_state)
         self._batch = Batch()
@@ -111,6 +107,8 @@ class IngestService:
         self._influx_down = False
         self._stopping = False
         self._stop_at: float | None = None  # when stop_reading() was called
+        self._waiting_since: float | None = None  # first watch that saw unacked messages
+        self._stall_after = ing.ack_stall_after.total_seconds()
         self._stopped = False
         self._tasks: list[asyncio.Task[None]] = []
         self._batch_size = ing.batch_size
@@ -141,7 +139,12 @@ class IngestService:
             self._spool_event.set()
         await self.mqtt.start()
         loop = asyncio.get_running_loop()
-        for coro in (self._flush_loop(), self._replay_loop(), self._stats_loop()):
+        for coro in (
+            self._flush_loop(),
+            self._replay_loop(),
+            self._stats_loop(),
+            self._watch_loop(),
+        ):
             self._tasks.append(loop.create_task(coro))
         try:
             await self.mqtt.wait_connected(timeout=max(10.0, self.settings.mqtt.connect_timeout_s))
@@ -189,9 +192,43 @@ class IngestService:
             self._seal()
 
     def _deadletter(self, topic: str, payload: bytes, reason: str) -> asyncio.Future[None]:
-        body = deadletter_payload(topic, payload, reason)
+        dl = make_deadletter(
+            self.topics.deadletter, topic, payload, reason, max_packet=self.mqtt.max_packet_size
+        )
         self.stats.deadlettered += 1
-        return asyncio.ensure_future(self.mqtt.publish(self.topics.deadletter(topic), body, qos=1))
+        return asyncio.ensure_future(self._publish_deadletter(dl))
+
+    async def _publish_deadletter(self, dl: DeadLetter) -> None:
+        """Publish a dead letter; one the broker refuses is kept in the local file instead.
+
+        Raises ConnectionLost only when the client was closed: the original then stays
+        unacknowledged and comes again to the next run.
+        """
+        try:
+            await self.mqtt.publish(dl.topic, dl.body, qos=1)
+            return
+        except ConnectionLost:
+            raise
+        except (MqttError, ValueError) as e:
+            refused = str(e)
+        backoff = 0.5
+        while True:
+            try:
+                await asyncio.to_thread(self.local_deadletters.append, dl, refused)
+                break
+            except OSError as e:
+                # The original stays unacked (and so do those after it) until the disk takes it.
+                log.warning(
+                    "cannot keep a refused dead letter in %s (%s)", self.local_deadletters.path, e
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self.stats.deadletters_local += 1
+        log.warning(
+            "the broker refused a dead letter (%s): kept in %s",
+            refused,
+            self.local_deadletters.path,
+        )
 
     def _seal(self) -> None:
         if self._batch.lines or self._batch.acks:
@@ -307,13 +344,14 @@ class IngestService:
             return Delivery(Outcome.RETRY, message="no answer before the shutdown deadline")
 
     async def _await_deadletters(self, batch: Batch) -> None:
+        # Each dead letter is durable once this returns (broker or local file), or the client
+        # was closed, which ends the connection the acks were for: the originals come again.
+        # Never clear the batch's acks: its other messages are durable, and unacked they would
+        # fill the Receive Maximum and stop ingestion for good.
         results = await asyncio.gather(*batch.deadletters, return_exceptions=True)
         for r in results:
-            if isinstance(r, BaseException):
-                # Not acked: the broker redelivers the original and it is dead-lettered again.
-                log.warning("dead letter not confirmed (%s): original left unacknowledged", r)
-                batch.acks.clear()
-                return
+            if isinstance(r, BaseException) and not isinstance(r, ConnectionLost):
+                log.error("dead letter failed unexpectedly: %r", r)
 
     def _note_written(self, lines: list[str], d: Delivery) -> None:
         self.stats.points_written += len(lines) - len(d.rejected)
@@ -391,7 +429,7 @@ class IngestService:
         # The original message was acked when it was spooled: the line itself is what is left.
         try:
             await self._deadletter("spool", line.encode(), reason)
-        except MqttError as e:
+        except ConnectionLost as e:
             log.error("could not dead-letter a spooled line refused by InfluxDB (%s): %s", e, line)
 
     # ---------------------------------------------------------------- state
@@ -405,7 +443,48 @@ class IngestService:
 
     def _refresh_queue_stats(self) -> None:
         self.stats.queue_depth = len(self._batch.lines) + sum(len(b.lines) for b in self._sealed)
-        self.stats.unacked = len(self._batch.acks) + sum(len(b.acks) for b in self._sealed)
+        # The connection's count is the truth: it includes messages whose bookkeeping a bug lost.
+        self.stats.unacked = max(
+            self.mqtt.unacked_count,
+            len(self._batch.acks) + sum(len(b.acks) for b in self._sealed),
+        )
+
+    def _watch_acks(self, now: float) -> None:
+        """Age of the oldest unacknowledged message, and whether acks have stalled.
+
+        Two views, the larger wins: the oldest batch still waiting for its write, and the time
+        since the connection last saw a PUBACK of ours while it holds unacked messages (that
+        one also catches messages the batches lost track of).
+        """
+        oldest = 0.0
+        if self._sealed:
+            oldest = now - self._sealed[0].started
+        elif self._batch.acks:
+            oldest = now - self._batch.started
+        if self.mqtt.unacked_count:
+            if self._waiting_since is None:
+                self._waiting_since = now
+            oldest = max(oldest, now - max(self._waiting_since, self.mqtt.last_ack_at))
+        else:
+            self._waiting_since = None
+        self.stats.oldest_unacked_s = oldest
+        stalled = oldest > self._stall_after
+        if stalled and not self.stats.ack_stalled:
+            self.stats.ack_stalls += 1
+            self._refresh_queue_stats()
+            log.error(
+                "acknowledgements stalled: %d messages unacknowledged, the oldest for %.0f s",
+                self.stats.unacked,
+                oldest,
+            )
+        elif self.stats.ack_stalled and not stalled:
+            log.info("acknowledgements progress again")
+        self.stats.ack_stalled = stalled
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self._stall_after / 4))
+            self._watch_acks(time.monotonic())
 
     def _set_paused(self, paused: bool) -> None:
         if paused == self.stats.paused:
@@ -445,6 +524,11 @@ class IngestService:
             why.append(
                 f"spool near its limit ({self.stats.spool_bytes} of "
                 f"{self.stats.spool_max_bytes} bytes): consumption paused"
+            )
+        if self.stats.ack_stalled:
+            why.append(
+                f"acknowledgements stalled: {self.stats.unacked} messages unacknowledged, "
+                f"the oldest for {self.stats.oldest_unacked_s:.0f} s"
             )
         return not why, why
 

@@ -28,7 +28,9 @@ class Stats:
     spooled_points: int = 0
     replayed_points: int = 0
     deadlettered: int = 0
+    deadletters_local: int = 0  # refused by the broker, kept in the local file
     acked: int = 0
+    ack_stalls: int = 0
     # Gauges, refreshed by the service.
     queue_depth: int = 0
     unacked: int = 0
@@ -39,6 +41,8 @@ class Stats:
     influx_up: bool = True
     paused: bool = False
     last_write_latency_s: float = 0.0
+    oldest_unacked_s: float = 0.0
+    ack_stalled: bool = False
 
 
 class StatsCollector(Collector):
@@ -77,6 +81,16 @@ class StatsCollector(Collector):
             ("envgrid_replayed_points", "Points replayed from the spool", s.replayed_points),
             ("envgrid_deadlettered", "Messages published to the dead-letter topic", s.deadlettered),
             ("envgrid_messages_acked", "Messages acknowledged to the broker", s.acked),
+            (
+                "envgrid_deadletters_local",
+                "Dead letters the broker refused, kept in the local dead-letter file",
+                s.deadletters_local,
+            ),
+            (
+                "envgrid_ack_stalls",
+                "Times acknowledgements stalled past ingest.ack_stall_after",
+                s.ack_stalls,
+            ),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         for name, doc, gv in (
@@ -87,6 +101,16 @@ class StatsCollector(Collector):
             ("envgrid_spool_max_bytes", "Spool size limit", s.spool_max_bytes),
             ("envgrid_mqtt_connected", "1 when connected to the broker", int(s.mqtt_connected)),
             ("envgrid_influx_up", "1 when the last write reached InfluxDB", int(s.influx_up)),
+            (
+                "envgrid_oldest_unacked_seconds",
+                "Age of the oldest message not yet acknowledged (0 when none waits)",
+                s.oldest_unacked_s,
+            ),
+            (
+                "envgrid_ack_stalled",
+                "1 when acks have not progressed for ingest.ack_stall_after while messages wait",
+                int(s.ack_stalled),
+            ),
             (
                 "envgrid_consumer_paused",
                 "1 when consumption is paused (spool near full)",
