@@ -8,6 +8,11 @@ COPY ingest ingest
 COPY devices devices
 COPY alerts alerts
 COPY dashboards dashboards
+COPY envgrid envgrid
+COPY console console
+COPY report report
+COPY rollups rollups
+COPY hj212 hj212
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim

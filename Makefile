@@ -18,6 +18,7 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
 
 test-fast: setup
@@ -27,6 +28,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## make bench: end-to-end throughput, drain, CPU/point, RSS and latency (not part of make test)
 bench: setup

@@ -33,9 +33,9 @@ from alerts.rules import Condition, Rule, RuleSet, Scope, load_rules
 from alerts.store import AlertStore
 from devices.kinds import KINDS
 from devices.registry import Registry
-from ingest.app import DEFAULT_REGISTRY
+from envgrid.app import DEFAULT_REGISTRY
+from envgrid.simulator import generate
 from ingest.pipeline import Accepted, Pipeline
-from ingest.simulator import generate
 from ingest.topics import TopicMap
 
 # Fields per kind to spread the extra rules over (numeric readings each kind carries).

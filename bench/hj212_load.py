@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.localstack import LocalInfluxDB, LocalMosquitto, free_port
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto, free_port
 from tests.hj212_support import station_load, station_registry
 from tests.service_proc import service
 

@@ -34,7 +34,7 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.localstack import LocalMosquitto
+from envgrid.localstack import LocalMosquitto
 from ingest.mqtt import Message, MqttClient, MqttOptions
 
 TOPIC_PREFIX = "envgrid/water"  # + /run<N>/<device>: a run's sessions never see other runs

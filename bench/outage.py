@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.localstack import LocalInfluxDB, LocalMosquitto
-from ingest.simulator import SimMessage, generate, publish_all
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.simulator import SimMessage, generate, publish_all
 from tests.helpers import mqtt_client
 from tests.service_proc import FLEET, Service, stored_total
 

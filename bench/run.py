@@ -64,7 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import workload  # noqa: E402
-from ingest.localstack import LocalInfluxDB, LocalMosquitto, free_port  # noqa: E402
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto, free_port  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")

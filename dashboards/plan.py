@@ -1,7 +1,7 @@
 """Plan targets: the plan's figures against their targets, stored and live.
 
 For the bureau's planning office. One stat panel per target of the shipped plan
-(``ingest/plan.toml``), from ``ingest.report.panel_queries``: the figure ``envgrid report --store``
+(``report/plan.toml``), from ``report.figures.panel_queries``: the figure ``envgrid report --store``
 wrote to ``plan_progress`` for the city, against its threshold, with the met / not-met state as
 text; then figures computed live from the daily rollups (good-days ratio from ``city_air_daily``,
 section-days at Class III or better from ``water_section_daily``), and every stored figure in a
@@ -37,20 +37,20 @@ from dashboards.panels import (
     thresholds_prop,
 )
 from dashboards.schema import GRAFANA_UNITS, PLAN_PROGRESS, unit
-from devices import plan as P
-from devices.rollups import CITY_AIR_DAILY, WATER_SECTION_DAILY, day_window
-from ingest.report import PROGRESS, PanelSpec, load_plan, panel_queries
+from report import plan as P
+from report.figures import PROGRESS, PanelSpec, load_plan, panel_queries
+from rollups.windows import CITY_AIR_DAILY, WATER_SECTION_DAILY, day_window
 
 UID = "envgrid-plan"
 
-# As the report prints it (ingest/report_render.py): 达标 met / 未达标 not met.
+# As the report prints it (report/render.py): 达标 met / 未达标 not met.
 MET: dict[str, tuple[str, str]] = {"true": ("达标 met", GREEN), "false": ("未达标 not met", RED)}
 NO_FIGURE = "no stored figure in this range: run envgrid report --store"
 NO_DAY = "no valid day in this range"
 # Names the live panels display their columns under (reduceOptions.fields picks them by these).
 GOOD_DAYS, VALID_DAYS = "good days", "valid days"
 III_DAYS, SECTION_DAYS = "section-days at I–III", "section-days"
-# The head of ingest.report.PANEL_QUERY; the stat panels add the stored "met" after it.
+# The head of report.figures.PANEL_QUERY; the stat panels add the stored "met" after it.
 _VALUE_HEAD = 'SELECT last("value") AS "value" '
 
 _TEXT = """\
@@ -65,7 +65,7 @@ periods.
 
 
 def build(ctx: Ctx) -> db.Dashboard:
-    """The Plan targets dashboard, from the shipped plan (``ingest/plan.toml``)."""
+    """The Plan targets dashboard, from the shipped plan (``report/plan.toml``)."""
     if PROGRESS != PLAN_PROGRESS:
         raise RuntimeError(f"dashboards.schema names {PLAN_PROGRESS}, the report writes {PROGRESS}")
     plan = load_plan()
@@ -152,7 +152,7 @@ def _figure_stat(
 def target_panel(ctx: Ctx, target: P.TargetSpec, spec: PanelSpec) -> stat.Panel:
     """One target: the stored city figure against its threshold, and 达标 / 未达标 as text."""
     if not spec.query.startswith(_VALUE_HEAD):
-        raise RuntimeError(f"ingest.report.PANEL_QUERY changed shape: {spec.query}")
+        raise RuntimeError(f"report.figures.PANEL_QUERY changed shape: {spec.query}")
     query = f"{_VALUE_HEAD.rstrip()}, {ident('met')} {spec.query[len(_VALUE_HEAD) :]}"
     symbol = "≥" if target.direction == ">=" else "≤"
     description = (

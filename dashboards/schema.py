@@ -3,8 +3,8 @@
 Device measurements come from the device modules (``KINDS[…].fields()``, ``tag_keys()``), so a
 renamed field breaks the dashboard tests, not a dashboard in production. ``envgrid_stats`` is
 written by the ingest service and ``alerts`` by the alert engine's InfluxDB notifier; the city
-rollups ``city_air_daily`` and ``water_section_daily`` by ``devices.rollups``, and
-``plan_progress`` by ``envgrid report --store`` (``ingest.report.progress_points``). Their lists
+rollups ``city_air_daily`` and ``water_section_daily`` by ``rollups.windows``, and
+``plan_progress`` by ``envgrid report --store`` (``report.figures.progress_points``). Their lists
 below mirror those writers, and the dashboard integration test checks them against what the
 real service, rollups and report store.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from devices.aqi import O3, POLLUTANTS
 from devices.kinds import KINDS
-from devices.rollups import CITY_AIR_DAILY, O3_1H_MAX, O3_8H, WATER_SECTION_DAILY
 from ingest.pipeline import CATEGORIES
+from rollups.windows import CITY_AIR_DAILY, O3_1H_MAX, O3_8H, WATER_SECTION_DAILY
 
 STATS = "envgrid_stats"
 ALERTS = "alerts"
@@ -59,7 +59,7 @@ ALERTS_TAGS = ("rule_id", "severity", "kind", "device_id", "site", "county", "st
 ALERTS_FIELDS: dict[str, str] = {"value": "", "message": "", "alert_id": ""}
 
 
-# ingest.report.progress_points: one point per figure of a stored report.
+# report.figures.progress_points: one point per figure of a stored report.
 PLAN_PROGRESS_TAGS = ("formula", "target", "scope", "period")
 PLAN_PROGRESS_FIELDS: dict[str, str] = {
     "value": FIGURE_UNIT,
@@ -72,7 +72,7 @@ PLAN_PROGRESS_FIELDS: dict[str, str] = {
 
 
 def city_air_daily_fields() -> dict[str, str]:
-    """devices.rollups.city_air_daily: the city's daily statistics (24 h means, O3 8 h and 1 h
+    """rollups.windows.city_air_daily: the city's daily statistics (24 h means, O3 8 h and 1 h
     maxima) each with its ``_n``, the daily AQI fields, ``valid`` and ``stations``."""
     air = KINDS["air"].fields()
     daily = {p: air[p] for p in POLLUTANTS if p != O3} | {O3_8H: air[O3], O3_1H_MAX: air[O3]}
@@ -89,7 +89,7 @@ def city_air_daily_fields() -> dict[str, str]:
 
 
 def water_section_daily_fields() -> dict[str, str]:
-    """devices.rollups.water_section_daily: an assessed section's daily GB 3838 class."""
+    """rollups.windows.water_section_daily: an assessed section's daily GB 3838 class."""
     water = KINDS["water"].fields()
     return {
         "water_class": water["water_class"],
@@ -150,7 +150,7 @@ GRAFANA_UNITS: dict[str, str] = {
     "B": "bytes",
     "s": "s",
     "h": "h",
-    # Units of the plan's figures (devices.plan.FORMULAS) besides %, kWh and h above.
+    # Units of the plan's figures (report.plan.FORMULAS) besides %, kWh and h above.
     "counties": "suffix:counties",
     "sessions": "suffix:sessions",
     "t": "masst",

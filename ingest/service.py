@@ -26,7 +26,7 @@ from devices.base import DeviceKind
 from devices.lineproto import encode_line
 from devices.registry import Registry
 from ingest.broker import client_options
-from ingest.config import Settings, redact_url
+from ingest.config import IngestConfig, redact_url
 from ingest.deadletter import DeadLetter, LocalDeadLetters, make_deadletter
 from ingest.mqtt import ConnectError, ConnectionLost, Message, MqttClient, MqttError, MqttOptions
 from ingest.pipeline import STORAGE_REJECTED, Accepted, Decoder, Pipeline, Rejected
@@ -57,7 +57,7 @@ class IngestService:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: IngestConfig,
         kinds: dict[str, DeviceKind],
         registry: Registry,
         *,

@@ -3,7 +3,7 @@
 Tests run against real servers, never mocks (ARCHITECTURE.md, "Real parts"): the
 fixtures below start the Debian-packaged mosquitto, influxd and victoria-metrics on
 free 127.0.0.1 ports with their data in pytest's temporary folders (see
-``ingest.localstack``), and stop them afterwards.
+``envgrid.localstack``), and stop them afterwards.
 
 Sections:
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.localstack import LocalInfluxDB, LocalMosquitto, LocalVictoriaMetrics
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto, LocalVictoriaMetrics
 
 # ----------------------------------------------------------------- real servers (session)
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from devices.kinds import KINDS
 from devices.registry import Registry
-from ingest.app import DEFAULT_REGISTRY, configure_standards
-from ingest.config import Settings, load_settings
-from ingest.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.app import DEFAULT_REGISTRY, configure_standards
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.settings import Settings, load_settings
 from ingest.mqtt import Message, MqttClient, MqttOptions
 from ingest.service import IngestService
 

@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from devices.hj212 import FactorValue, Packet, build, parse
 from devices.kinds import KINDS
 from devices.registry import Device, Registry
-from ingest.config import Settings
-from ingest.hj212_gateway import Hj212Gateway, ServiceGateway
+from envgrid.settings import Settings
+from hj212.codec import FactorValue, Packet, build, parse
+from hj212.gateway import Hj212Gateway, ServiceGateway
 from ingest.service import IngestService
 from tests.helpers import running_service
 

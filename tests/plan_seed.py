@@ -1,7 +1,7 @@
 """A year (2025) of compact synthetic data with known plan figures, for the report tests.
 
 Water and air go in as station readings and come out through the real rollups
-(``ingest.rollup.Rollup``); PV, shore power and EV readings are written as the pipeline stores
+(``rollups.runner.Rollup``); PV, shore power and EV readings are written as the pipeline stores
 them. Every expected figure below is worked by hand from the seeded values (GB 3838-2002 limits
 and HJ 633-2012 breakpoints as in /work/shared/standards.md), never by calling the code under
 test.

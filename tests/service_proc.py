@@ -23,10 +23,10 @@ import httpx
 
 from devices.kinds import KINDS
 from devices.registry import Device, Registry
-from ingest.app import DEFAULT_REGISTRY
-from ingest.localstack import LocalInfluxDB, LocalMosquitto, free_port
+from envgrid.app import DEFAULT_REGISTRY
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto, free_port
+from envgrid.simulator import SimMessage, generate, publish_all
 from ingest.mqtt import MqttClient
-from ingest.simulator import SimMessage, generate, publish_all
 
 ENVGRID = str(Path(sys.executable).with_name("envgrid"))
 FLEET: list[Device] = list(Registry.load(DEFAULT_REGISTRY, KINDS))

@@ -22,11 +22,11 @@ from aiohttp import web
 
 from devices.kinds import KINDS
 from devices.registry import Registry
-from ingest.alerting import Alerting, build_alerting, role_settings
-from ingest.app import configure_standards
-from ingest.config import Settings
+from envgrid.alerting import Alerting, build_alerting, role_settings
+from envgrid.app import configure_standards
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto, free_port
+from envgrid.settings import Settings
 from ingest.http import HttpServer, create_app
-from ingest.localstack import LocalInfluxDB, LocalMosquitto, free_port
 from ingest.mqtt import Message
 from ingest.service import IngestService
 from tests.helpers import make_settings, mqtt_client, wait_for

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from devices.kinds import KINDS
-from ingest.localstack import LocalInfluxDB
+from envgrid.localstack import LocalInfluxDB
 from tests.service_proc import run_envgrid as run
 
 

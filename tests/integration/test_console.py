@@ -1,6 +1,6 @@
 """Issue 10: the operator console, driven in Debian's headless Chromium (Playwright, no download).
 
-The service is ``envgrid run`` in a subprocess (the wiring of ingest/app.py) against the real
+The service is ``envgrid run`` in a subprocess (the wiring of envgrid/app.py) against the real
 mosquitto and InfluxDB; the operator is added with ``envgrid operators add``; readings and faults
 arrive over MQTT; the browser talks to the service's own HTTP server. The screenshot the test
 takes is docs/console.png (the README's) when ENVGRID_UPDATE_SCREENSHOTS=1.
@@ -26,7 +26,7 @@ import pytest
 from PIL import Image, ImageStat
 from playwright.async_api import Page, async_playwright, expect
 
-from ingest.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto
 from ingest.mqtt import Message
 from tests.helpers import mqtt_client
 from tests.service_proc import ENVGRID, Service, service

@@ -33,14 +33,14 @@ from dashboards.panels import CITY_TZ
 from dashboards.schema import ALERTS, PLAN_PROGRESS, STATS, measurements
 from devices.kinds import KINDS
 from devices.registry import Device, Registry
-from devices.rollups import CITY_AIR_DAILY, WATER_SECTION_DAILY, day_window
-from ingest.config import Settings
-from ingest.localstack import InfluxQueryError, LocalInfluxDB, LocalMosquitto
+from envgrid.localstack import InfluxQueryError, LocalInfluxDB, LocalMosquitto
+from envgrid.settings import Settings
+from envgrid.simulator import SimMessage, generate, publish_all
 from ingest.pipeline import Accepted, Pipeline
-from ingest.report import PlanReport, Reporter, load_plan, store
-from ingest.rollup import Rollup
-from ingest.simulator import SimMessage, generate, publish_all
 from ingest.topics import TopicMap
+from report.figures import PlanReport, Reporter, load_plan, store
+from rollups.runner import Rollup
+from rollups.windows import CITY_AIR_DAILY, WATER_SECTION_DAILY, day_window
 from tests.helpers import make_settings, mqtt_client, running_service, wait_for
 
 MIN = 60_000

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from dashboards import FOLDER_UID
 from dashboards.build import build_all
 from dashboards.push import PushError, push
-from ingest.cli import app
+from envgrid.cli.main import app
 
 TOKEN = "glsa_test-token"
 

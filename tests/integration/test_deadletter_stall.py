@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto
 from ingest.deadletter import LocalDeadLetters
-from ingest.localstack import LocalInfluxDB, LocalMosquitto
 from ingest.mqtt import Message
 from ingest.service import IngestService
 from tests.helpers import make_settings, mqtt_client, running_service, wait_for

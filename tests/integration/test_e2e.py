@@ -8,10 +8,10 @@ from pathlib import Path
 
 from devices.kinds import KINDS
 from devices.registry import Registry
-from ingest.app import DEFAULT_REGISTRY
-from ingest.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.app import DEFAULT_REGISTRY
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.simulator import generate, publish_all
 from ingest.mqtt import Message
-from ingest.simulator import generate, publish_all
 from tests.helpers import make_settings, mqtt_client, running_service, stored_count, wait_for
 
 N = 10_000

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto
 from ingest.mqtt import Message
 from tests.helpers import mqtt_client
 from tests.service_proc import (

@@ -12,9 +12,9 @@ import httpx
 
 from devices.kinds import KINDS
 from devices.registry import Registry
-from ingest.app import DEFAULT_REGISTRY
-from ingest.hj212_gateway import ServiceGateway
-from ingest.localstack import LocalInfluxDB, LocalMosquitto, free_port
+from envgrid.app import DEFAULT_REGISTRY
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto, free_port
+from hj212.gateway import ServiceGateway
 from tests.helpers import make_settings, running_service, wait_for
 from tests.hj212_support import StationLink, local_now, packet
 from tests.service_proc import ENVGRID, clean_env, service

@@ -22,8 +22,8 @@ from prometheus_client import generate_latest
 
 from devices.kinds import KINDS
 from devices.registry import Device, Registry
-from ingest.app import DEFAULT_REGISTRY
-from ingest.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.app import DEFAULT_REGISTRY
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto
 from ingest.mqtt import Message
 from tests.helpers import make_settings, mqtt_client, wait_for
 from tests.hj212_support import StationLink, local_now, ms_of, packet, service_with_gateway

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from devices.kinds import KINDS
 from devices.registry import Registry
-from ingest.app import DEFAULT_REGISTRY
-from ingest.hj212_gateway import ServiceGateway
-from ingest.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.app import DEFAULT_REGISTRY
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto
+from hj212.gateway import ServiceGateway
 from ingest.mqtt import Message
 from tests.helpers import make_settings, mqtt_client, running_service, wait_for
 from tests.hj212_support import local_now, ms_of, packet

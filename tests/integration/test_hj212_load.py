@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from devices.kinds import KINDS
-from ingest.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto
 from tests.helpers import make_settings, wait_for
 from tests.hj212_support import service_with_gateway, station_load, station_registry
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from devices.kinds import KINDS
 from devices.registry import Registry
-from ingest.app import DEFAULT_REGISTRY
-from ingest.hj212_intake import load_stations
-from ingest.hj212_sim import Hj212Simulator
-from ingest.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.app import DEFAULT_REGISTRY
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto
+from hj212.intake import load_stations
+from hj212.simulator import Hj212Simulator
 from tests.helpers import make_settings, wait_for
 from tests.hj212_support import SHANGHAI, service_with_gateway
 

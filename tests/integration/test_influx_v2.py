@@ -7,9 +7,9 @@ from pathlib import Path
 
 from devices.kinds import KINDS
 from devices.registry import Registry
-from ingest.app import DEFAULT_REGISTRY
-from ingest.localstack import LocalInfluxDB, LocalMosquitto, LocalVictoriaMetrics
-from ingest.simulator import generate, publish_all
+from envgrid.app import DEFAULT_REGISTRY
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto, LocalVictoriaMetrics
+from envgrid.simulator import generate, publish_all
 from ingest.writer import InfluxWriter, Outcome, classify
 from tests.helpers import make_settings, mqtt_client, running_service, wait_for
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.config import load_settings
+from envgrid.localstack import LocalInfluxDB, free_port
+from envgrid.settings import load_settings
 from ingest.influxql import InfluxQLClient, QueryError, quote_ident
-from ingest.localstack import LocalInfluxDB, free_port
 
 LINES = "\n".join(
     f'm,site=s{i % 2},device_id=d{i % 2} v={i}.5,n={i}i,ok=true,label="x{i}" {1_000 + i}'

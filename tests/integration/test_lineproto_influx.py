@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devices.lineproto import encode_line
-from ingest.localstack import LocalInfluxDB
+from envgrid.localstack import LocalInfluxDB
 
 names = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0x7E, blacklist_characters="\\")

@@ -1,4 +1,4 @@
-"""The local servers of ingest.localstack, exercised for real (paho-mqtt and HTTP)."""
+"""The local servers of envgrid.localstack, exercised for real (paho-mqtt and HTTP)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.localstack import (
+from envgrid.localstack import (
     InfluxQueryError,
     LocalInfluxDB,
     LocalMosquitto,

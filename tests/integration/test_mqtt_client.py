@@ -22,7 +22,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.localstack import LocalMosquitto, free_port
+from envgrid.localstack import LocalMosquitto, free_port
 from ingest.mqtt import (
     ConnectError,
     ConnectionLost,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ingest.localstack import LocalMosquitto
+from envgrid.localstack import LocalMosquitto
 from ingest.mqtt import Message, MqttClient, MqttOptions
 from tests.helpers import mqtt_client
 

@@ -24,13 +24,13 @@ import pytest
 from typer.testing import CliRunner
 
 from devices.kinds import KINDS
-from devices.plan import parse_plan
 from devices.registry import Registry
-from ingest.cli import app
-from ingest.config import load_settings
-from ingest.localstack import LocalInfluxDB, free_port
-from ingest.report import DEFAULT_PLAN, Reporter, interpolate_time, panel_queries
-from ingest.rollup import Rollup
+from envgrid.cli.main import app
+from envgrid.localstack import LocalInfluxDB, free_port
+from envgrid.settings import load_settings
+from report.figures import DEFAULT_PLAN, Reporter, interpolate_time, panel_queries
+from report.plan import parse_plan
+from rollups.runner import Rollup
 from tests import plan_seed as S
 
 CHROMIUM = "/usr/bin/chromium"

@@ -18,10 +18,10 @@ import yaml
 from typer.testing import CliRunner
 
 from devices.registry import Device, Registry
-from ingest.cli import app
-from ingest.config import load_settings
-from ingest.localstack import LocalInfluxDB, free_port
-from ingest.rollup import Rollup
+from envgrid.cli.main import app
+from envgrid.localstack import LocalInfluxDB, free_port
+from envgrid.settings import load_settings
+from rollups.runner import Rollup
 
 TZ = ZoneInfo("Asia/Shanghai")
 D1 = datetime(2026, 2, 28, tzinfo=TZ)  # HJ 633-2012 still applies

@@ -8,9 +8,9 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from devices.registry import Device, Registry
-from ingest.config import Settings, load_settings
-from ingest.localstack import LocalInfluxDB
-from ingest.rollup import start_background
+from envgrid.localstack import LocalInfluxDB
+from envgrid.settings import Settings, load_settings
+from rollups.runner import start_background
 
 
 def settings_for(influxdb: LocalInfluxDB, db: str, **rollup: object) -> Settings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingest.localstack import LocalInfluxDB, LocalMosquitto, free_port
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto, free_port
 from tests.helpers import mqtt_client
 from tests.service_proc import Stream, assert_exact, keys, readings, service
 

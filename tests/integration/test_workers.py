@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto
 from tests.helpers import mqtt_client
 from tests.service_proc import (
     ENVGRID,

@@ -17,10 +17,10 @@ import pytest
 from aiohttp import web
 
 from devices.kinds import KINDS
-from ingest.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.simulator import SimMessage, publish_all
 from ingest.mqtt import Message
 from ingest.service import IngestService
-from ingest.simulator import SimMessage, publish_all
 from tests.helpers import make_settings, mqtt_client, running_service, stored_count, wait_for
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from envgrid.localstack import LocalInfluxDB, free_port
 from ingest.config import InfluxSettings
-from ingest.localstack import LocalInfluxDB, free_port
 from ingest.writer import InfluxWriter, Outcome
 
 

@@ -18,7 +18,7 @@ from alerts.rules import (
     parse_rules,
 )
 from devices.kinds import KINDS
-from ingest.cli import app
+from envgrid.cli.main import app
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "alerts.md"
 

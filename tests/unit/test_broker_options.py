@@ -5,8 +5,8 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+from envgrid.settings import load_settings
 from ingest.broker import client_options
-from ingest.config import load_settings
 
 
 def test_subscriber_keeps_its_session_publisher_starts_clean(tmp_path: Path) -> None:

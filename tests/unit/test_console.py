@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ingest.cli import app
-from ingest.console import auth
-from ingest.console.auth import (
+from console import auth
+from console.auth import (
     LoginLimiter,
     Operator,
     OperatorBook,
@@ -24,10 +23,11 @@ from ingest.console.auth import (
     save_operators,
     verify_password,
 )
-from ingest.console.chart import Level, nice_ticks, numeric_chart, state_chart, time_ticks
-from ingest.console.i18n import KIND_LABELS, LABELS, SEVERITY_LABELS
-from ingest.console.present import format_value, human_duration
-from ingest.console.web import DASHBOARDS, safe_next
+from console.chart import Level, nice_ticks, numeric_chart, state_chart, time_ticks
+from console.i18n import KIND_LABELS, LABELS, SEVERITY_LABELS
+from console.present import format_value, human_duration
+from console.web import DASHBOARDS, safe_next
+from envgrid.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "ingest" / "console" / "templates"
@@ -268,9 +268,9 @@ def test_console_problems_never_stop_the_service(
     from alerts.engine import AlertEngine
     from alerts.rules import load_rules
     from alerts.store import AlertStore
+    from console import build_console
     from devices.registry import Registry
-    from ingest.config import load_settings
-    from ingest.console import build_console
+    from envgrid.settings import load_settings
 
     ops = tmp_path / "operators.yaml"
     ops.write_text("operators:\n  a: {password_hash: plain}\n", encoding="utf-8")

@@ -38,9 +38,9 @@ from dashboards.schema import (
     Measurement,
     measurements,
 )
-from devices.plan import FORMULAS
-from ingest.cli import app
-from ingest.report import PROGRESS, load_plan, panel_queries
+from envgrid.cli.main import app
+from report.figures import PROGRESS, load_plan, panel_queries
+from report.plan import FORMULAS
 
 PROVISIONING = HERE / "provisioning"
 

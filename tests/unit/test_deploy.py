@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from dashboards import DATASOURCE_UID, city
-from ingest.localstack import mosquitto_conf
+from envgrid.localstack import mosquitto_conf
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from devices.hj212 import (
+from hj212.codec import (
     CN_DATA_KIND,
     DATA_FLAGS,
     FACTORS,

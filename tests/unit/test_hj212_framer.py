@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devices.hj212 import MAX_FRAME_LEN
-from ingest.hj212_gateway import (
+from hj212.codec import MAX_FRAME_LEN
+from hj212.gateway import (
     CUT_AT_CLOSE,
     JUNK_KEEP,
     OUTSIDE,

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from devices.hj212 import FACTOR_SCALE, FACTORS, FactorValue, Packet, build
 from devices.kinds import KINDS
 from devices.registry import Device, Registry
-from ingest.app import DEFAULT_REGISTRY
-from ingest.hj212_intake import (
+from envgrid.app import DEFAULT_REGISTRY
+from hj212.codec import FACTOR_SCALE, FACTORS, FactorValue, Packet, build
+from hj212.intake import (
     Hj212ConfigError,
     Station,
     decoder_factory,

@@ -23,7 +23,7 @@ from devices.aqi import BREAKPOINTS, aqi_realtime, edition_for
 from devices.gb3838 import LAKE_LIMITS, LIMITS, section_class
 from devices.kinds import KINDS, SIMULATORS
 from devices.registry import Device, Registry
-from ingest.app import DEFAULT_REGISTRY
+from envgrid.app import DEFAULT_REGISTRY
 
 TS = 1_780_271_940_000  # 2026-05-31T23:59Z
 

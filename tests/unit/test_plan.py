@@ -1,4 +1,4 @@
-"""The plan file and the pure plan figures (devices.plan): worked examples, edge cases, errors.
+"""The plan file and the pure plan figures (report.plan): worked examples, edge cases, errors.
 
 Expected numbers are worked by hand (GB 3838-2002 limits, 港口和船舶岸电管理办法's 2 h rule,
 OCPP 1.6 statuses as in /work/shared/standards.md), never by calling the code under test.
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from devices import plan as P
-from ingest.report import DEFAULT_PLAN, load_plan
+from report import plan as P
+from report.figures import DEFAULT_PLAN, load_plan
 
 H = P.HOUR_MS
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "report.md"

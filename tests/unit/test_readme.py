@@ -8,7 +8,7 @@ from pathlib import Path
 
 from devices.kinds import KINDS
 from devices.registry import Registry
-from ingest.app import DEFAULT_REGISTRY
+from envgrid.app import DEFAULT_REGISTRY
 from ingest.pipeline import Accepted, Pipeline
 from ingest.topics import TopicMap
 
@@ -37,11 +37,11 @@ def test_payload_examples_are_accepted() -> None:
 
 
 def test_config_table_is_current_and_complete() -> None:
-    from ingest.config_doc import config_table, undocumented
+    from envgrid.config_doc import config_table, undocumented
 
     assert undocumented() == []
     assert _block("config-table").strip() == config_table().strip(), (
-        "README configuration table is stale: run `python -m ingest.config_doc README.md`"
+        "README configuration table is stale: run `python -m envgrid.config_doc README.md`"
     )
 
 

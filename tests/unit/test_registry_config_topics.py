@@ -8,7 +8,8 @@ import pytest
 
 from devices.kinds import KINDS
 from devices.registry import Device, Registry, RegistryError
-from ingest.config import ConfigError, TopicRoute, load_settings, redact_url
+from envgrid.settings import ConfigError, load_settings
+from ingest.config import TopicRoute, redact_url
 from ingest.topics import TopicMap
 
 

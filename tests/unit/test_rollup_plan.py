@@ -1,4 +1,4 @@
-"""Which windows a rollup run recomputes (ingest.rollup.Rollup.plan), and the rollup settings."""
+"""Which windows a rollup run recomputes (rollups.runner.Rollup.plan), and the rollup settings."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from datetime import date, datetime
 import pytest
 
 from devices.registry import Registry
-from ingest.config import ConfigError, load_settings
+from envgrid.settings import ConfigError, load_settings
 from ingest.influxql import auth_headers, quote_ident, quote_string, time_literal
-from ingest.rollup import Rollup, Task, options_from
+from rollups.runner import Rollup, Task, options_from
 
 
 def at(text: str) -> datetime:

@@ -1,4 +1,4 @@
-"""Rollup math (devices.rollups): windows, hourly and daily means, 8 h O3, validity, AQI, class.
+"""Rollup math (rollups.windows): windows, hourly and daily means, 8 h O3, validity, AQI, class.
 
 Expected values are worked by hand in the comments from GB 3095-2012 Table 4 / HJ 663-2013
 (validity), HJ 633 (AQI, tables in /work/shared/standards.md) and GB 3838-2002 (water class).
@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from devices.rollups import (
+from rollups.windows import (
     AIR_DAILY,
     AIR_HOURLY,
     CITY_AIR_DAILY,

@@ -1,0 +1,216 @@
+"""How values, times and alerts read on the console, in either language."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from alerts.store import AlertRecord
+from console.chart import fmt_num
+from console.i18n import (
+    KIND_LABELS,
+    SEVERITY_LABELS,
+    STATE_LABELS,
+    Lang,
+    pick,
+    translator,
+)
+from devices.kinds import KINDS
+from ingest.influxql import Value
+
+SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "warning": 3, "info": 4}
+# GB 3838-2002 classes as the standard writes them (class 6 is 劣Ⅴ, "worse than V").
+WATER_CLASSES = {1: "Ⅰ", 2: "Ⅱ", 3: "Ⅲ", 4: "Ⅳ", 5: "Ⅴ", 6: "劣Ⅴ"}
+# HJ 633 AQI categories as the standard names them; English glosses for the en console.
+AQI_CATEGORIES = {
+    1: ("优", "good"),
+    2: ("良", "moderate"),
+    3: ("轻度污染", "lightly polluted"),
+    4: ("中度污染", "moderately polluted"),
+    5: ("重度污染", "heavily polluted"),
+    6: ("严重污染", "severely polluted"),
+}
+
+
+@functools.cache
+def unit_of(kind: str, field: str) -> str:
+    """The unit to print after a number of this field ('' when none reads well)."""
+    k = KINDS.get(kind)
+    u = k.fields().get(field, "") if k else ""
+    # Descriptive units ("GB 3838 class 1–6") and pH/AQI do not read well after a number.
+    return u if u and len(u) <= 6 and " " not in u and u not in ("pH", "AQI") else ""
+
+
+def water_class(v: Value) -> str:
+    """GB 3838 class as written in the standard (Ⅰ … Ⅴ, 劣Ⅴ)."""
+    if isinstance(v, int | float) and not isinstance(v, bool) and int(v) in WATER_CLASSES:
+        return WATER_CLASSES[int(v)]
+    return "—" if v is None else str(v)
+
+
+def aqi_category(v: Value, lang: Lang) -> str:
+    """HJ 633 category name (Chinese as in the standard; with an English gloss in en)."""
+    if isinstance(v, int | float) and not isinstance(v, bool) and int(v) in AQI_CATEGORIES:
+        zh, en = AQI_CATEGORIES[int(v)]
+        return zh if lang == "zh" else f"{zh} ({en})"
+    return "—" if v is None else str(v)
+
+
+def human_duration(seconds: float, lang: Lang) -> str:
+    """A rounded duration: 45 s, 12 min, 3.5 h, 2.0 d (秒, 分钟, 小时, 天 in Chinese)."""
+    s = max(0.0, seconds)
+    units = ("秒", "分钟", "小时", "天") if lang == "zh" else ("s", "min", "h", "d")
+    if s < 120:
+        return f"{s:.0f} {units[0]}"
+    if s < 7200:
+        return f"{s / 60:.0f} {units[1]}"
+    if s < 172_800:
+        return f"{s / 3600:.1f} {units[2]}"
+    return f"{s / 86400:.1f} {units[3]}"
+
+
+def format_value(kind: str, field: str, v: Value, lang: Lang) -> str:
+    """A field value for people: classes and categories by name, numbers with their unit."""
+    t = translator(lang)
+    if v is None:
+        return "—"
+    if field == "":  # a no-data alert: the value is the seconds the device has been silent
+        return t("silent_for", d=human_duration(float(v), lang)) if _num(v) else str(v)
+    if field == "water_class":
+        return water_class(v)
+    if field == "aqi_category":
+        return aqi_category(v, lang)
+    if isinstance(v, bool):
+        if field == "connected":
+            return t("connected") if v else t("disconnected")
+        if field == "meets_iii":
+            return t("meets_iii") if v else t("misses_iii")
+        return t("yes") if v else t("no")
+    if _num(v):
+        u = unit_of(kind, field)
+        return f"{fmt_num(float(v))} {u}".strip()
+    return str(v)
+
+
+def _num(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Formats epoch milliseconds in the city's time zone."""
+
+    tz: ZoneInfo
+
+    def full(self, ms: int | None) -> str:
+        """2026-05-01 14:03:22 (local)."""
+        return "—" if ms is None else self._dt(ms).strftime("%Y-%m-%d %H:%M:%S")
+
+    def short(self, ms: int | None) -> str:
+        """05-01 14:03 (local)."""
+        return "—" if ms is None else self._dt(ms).strftime("%m-%d %H:%M")
+
+    def time(self, ms: int) -> str:
+        """14:03:22 (local)."""
+        return self._dt(ms).strftime("%H:%M:%S")
+
+    def hm(self, ms: int) -> str:
+        """14:03, or 05-01 at local midnight (chart axes)."""
+        d = self._dt(ms)
+        return d.strftime("%m-%d") if (d.hour, d.minute) == (0, 0) else d.strftime("%H:%M")
+
+    def iso(self, ms: int | None) -> str:
+        """ISO 8601 with offset (for <time datetime>)."""
+        return "" if ms is None else self._dt(ms).isoformat(timespec="seconds")
+
+    def offset_ms(self, ms: int) -> int:
+        """The zone's UTC offset at that time, in ms (to align chart ticks to local hours)."""
+        off = self._dt(ms).utcoffset()
+        return int(off.total_seconds() * 1000) if off else 0
+
+    def _dt(self, ms: int) -> datetime:
+        return datetime.fromtimestamp(ms / 1000, UTC).astimezone(self.tz)
+
+
+def series_text(series: str, lang: Lang) -> str:
+    """'connector=2' → '枪 2' / 'connector 2'."""
+    t = translator(lang)
+    parts = []
+    for p in filter(None, series.split(",")):
+        k, _, v = p.partition("=")
+        parts.append(f"{t(k)} {v}" if k == "connector" else f"{k} {v}")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """One alert as a table row shows it."""
+
+    id: int
+    severity: str
+    severity_label: str
+    state: str
+    state_label: str
+    kind: str
+    kind_label: str
+    device_id: str
+    series: str
+    site: str
+    county: str
+    rule_id: str
+    rule_text: str
+    value_text: str
+    since_ms: int
+    since_text: str
+    since_iso: str
+    resolved_text: str
+    duration_text: str
+    silenced: bool
+    acked: bool
+    acked_label: str
+    acked_at_text: str
+    ack_comment: str
+
+
+def alert_row(rec: AlertRecord, lang: Lang, clock: Clock, who: dict[str, str]) -> AlertRow:
+    """The table row of an alert; ``who`` maps operator names to their display labels."""
+    since = rec.fired_ms or rec.started_ms
+    end = rec.resolved_ms
+    return AlertRow(
+        id=rec.id,
+        severity=rec.severity,
+        severity_label=pick(SEVERITY_LABELS, rec.severity, lang),
+        state=rec.state,
+        state_label=pick(STATE_LABELS, rec.state, lang),
+        kind=rec.kind,
+        kind_label=pick(KIND_LABELS, rec.kind, lang),
+        device_id=rec.device_id,
+        series=series_text(rec.series, lang),
+        site=rec.site,
+        county=rec.county,
+        rule_id=rec.rule_id,
+        rule_text=rec.description or rec.rule_id,
+        value_text=(f"{rec.field} = " if rec.field else "")
+        + format_value(rec.kind, rec.field, rec.value, lang),
+        since_ms=since,
+        since_text=clock.full(since),
+        since_iso=clock.iso(since),
+        resolved_text=clock.full(end) if end else "",
+        duration_text=human_duration((end - rec.started_ms) / 1000, lang) if end else "",
+        silenced=rec.silenced,
+        acked=rec.acked_by is not None,
+        acked_label=who.get(rec.acked_by or "", rec.acked_by or ""),
+        acked_at_text=clock.full(rec.acked_ms),
+        ack_comment=rec.ack_comment or "",
+    )
+
+
+def active_order(rec: AlertRecord) -> tuple[int, int, int]:
+    """Firing before pending, then by severity, then newest first."""
+    return (
+        0 if rec.state == "firing" else 1,
+        SEVERITY_RANK.get(rec.severity, 9),
+        -(rec.fired_ms or rec.started_ms),
+    )

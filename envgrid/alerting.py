@@ -1,0 +1,201 @@
+"""The alert engine inside the service: reading sink, timer, notification outbox, API router.
+
+Roles (``envgrid run --role``): ``all`` runs ingest and alerts in one process; ``ingest`` runs no
+engine; ``alerts`` runs the engine alone, subscribed without sharing (every reading of every
+device reaches it) and writing no readings, so ingest workers can scale out with ``$share``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from alerts.api import create_router
+from alerts.engine import AlertEngine, Observation
+from alerts.notify import DeliveryError, InfluxTarget, MqttTarget, Outbox, Target, WebhookTarget
+from alerts.rules import RuleError, load_rules
+from alerts.store import AlertStore, KnownDevice, StoreError
+from devices.registry import Registry
+from envgrid.settings import Settings
+from ingest.pipeline import Accepted
+from ingest.service import IngestService
+from ingest.writer import Outcome
+
+log = logging.getLogger("envgrid.alerting")
+
+ROLES = ("all", "ingest", "alerts")
+
+
+class AlertSetupError(RuntimeError):
+    """The alert engine cannot start (bad rules, unusable store); one line per problem."""
+
+
+def role_settings(settings: Settings, role: str) -> Settings:
+    """Settings adjusted for a role: the alerts role has its own client id, spool and no $share."""
+    if role not in ROLES:
+        raise AlertSetupError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    if role != "alerts":
+        return settings
+    if not settings.alerts.enabled:
+        raise AlertSetupError(
+            "--role alerts with alerts disabled: set ENVGRID_ALERTS__ENABLED=true"
+        )
+    m, ing = settings.mqtt, settings.ingest
+    # Its own persistent session (so it never takes the ingest workers' messages) and its own
+    # spool folder (it writes no readings; the ingest role owns the main spool).
+    mqtt = m.model_copy(
+        update={"client_id": m.effective_client_id() + "-alerts", "shared_group": ""}
+    )
+    ingest = ing.model_copy(update={"spool_dir": ing.spool_dir / "alerts-role"})
+    return settings.model_copy(update={"mqtt": mqtt, "ingest": ingest})
+
+
+@dataclass
+class Alerting:
+    """The engine, its store and outbox, and the tasks that drive them."""
+
+    settings: Settings
+    engine: AlertEngine
+    store: AlertStore
+    outbox: Outbox
+    router: APIRouter
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def sink(self, res: Accepted) -> None:
+        """IngestService sink: evaluate one validated reading."""
+        kind, reading, device = res.kind, res.reading, res.device
+        series = ""
+        for attr, key in kind.payload_tags.items():
+            v = getattr(reading, attr, None)
+            if v is not None:
+                series = f"{series},{key}={v}" if series else f"{key}={v}"
+        self.engine.observe(
+            Observation(
+                kind.name,
+                device.id,
+                device.site,
+                device.county,
+                res.ts_ms,
+                kind.values(reading, device),
+                series,
+            )
+        )
+
+    async def start(self) -> None:
+        """Start the timer and the outbox."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._tick_loop()),
+            loop.create_task(self.outbox.run()),
+        ]
+        log.info(
+            "alerts: %d rules (%s), store %s, targets %s",
+            len(self.engine.rules),
+            ", ".join(self.engine.rules.sources) or "defaults",
+            self.store.path,
+            ", ".join(self.outbox.names) or "none",
+        )
+
+    async def _tick_loop(self) -> None:
+        interval = self.settings.alerts.tick_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.engine.tick()
+            except Exception:  # keep ticking: the next tick retries what failed
+                log.exception("alert tick failed")
+
+    async def stop(self, grace_s: float = 3.0) -> None:
+        """Stop the timer, persist, deliver what is due within the grace, close the store."""
+        tick = self._tasks[0] if self._tasks else None
+        if tick is not None:
+            tick.cancel()
+            await asyncio.gather(tick, return_exceptions=True)
+        self.engine.flush()
+        for t in self._tasks[1:]:
+            t.cancel()
+        await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+        if not await self.outbox.drain(grace_s):
+            log.info("alerts: undelivered notifications stay queued for the next run")
+        await self.outbox.close()
+        self.store.close()
+
+
+def build_alerting(
+    settings: Settings, service: IngestService, registry: Registry, *, role: str = "all"
+) -> Alerting | None:
+    """The alert engine wired into ``service`` (None for the ingest role or when disabled)."""
+    a = settings.alerts
+    if role == "ingest" or not a.enabled:
+        return None
+    try:
+        rules = load_rules(a.rules)
+    except RuleError as e:
+        raise AlertSetupError("\n".join(e.errors)) from None
+    try:
+        store = AlertStore(a.store)
+    except StoreError as e:
+        raise AlertSetupError(str(e)) from None
+    targets: list[Target] = []
+    if a.mqtt:
+        targets.append(MqttTarget(service.mqtt.publish, settings.mqtt.topic_prefix))
+    if a.webhook_url:
+        secret = a.webhook_secret.get_secret_value() if a.webhook_secret else None
+        if secret is None:
+            log.warning("alerts: webhook without ENVGRID_ALERTS__WEBHOOK_SECRET: unsigned")
+        targets.append(WebhookTarget(a.webhook_url, secret))
+    if a.influx:
+
+        async def write(body: bytes) -> None:
+            res = await service.writer.write(body, 1)
+            if res.outcome is not Outcome.OK:
+                permanent = res.outcome is Outcome.REJECT  # InfluxDB refuses this line for good
+                raise DeliveryError(f"InfluxDB {res.status}: {res.message}", permanent=permanent)
+
+        targets.append(InfluxTarget(write))
+    outbox = Outbox(store, targets, backoff_max_s=a.retry_max.total_seconds())
+    expected = [KnownDevice(d.kind, d.id, d.site, d.county) for d in registry if d.kind is not None]
+    engine = AlertEngine(
+        rules, store, targets=outbox.names, expected=expected, on_enqueue=outbox.wake
+    )
+    token = settings.http.token.get_secret_value() if settings.http.token else None
+    alerting = Alerting(settings, engine, store, outbox, create_router(engine, token))
+    service.sinks.append(alerting.sink)
+    service.metrics.register(_AlertMetrics(alerting))
+    return alerting
+
+
+class _AlertMetrics(Collector):
+    """Prometheus gauges: open alerts by state, outbox backlog and deliveries by target."""
+
+    def __init__(self, alerting: Alerting) -> None:
+        self.a = alerting
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        open_ = GaugeMetricFamily("envgrid_alerts_open", "Open alerts by state", labels=["state"])
+        for state, n in self.a.engine.open_count().items():
+            open_.add_metric([state], n)
+        yield open_
+        backlog = GaugeMetricFamily(
+            "envgrid_alert_outbox_backlog", "Notifications not yet delivered", labels=["target"]
+        )
+        with contextlib.suppress(Exception):  # the store may be closed during shutdown
+            queued = self.a.store.outbox_backlog()
+            for name in self.a.outbox.names:
+                backlog.add_metric([name], queued.get(name, 0))
+        yield backlog
+        sent = GaugeMetricFamily(
+            "envgrid_alert_notifications_delivered",
+            "Notifications delivered since start",
+            labels=["target"],
+        )
+        for name, n in self.a.outbox.delivered.items():
+            sent.add_metric([name], n)
+        yield sent

@@ -1,0 +1,258 @@
+"""The ``envgrid`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from devices.fleet import fleet
+from devices.kinds import KINDS
+from devices.registry import Registry, RegistryError
+from envgrid.cli.alerts import alerts_app, rules_app
+from envgrid.cli.common import (
+    ConfigOpt,
+    fail,
+    run_async,
+    settings_or_exit,
+    setup_logging,
+)
+from envgrid.cli.console import operators_app
+from envgrid.cli.dashboards import dashboards_app
+from envgrid.cli.hj212 import hj212_app
+from envgrid.cli.report import report_app
+from envgrid.cli.rollup import rollup_app
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="envgrid: environment and energy readings from MQTT to InfluxDB.",
+)
+spool_app = typer.Typer(no_args_is_help=True, help="Inspect and replay the on-disk spool.")
+devices_app = typer.Typer(no_args_is_help=True, help="The device registry.")
+app.add_typer(spool_app, name="spool")
+app.add_typer(devices_app, name="devices")
+app.add_typer(rollup_app, name="rollup")
+app.add_typer(rules_app, name="rules")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(hj212_app, name="hj212-gateway")
+app.add_typer(operators_app, name="operators")
+app.add_typer(report_app, name="report")
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    role: Annotated[
+        str,
+        typer.Option(
+            help="all: ingest and alerts; ingest: no alert engine; alerts: the alert engine "
+            "alone (subscribes without sharing, writes no readings)."
+        ),
+    ] = "all",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Ingest processes on this host splitting the stream through an MQTT v5 shared "
+            "subscription; 0: one process. With N ≥ 1 this process supervises N `--role "
+            "ingest` workers (and one `--role alerts` process when alerts are enabled) and "
+            "serves their HTTP API on one port (docs/performance.md).",
+        ),
+    ] = 0,
+    worker: Annotated[
+        int | None, typer.Option(hidden=True, help="Set by --workers: this worker's index.")
+    ] = None,
+) -> None:
+    """Run the service: consume MQTT, write InfluxDB, serve /healthz /readyz /metrics."""
+    from envgrid.alerting import ROLES, AlertSetupError
+    from envgrid.app import run_service
+    from ingest.mqtt import MqttError
+
+    if role not in ROLES:
+        raise fail(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    if workers and role != "all":
+        raise fail("--workers starts its own ingest and alerts processes: drop --role")
+    if worker is not None:
+        setup_logging(log_level, tag=f"[worker {worker}] ")
+    else:
+        setup_logging(log_level, tag="[alerts] " if role == "alerts" else "")
+    settings = settings_or_exit(config)
+    try:
+        if workers:
+            from envgrid.workers import check_startup, run_workers
+
+            check_startup(settings)
+            code = run_async(lambda: run_workers(settings, workers, config, log_level))
+        else:
+            code = run_async(lambda: run_service(settings, worker=worker, role=role))
+    except (RegistryError, MqttError, OSError, AlertSetupError) as e:
+        raise fail(str(e)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def simulate(
+    config: ConfigOpt = None,
+    per_kind: Annotated[
+        int, typer.Option(help="Devices of each kind (from the shipped fleet).")
+    ] = 24,
+    rate: Annotated[float, typer.Option(help="Messages per second in total.")] = 20.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run (0 = until Ctrl-C).")] = 0.0,
+    count: Annotated[int, typer.Option(help="Stop after this many messages (0 = no limit).")] = 0,
+    bad_fraction: Annotated[float, typer.Option(help="Share of deliberately bad messages.")] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="Random seed for repeatable runs.")] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="json: MQTT messages to the broker; hj212: water and air stations' data "
+            "loggers over TCP to the HJ 212 gateway (ENVGRID_HJ212__PORT; --rate unused)."
+        ),
+    ] = "json",
+) -> None:
+    """Publish a realistic city fleet (water, air, PV, chargers, berths) to the broker."""
+    setup_logging("WARNING")
+    settings = settings_or_exit(config)
+    if protocol != "json":
+        from envgrid.cli.hj212 import simulate_hj212
+
+        simulate_hj212(settings, protocol, per_kind, duration, count, bad_fraction, seed)
+        return
+    from envgrid.simulate import run_simulation
+
+    n = run_async(
+        lambda: run_simulation(
+            settings,
+            per_kind=per_kind,
+            rate=rate,
+            duration=duration,
+            count=count,
+            bad_fraction=bad_fraction,
+            seed=seed,
+        )
+    )
+    typer.echo(f"published {n} messages")
+
+
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    rate: Annotated[float, typer.Option(help="Simulated messages per second.")] = 200.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run (0 = until Ctrl-C).")] = 0.0,
+    bad_fraction: Annotated[float, typer.Option(help="Share of bad messages.")] = 0.02,
+    workdir: Annotated[Path, typer.Option(help="Where local servers keep their data.")] = Path(
+        "var/demo"
+    ),
+) -> None:
+    """One command: local mosquitto + influxd (unless URLs are set), simulator, the service."""
+    from envgrid.demo import run_demo
+    from ingest.mqtt import MqttError
+
+    settings = settings_or_exit(config)
+    try:
+        code = run_async(
+            lambda: run_demo(
+                settings, rate=rate, duration=duration, bad_fraction=bad_fraction, workdir=workdir
+            )
+        )
+    except (RegistryError, OSError, RuntimeError, MqttError) as e:
+        raise fail(str(e)) from None
+    raise typer.Exit(code)
+
+
+@spool_app.command("status")
+def spool_status(config: ConfigOpt = None) -> None:
+    """Segments, batches and bytes waiting in the spool."""
+    from ingest.spool import inspect
+
+    s = settings_or_exit(config)
+    dirs = [s.ingest.spool_dir, *sorted(s.ingest.spool_dir.glob("worker-*"))]
+    for d in dirs:
+        if d.is_dir():
+            st = inspect(d, s.ingest.spool_max_bytes)  # read-only: the service may be running
+            typer.echo(
+                f"{d}: {st.segments} segments, {st.records} batches, {st.bytes} bytes "
+                f"({st.fill:.1%} of {st.max_bytes})"
+            )
+
+
+@spool_app.command("replay")
+def spool_replay(config: ConfigOpt = None) -> None:
+    """Write everything in the spool to InfluxDB now (while the service is stopped)."""
+    from ingest.spool import Spool, SpoolBusy
+    from ingest.writer import InfluxWriter, Outcome
+
+    setup_logging("INFO")
+    s = settings_or_exit(config)
+
+    async def replay() -> int:
+        total = 0
+        async with InfluxWriter(s.influx) as w:
+            for d in [s.ingest.spool_dir, *sorted(s.ingest.spool_dir.glob("worker-*"))]:
+                if not d.is_dir():
+                    continue
+                try:
+                    spool = Spool(d, s.ingest.spool_max_bytes, exclusive=True)
+                except SpoolBusy as e:
+                    raise fail(str(e)) from None
+                while (oldest := spool.oldest()) is not None:
+                    seg, records = oldest
+                    for body in records:
+                        lines = body.decode().split("\n")
+                        res = await w.deliver(lines)
+                        if res.outcome is not Outcome.OK:
+                            raise fail(
+                                f"InfluxDB did not take the spool ({res.message}); "
+                                f"{len(spool)} batches left in {d}"
+                            )
+                        for idx, reason in res.rejected:
+                            typer.echo(
+                                f"refused by InfluxDB, dropped: {lines[idx]} ({reason})", err=True
+                            )
+                        total += len(lines) - len(res.rejected)
+                    spool.drop(seg)
+        return total
+
+    typer.echo(f"replayed {run_async(replay)} points")
+
+
+@devices_app.command("fleet")
+def devices_fleet(per_kind: Annotated[int, typer.Option()] = 24, seed: int = 7) -> None:
+    """Print the simulated city fleet as a registry file."""
+    typer.echo(
+        yaml.safe_dump(
+            {"devices": fleet(per_kind, seed)}, allow_unicode=True, sort_keys=False, width=120
+        )
+    )
+
+
+@devices_app.command("check")
+def devices_check(path: Path) -> None:
+    """Validate a registry file; report the first problem with its line."""
+    from hj212.intake import load_stations
+
+    try:
+        reg = Registry.load(path, KINDS)
+        stations = load_stations(reg, source=path)
+    except RegistryError as e:  # Hj212ConfigError is one too
+        raise fail(str(e)) from None
+    by_kind: dict[str, int] = {}
+    for d in reg:
+        by_kind[d.kind or "?"] = by_kind.get(d.kind or "?", 0) + 1
+    typer.echo(
+        f"{path}: {len(reg)} devices OK ({', '.join(f'{k} {n}' for k, n in by_kind.items())}; "
+        f"{len(stations)} HJ 212 stations)"
+    )
+
+
+def main() -> None:
+    """Entry point of the ``envgrid`` script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,161 @@
+"""``envgrid demo``: local broker and InfluxDB (unless URLs are configured), the simulated fleet
+and the service in one process, with live counts, stopped cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from devices.kinds import KINDS
+from envgrid.app import DEFAULT_REGISTRY, Running, started
+from envgrid.localstack import LocalInfluxDB, LocalMosquitto, free_port
+from envgrid.settings import Settings
+from envgrid.simulate import run_simulation
+from ingest.service import IngestService
+
+log = logging.getLogger("envgrid.demo")
+
+
+def _overridden(name: str) -> bool:
+    return f"ENVGRID_{name}" in {k.upper() for k in os.environ}
+
+
+async def run_demo(
+    settings: Settings, *, rate: float, duration: float, bad_fraction: float, workdir: Path
+) -> int:
+    """Run the whole pipeline locally; the exit code."""
+    from envgrid.cli.common import setup_logging
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    setup_logging("INFO", workdir / "envgrid.log")
+    console = Console()
+    stack = contextlib.ExitStack()
+    updates: dict[str, object] = {}
+    if not _overridden("MQTT__URL"):
+        broker = stack.enter_context(LocalMosquitto(workdir / "mosquitto"))
+        updates["mqtt"] = settings.mqtt.model_copy(update={"url": broker.url})
+        console.print(f"[bold]mosquitto[/] {broker.url} (data in {broker.data_dir})")
+    if not _overridden("INFLUX__URL"):
+        influx = stack.enter_context(LocalInfluxDB(workdir / "influxdb"))
+        influx.create_database(settings.influx.database)
+        updates["influx"] = settings.influx.model_copy(update={"url": influx.url, "api": "v1"})
+        console.print(f"[bold]influxd[/]   {influx.url} (database {settings.influx.database})")
+    if settings.devices.registry is None:
+        updates["devices"] = settings.devices.model_copy(update={"registry": DEFAULT_REGISTRY})
+    if not _overridden("INGEST__SPOOL_DIR"):
+        updates["ingest"] = settings.ingest.model_copy(update={"spool_dir": workdir / "spool"})
+    if not _overridden("ALERTS__STORE"):
+        updates["alerts"] = settings.alerts.model_copy(update={"store": workdir / "alerts.db"})
+    if not _overridden("HTTP__PORT"):
+        updates["http"] = settings.http.model_copy(update={"port": free_port()})
+    settings = settings.model_copy(update=updates)
+    local = bool(stack._exit_callbacks)  # type: ignore[attr-defined]
+    with stack:
+        t0 = time.monotonic()
+        async with started(settings) as running:
+            published = await _watch(
+                settings, running, rate, duration, bad_fraction, workdir, console
+            )
+            # Give the last batch its flush before the orderly stop (which flushes too).
+            await asyncio.sleep(settings.ingest.flush_interval.total_seconds() + 0.5)
+        console.print(_table(running.service, time.monotonic() - t0))
+        _print_hints(settings, published, workdir, console, local)
+    return 0
+
+
+async def _watch(
+    settings: Settings,
+    running: Running,
+    rate: float,
+    duration: float,
+    bad_fraction: float,
+    workdir: Path,
+    console: Console,
+) -> int:
+    """Run the simulator and show live counts until Ctrl-C or the duration; messages sent."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sim = asyncio.create_task(
+        run_simulation(
+            settings,
+            per_kind=24,
+            rate=rate,
+            duration=duration,
+            count=0,
+            bad_fraction=bad_fraction,
+            seed=None,
+            stop=stop,
+        )
+    )
+    console.print(
+        f"[bold]envgrid[/]   http://{settings.http.host}:{running.http.port}/ (console, "
+        f"/metrics) — logs in {workdir / 'envgrid.log'}; Ctrl-C stops everything"
+    )
+    t0 = time.monotonic()
+    with Live(_table(running.service, 0.0), console=console, refresh_per_second=2) as live:
+        while not stop.is_set() and not sim.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+            live.update(_table(running.service, time.monotonic() - t0))
+    stop.set()
+    return await sim
+
+
+def _print_hints(
+    settings: Settings, published: int, workdir: Path, console: Console, local: bool
+) -> None:
+    console.print(f"published {published} messages. Query what was stored, e.g.:")
+    if not _overridden("INFLUX__URL"):
+        console.print(
+            f"  (start the demo's InfluxDB again first: influxd -config "
+            f"{workdir / 'influxdb' / 'influxdb.conf'})"
+        )
+    console.print(
+        f"  influx -host 127.0.0.1 -port {_port(settings.influx.url)} "
+        f"-database {settings.influx.database} -execute "
+        "'SELECT count(*) FROM /.*/ GROUP BY device_id LIMIT 5'"
+    )
+    console.print(
+        f"  curl -G '{settings.influx.url}/query' --data-urlencode "
+        f"'db={settings.influx.database}' --data-urlencode "
+        "'q=SELECT last(water_class) FROM water_quality GROUP BY site'"
+    )
+    if local:
+        console.print(f"local servers stopped; their data stays in {workdir}")
+
+
+def _port(url: str) -> int:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).port or 8086
+
+
+def _table(service: IngestService, elapsed: float) -> Table:
+    s = service.stats
+    t = Table(title=f"envgrid demo — {elapsed:,.0f} s")
+    t.add_column("kind")
+    t.add_column("received", justify="right")
+    for kind in KINDS:
+        t.add_row(kind, f"{s.received.get(kind, 0):,}")
+    t.add_row(
+        "[red]rejected[/]",
+        f"{sum(s.rejected.values()):,} "
+        + " ".join(f"{k}={v}" for k, v in sorted(s.rejected.items())),
+    )
+    t.add_row("[green]points written[/]", f"{s.points_written:,}")
+    rate = s.points_written / elapsed if elapsed > 1 else 0.0
+    t.add_row("points/s", f"{rate:,.0f}")
+    t.add_row("spool", f"{s.spool_records} batches, {s.spool_bytes:,} bytes")
+    t.add_row("broker", "connected" if s.mqtt_connected else "[red]disconnected[/]")
+    return t

@@ -1,0 +1,69 @@
+"""The standalone HJ 212 gateway process (``envgrid hj212-gateway run``): the gateway, its MQTT
+client and /healthz /readyz /metrics, without the ingest service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from prometheus_client.registry import CollectorRegistry
+
+from envgrid.app import load_registry
+from envgrid.settings import Settings
+from hj212.gateway import Hj212Gateway, no_messages, publisher_options, wait_for_broker
+from hj212.intake import load_stations
+from ingest.http import HttpServer, create_app
+from ingest.mqtt import MqttClient
+
+log = logging.getLogger("envgrid.hj212")
+
+
+async def run_gateway(settings: Settings, stop: asyncio.Event | None = None) -> int:
+    """Run the standalone gateway (and /healthz /readyz /metrics) until a signal or ``stop``."""
+    import signal
+
+    registry = load_registry(settings)
+    stations = load_stations(registry, settings.standards.timezone, settings.devices.registry)
+    connected = False
+
+    def on_state(up: bool, reason: str) -> None:
+        nonlocal connected
+        connected = up
+        if up:
+            log.info("connected to the broker (%s)", reason)
+        else:
+            log.warning("broker connection lost (%s): reconnecting", reason)
+
+    # Its own client id: an `envgrid run` gateway on the same host uses "-hj212".
+    client = MqttClient(publisher_options(settings, "hj212-gateway"), no_messages, on_state)
+    metrics = CollectorRegistry()
+    gateway = Hj212Gateway(settings, stations, client, metrics=metrics)
+
+    def readiness() -> tuple[bool, list[str]]:
+        why = []
+        if not connected:
+            why.append("not connected to the MQTT broker")
+        if not gateway.listening:
+            why.append("HJ 212 gateway not listening")
+        return not why, why
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    http = HttpServer(create_app(metrics, readiness), settings.http.host, settings.http.port)
+    await client.start()
+    try:
+        await wait_for_broker(client, settings)
+        await gateway.start()
+        await http.start()
+        log.info("HTTP on http://%s:%d (/healthz /readyz /metrics)", settings.http.host, http.port)
+        await stop.wait()
+        log.info("stopping the HJ 212 gateway")
+    finally:
+        await gateway.stop()
+        await http.stop()
+        await client.close()
+    return 0

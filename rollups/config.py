@@ -1,0 +1,63 @@
+"""The rollups' settings section (``[rollup]``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Protocol
+
+from pydantic import (
+    Field,
+    field_validator,
+)
+
+from devices.config import Duration, Section
+from ingest.config import StorageConfig
+
+
+class RollupSettings(Section):
+    """Hourly/daily rollups: the service's background task and the validity rules.
+
+    Defaults are GB 3095-2012 Table 4 and HJ 663-2013 (see docs/standards.md).
+    """
+
+    enabled: bool = Field(
+        default=True, description="run the rollup task in `envgrid run` (first worker only)"
+    )
+    interval: Duration = Field(
+        default=timedelta(minutes=10), description="how often recent windows are recomputed"
+    )
+    lateness: Duration = Field(
+        default=timedelta(hours=3), description="windows closed this recently are recomputed"
+    )
+    startup_lookback: Duration = Field(
+        default=timedelta(hours=48), description="recomputed once when the service starts"
+    )
+    hour_min_minutes: int = Field(
+        default=45, ge=1, le=60, description="air 1 h mean valid with this many minutes sampled"
+    )
+    day_min_hours: int = Field(
+        default=20, ge=1, le=24, description="air 24 h mean valid with this many valid hours"
+    )
+    o3_8h_min_hours: int = Field(
+        default=6, ge=1, le=8, description="O3 8 h mean valid with this many valid hours"
+    )
+    o3_8h_min_windows: int = Field(
+        default=14, ge=1, le=17, description="daily max 8 h O3 valid with this many 8 h means"
+    )
+    water_day_min_hours: int = Field(
+        default=1, ge=1, le=24, description="water daily mean valid with this many hours"
+    )
+
+    @field_validator("interval", "lateness", "startup_lookback")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("must be a positive duration, e.g. '10m', '3h', '2d'")
+        return v
+
+
+class RollupConfig(StorageConfig, Protocol):
+    """The sections the rollup job reads."""
+
+    @property
+    def rollup(self) -> RollupSettings: ...

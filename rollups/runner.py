@@ -1,0 +1,325 @@
+"""Rollups: read a local day (or some hours) from InfluxDB, compute, write the results back.
+
+The computation is ``rollups.windows`` (pure); this module only plans which windows to compute,
+fetches the readings with InfluxQL, and writes the points. Every result is stamped with its
+window's start and carries the same tags each time, so recomputing a window overwrites it:
+the background task and ``envgrid rollup`` can run any number of times.
+
+What is recomputed (``Rollup.plan``): every closed hour in the asked period; a local day that is
+closed and overlaps the period is recomputed whole (its hours and its daily figures), so late data
+changes the hourly and daily points together. The service's background task recomputes the last
+``rollup.startup_lookback`` once at start, then the last ``rollup.lateness`` every
+``rollup.interval``; readings older than that (a station back-filling after a long outage) need
+``envgrid rollup --from --to``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from devices.registry import Registry
+from ingest.influxql import InfluxQLClient, QueryError, Series, finite, quote_ident, time_literal
+from ingest.writer import InfluxWriter, Outcome
+from rollups.config import RollupConfig
+from rollups.windows import (
+    DATA_KIND_TAG,
+    ROLLUP_KINDS,
+    STATION_HOURLY,
+    Options,
+    Point,
+    RollupKind,
+    Station,
+    Validity,
+    Window,
+    day_window,
+    hour_windows,
+    local_days,
+)
+
+log = logging.getLogger("envgrid.rollup")
+
+KIND_NAMES: tuple[str, ...] = tuple(ROLLUP_KINDS)
+# Lines per write; rollups of one day of a large fleet stay well under InfluxDB's body limits.
+_WRITE_BATCH = 5000
+# Rows per chunk of a streamed query answer (InfluxDB 1.x may cap unchunked answers).
+_CHUNK = 10_000
+
+
+class RollupError(RuntimeError):
+    """Rollup points could not be written; the message says what InfluxDB answered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One unit of work: a kind and a local day, some of its hours, and whether the daily."""
+
+    kind: str
+    day: date
+    hours: tuple[int, ...] | None  # hour indexes of the day; None = all of them
+    daily: bool
+
+    def describe(self) -> str:
+        """A short label for progress output."""
+        what = "day" if self.daily else f"{len(self.hours or ())} h"
+        return f"{self.kind} {self.day.isoformat()} ({what})"
+
+
+@dataclass(slots=True)
+class Report:
+    """What a run did."""
+
+    tasks: int = 0
+    points: int = 0
+    by_measurement: dict[str, int] = field(default_factory=dict)
+
+
+def options_from(settings: RollupConfig) -> Options:
+    """The rollup options (time zone, validity, forced edition) of these settings."""
+    r = settings.rollup
+    return Options(
+        tz=ZoneInfo(settings.standards.timezone),
+        validity=Validity(
+            hour_min_minutes=r.hour_min_minutes,
+            day_min_hours=r.day_min_hours,
+            o3_8h_min_hours=r.o3_8h_min_hours,
+            o3_8h_min_windows=r.o3_8h_min_windows,
+            water_day_min_hours=r.water_day_min_hours,
+        ),
+        forced_edition=settings.standards.aqi_edition,
+    )
+
+
+def _ms(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        raise ValueError("rollup times must be timezone-aware")
+    return int(dt.timestamp() * 1000)
+
+
+class Rollup:
+    """Computes and writes rollups for one InfluxDB database and device registry."""
+
+    def __init__(
+        self,
+        settings: RollupConfig,
+        registry: Registry,
+        *,
+        kinds: Iterable[str] = KIND_NAMES,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.kinds: tuple[RollupKind, ...] = tuple(ROLLUP_KINDS[k] for k in kinds)
+        self.opts = options_from(settings)
+        self.client = InfluxQLClient(settings.influx)
+        self.writer = InfluxWriter(settings.influx)
+        # Chunked answers are a v1 /query feature (1.x, 3.x); the 2.x compatibility API may not
+        # stream, and one day of one kind is small enough to come in one piece there.
+        self._chunk = _CHUNK if settings.influx.api == "v1" else None
+
+    async def __aenter__(self) -> Rollup:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP sessions."""
+        await self.client.close()
+        await self.writer.close()
+
+    # ------------------------------------------------------------------------------ planning
+
+    def plan(self, start: datetime, end: datetime, now: datetime | None = None) -> list[Task]:
+        """The tasks that recompute every closed window overlapping [start, end).
+
+        A closed day overlapping the period is recomputed whole (hours and daily); for the day
+        still running, only its closed hours in the period.
+        """
+        now_ms = _ms(now or datetime.now(UTC))
+        start_ms, end_ms = _ms(start), min(_ms(end), now_ms)
+        tasks: list[Task] = []
+        for day in local_days(start_ms, end_ms, self.opts.tz):
+            if day_window(day, self.opts.tz).end_ms <= now_ms:
+                tasks += [Task(k.name, day, None, True) for k in self.kinds]
+                continue
+            hours = tuple(
+                i
+                for i, h in enumerate(hour_windows(day, self.opts.tz))
+                if h.end_ms <= now_ms and h.end_ms > start_ms and h.start_ms < end_ms
+            )
+            if hours:
+                tasks += [Task(k.name, day, hours, False) for k in self.kinds]
+        return tasks
+
+    # ------------------------------------------------------------------------------- running
+
+    async def run_range(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        now: datetime | None = None,
+        progress: Callable[[Task], None] | None = None,
+    ) -> Report:
+        """Recompute and write every closed window overlapping [start, end)."""
+        report = Report()
+        for task in self.plan(start, end, now):
+            points = await self.run_task(task)
+            report.tasks += 1
+            report.points += len(points)
+            for p in points:
+                report.by_measurement[p.measurement] = (
+                    report.by_measurement.get(p.measurement, 0) + 1
+                )
+            if progress is not None:
+                progress(task)
+        return report
+
+    async def run_recent(
+        self, now: datetime | None = None, *, within: float | None = None
+    ) -> Report:
+        """Recompute the windows closed within the lateness window (or ``within`` seconds)."""
+        now = now or datetime.now(UTC)
+        span = self.settings.rollup.lateness.total_seconds() if within is None else within
+        return await self.run_range(
+            datetime.fromtimestamp(now.timestamp() - span, tz=UTC), now, now=now
+        )
+
+    async def run_task(self, task: Task) -> list[Point]:
+        """Fetch one task's readings, compute its points and write them; the points."""
+        kind = ROLLUP_KINDS[task.kind]
+        hours = hour_windows(task.day, self.opts.tz)
+        if task.daily or task.hours is None:
+            span = day_window(task.day, self.opts.tz)
+        else:
+            span = Window(hours[min(task.hours)].start_ms, hours[max(task.hours)].end_ms)
+        stations = await self.fetch(kind, span)
+        points = kind.compute(stations, task.day, self.opts, task.hours, task.daily)
+        await self.write(points)
+        return points
+
+    async def fetch(self, kind: RollupKind, span: Window) -> list[Station]:
+        """The valid readings of one kind in a window, grouped into stations.
+
+        Only the normal field names are read: invalid-flagged values live under
+        ``<field>_invalid`` (module notes of rollups.windows) and are left out by construction.
+        """
+        fields = ", ".join(quote_ident(f) for f in kind.fields)
+        q = (
+            f"SELECT {fields} FROM {quote_ident(kind.source)} "
+            f"WHERE time >= {time_literal(span.start_ms)} AND time < {time_literal(span.end_ms)} "
+            "GROUP BY *"
+        )
+        series = await self.client.series(q, chunk_size=self._chunk)
+        return self._stations(kind, series)
+
+    def _stations(self, kind: RollupKind, series: Sequence[Series]) -> list[Station]:
+        by_id: dict[str, Station] = {}
+        for s in series:
+            device_id = s.tags.get("device_id", "")
+            if not device_id:
+                continue  # not a device's series (nothing to attach a rollup to)
+            st = by_id.get(device_id)
+            if st is None:
+                st = by_id[device_id] = self._station(kind, device_id, s.tags)
+            target = st.hourly if s.tags.get(DATA_KIND_TAG) == STATION_HOURLY else st.raw
+            cols = [(i, c) for i, c in enumerate(s.columns) if c in kind.fields]
+            t_col = s.columns.index("time")
+            for values in s.values:
+                ts = values[t_col]
+                if not isinstance(ts, int):
+                    continue
+                for i, name in cols:
+                    v = finite(values[i])
+                    if v is not None:
+                        target.setdefault(name, []).append((ts, v))
+        return [by_id[k] for k in sorted(by_id)]
+
+    def _station(self, kind: RollupKind, device_id: str, tags: dict[str, str]) -> Station:
+        """Tags of a station's rollups: from the registry when it knows the device (as the raw
+        points got theirs), else from the raw points' own tags."""
+        device = self.registry.get(device_id)
+        if device is not None:
+            out = {"device_id": device.id, "site": device.site, "county": device.county}
+            for key in kind.tag_keys:
+                if device.facts.get(key) is not None:
+                    out[key] = str(device.facts[key])
+            assessment = str(device.facts.get("assessment") or "")
+        else:
+            keys = ("device_id", "site", "county", *kind.tag_keys)
+            out = {k: tags[k] for k in keys if tags.get(k)}
+            assessment = tags.get("assessment", "")
+        return Station(tags={k: v for k, v in out.items() if v != ""}, assessment=assessment)
+
+    async def write(self, points: Sequence[Point]) -> None:
+        """Write points; RollupError unless InfluxDB took every one."""
+        lines = [line for p in points if (line := p.line()) is not None]
+        for i in range(0, len(lines), _WRITE_BATCH):
+            batch = lines[i : i + _WRITE_BATCH]
+            d = await self.writer.deliver(batch)
+            if d.outcome is not Outcome.OK:
+                raise RollupError(f"InfluxDB did not take the rollup points: {d.message}")
+            if d.rejected:
+                idx, reason = d.rejected[0]
+                raise RollupError(f"InfluxDB refused a rollup point ({reason}): {batch[idx][:200]}")
+
+    # ---------------------------------------------------------------------- background task
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Recompute the start-up lookback once, then the lateness window every interval."""
+        r = self.settings.rollup
+        lookback: float | None = r.startup_lookback.total_seconds()
+        while not stop.is_set():
+            try:
+                report = await self.run_recent(within=lookback)
+                if report.points:
+                    log.info("rollup: %d points in %d tasks", report.points, report.tasks)
+                lookback = None  # done once: from now on only the lateness window
+            except (QueryError, RollupError) as e:
+                # InfluxDB down or refusing: keep the service up and try again next interval.
+                log.warning("rollup failed, retrying in %s: %s", r.interval, e)
+            except Exception:
+                # A bug or unexpected data must not end the task silently: log it, keep going.
+                log.exception("rollup pass failed, retrying in %s", r.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=r.interval.total_seconds())
+
+
+class Background:
+    """The service's rollup task: started with the service, stopped before it."""
+
+    def __init__(self, rollup: Rollup) -> None:
+        self.rollup = rollup
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(rollup.run_forever(self._stop), name="rollup")
+
+    async def stop(self) -> None:
+        """Stop after the current task (a half-written day is rewritten whole next time)."""
+        self._stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=10)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.rollup.close()
+
+
+def start_background(
+    settings: RollupConfig, registry: Registry, worker: int | None = None
+) -> Background | None:
+    """Start the rollup task if ``rollup.enabled`` and this is the first (or only) worker."""
+    if not settings.rollup.enabled or (worker or 0) != 0:
+        return None
+    log.info(
+        "rollups every %s (lateness %s, start-up lookback %s)",
+        settings.rollup.interval,
+        settings.rollup.lateness,
+        settings.rollup.startup_lookback,
+    )
+    return Background(Rollup(settings, registry))
