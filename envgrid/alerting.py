@@ -1,8 +1,6 @@
 """The alert engine inside the service: reading sink, timer, notification outbox, API router.
 
-Roles (``envgrid run --role``): ``all`` runs ingest and alerts in one process; ``ingest`` runs no
-engine; ``alerts`` runs the engine alone, subscribed without sharing (every reading of every
-device reaches it) and writing no readings, so ingest workers can scale out with ``$share``.
+The process's :class:`~envgrid.roles.Role` decides whether the engine runs here.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ from alerts.notify import DeliveryError, InfluxTarget, MqttTarget, Outbox, Targe
 from alerts.rules import RuleError, load_rules
 from alerts.store import AlertStore, KnownDevice, StoreError
 from devices.registry import Registry
+from envgrid.roles import Role
 from envgrid.settings import Settings
 from ingest.pipeline import Accepted
 from ingest.service import IngestService
@@ -30,18 +29,14 @@ from ingest.writer import Outcome
 
 log = logging.getLogger("envgrid.alerting")
 
-ROLES = ("all", "ingest", "alerts")
-
 
 class AlertSetupError(RuntimeError):
     """The alert engine cannot start (bad rules, unusable store); one line per problem."""
 
 
-def role_settings(settings: Settings, role: str) -> Settings:
+def role_settings(settings: Settings, role: Role) -> Settings:
     """Settings adjusted for a role: the alerts role has its own client id, spool and no $share."""
-    if role not in ROLES:
-        raise AlertSetupError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
-    if role != "alerts":
+    if role.ingests:
         return settings
     if not settings.alerts.enabled:
         raise AlertSetupError(
@@ -129,11 +124,11 @@ class Alerting:
 
 
 def build_alerting(
-    settings: Settings, service: IngestService, registry: Registry, *, role: str = "all"
+    settings: Settings, service: IngestService, registry: Registry, *, role: Role = Role.ALL
 ) -> Alerting | None:
     """The alert engine wired into ``service`` (None for the ingest role or when disabled)."""
     a = settings.alerts
-    if role == "ingest" or not a.enabled:
+    if not role.evaluates or not a.enabled:
         return None
     try:
         rules = load_rules(a.rules)

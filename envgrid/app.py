@@ -16,6 +16,7 @@ from devices import air
 from devices.kinds import KINDS
 from devices.registry import Registry
 from envgrid.alerting import build_alerting, role_settings
+from envgrid.roles import Role
 from envgrid.settings import Settings
 from hj212.gateway import ServiceGateway
 from ingest.http import HttpServer, create_app
@@ -50,7 +51,7 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def started(
-    settings: Settings, *, worker: int | None = None, role: str = "all"
+    settings: Settings, *, worker: int | None = None, role: Role = Role.ALL
 ) -> AsyncIterator[Running]:
     """Start ingest and/or alerts (``role``: all, ingest, alerts), the HTTP API, the HJ 212
     intake and the rollups; stop them in order (readings made durable first) on exit."""
@@ -63,7 +64,7 @@ async def started(
         KINDS,
         registry,
         worker=worker,
-        evaluate_only=role == "alerts",
+        evaluate_only=not role.ingests,
         protocols=hj212.protocols,
     )
     alerting = build_alerting(settings, service, registry, role=role)
@@ -84,7 +85,7 @@ async def started(
         raise
     if alerting is not None:
         await alerting.start()
-    rollups = start_background(settings, registry, worker) if role != "alerts" else None
+    rollups = start_background(settings, registry, worker) if role.ingests else None
     try:
         yield Running(service, http, registry)
     finally:
@@ -102,7 +103,9 @@ async def started(
             await console.close()
 
 
-async def run_service(settings: Settings, *, worker: int | None = None, role: str = "all") -> int:
+async def run_service(
+    settings: Settings, *, worker: int | None = None, role: Role = Role.ALL
+) -> int:
     """Run until SIGTERM/SIGINT; the exit code."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

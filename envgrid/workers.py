@@ -44,6 +44,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from envgrid.localstack import free_port
+from envgrid.roles import Role
 from envgrid.settings import Settings
 
 log = logging.getLogger("envgrid.workers")
@@ -63,7 +64,7 @@ class Child:
     """One supervised process: an ingest worker or the alerts process."""
 
     label: str  # "0", "1", … or "alerts": the metrics label and the log name
-    role: str
+    role: Role
     worker: int | None
     proc: asyncio.subprocess.Process | None = None
     port: int = 0
@@ -78,7 +79,7 @@ class Child:
 
     @property
     def name(self) -> str:
-        return "alerts process" if self.role == "alerts" else f"worker {self.label}"
+        return "alerts process" if self.role is Role.ALERTS else f"worker {self.label}"
 
 
 def shared_group(settings: Settings) -> str:
@@ -96,9 +97,9 @@ class Supervisor:
         self.config = config
         self.log_level = log_level
         self.group = shared_group(settings)
-        self.children = [Child(str(i), "ingest", i) for i in range(workers)]
+        self.children = [Child(str(i), Role.INGEST, i) for i in range(workers)]
         if settings.alerts.enabled:
-            self.children.append(Child("alerts", "alerts", None))
+            self.children.append(Child("alerts", Role.ALERTS, None))
         self._stopping = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -121,7 +122,7 @@ class Supervisor:
         env = dict(os.environ)
         env["ENVGRID_HTTP__HOST"] = "127.0.0.1"
         env["ENVGRID_HTTP__PORT"] = str(child.port)
-        if child.role == "ingest":
+        if child.role is Role.INGEST:
             env["ENVGRID_MQTT__SHARED_GROUP"] = self.group
         return env
 
@@ -175,7 +176,7 @@ class Supervisor:
                 await self._spawn(child)
             log.info(
                 "%d ingest workers sharing $share/%s/…%s; HTTP on http://%s:%d",
-                sum(c.role == "ingest" for c in self.children),
+                sum(c.role is Role.INGEST for c in self.children),
                 self.group,
                 ", one alerts process" if self.settings.alerts.enabled else "",
                 self.settings.http.host,
@@ -283,7 +284,7 @@ class Supervisor:
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
         """Everything but health and metrics goes to the alerts process (alert API, console)."""
-        target = next((c for c in self if c.role == "alerts"), None)
+        target = next((c for c in self if c.role is Role.ALERTS), None)
         if target is None or self._session is None:
             return web.json_response({"detail": "Not Found"}, status=404)
         if not target.running:

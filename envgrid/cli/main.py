@@ -25,6 +25,7 @@ from envgrid.cli.dashboards import dashboards_app
 from envgrid.cli.hj212 import hj212_app
 from envgrid.cli.report import report_app
 from envgrid.cli.rollup import rollup_app
+from envgrid.roles import Role
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -49,12 +50,12 @@ def run(
     config: ConfigOpt = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
     role: Annotated[
-        str,
+        Role,
         typer.Option(
             help="all: ingest and alerts; ingest: no alert engine; alerts: the alert engine "
             "alone (subscribes without sharing, writes no readings)."
         ),
-    ] = "all",
+    ] = Role.ALL,
     workers: Annotated[
         int,
         typer.Option(
@@ -70,18 +71,16 @@ def run(
     ] = None,
 ) -> None:
     """Run the service: consume MQTT, write InfluxDB, serve /healthz /readyz /metrics."""
-    from envgrid.alerting import ROLES, AlertSetupError
+    from envgrid.alerting import AlertSetupError
     from envgrid.app import run_service
     from ingest.mqtt import MqttError
 
-    if role not in ROLES:
-        raise fail(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
-    if workers and role != "all":
+    if workers and role is not Role.ALL:
         raise fail("--workers starts its own ingest and alerts processes: drop --role")
     if worker is not None:
         setup_logging(log_level, tag=f"[worker {worker}] ")
     else:
-        setup_logging(log_level, tag="[alerts] " if role == "alerts" else "")
+        setup_logging(log_level, tag="[alerts] " if role is Role.ALERTS else "")
     settings = settings_or_exit(config)
     try:
         if workers:

@@ -25,6 +25,7 @@ from devices.registry import Registry
 from envgrid.alerting import Alerting, build_alerting, role_settings
 from envgrid.app import configure_standards
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto, free_port
+from envgrid.roles import Role
 from envgrid.settings import Settings
 from ingest.http import HttpServer, create_app
 from ingest.mqtt import Message
@@ -143,14 +144,14 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, role: str = "all") -> AsyncIterator[Running]:
+async def running(settings: Settings, role: Role = Role.ALL) -> AsyncIterator[Running]:
     """Start the service in this loop; stop it afterwards."""
     configure_standards(settings)
     settings = role_settings(settings, role)
     reg = (
         Registry.load(settings.devices.registry, KINDS) if settings.devices.registry else Registry()
     )
-    service = IngestService(settings, KINDS, reg, evaluate_only=role == "alerts")
+    service = IngestService(settings, KINDS, reg, evaluate_only=not role.ingests)
     alerting = build_alerting(settings, service, reg, role=role)
     assert alerting is not None
     app = create_app(service.metrics, service.readiness, [alerting.router])
@@ -469,7 +470,7 @@ async def test_alerts_role_evaluates_without_writing(
         async with (
             mqtt_client(mosquitto, [f"{prefix}/alerts/#"], got.mqtt.append, f"col-{prefix}"),
             mqtt_client(mosquitto, [f"{prefix}/deadletter/#"], letters.append, f"dl-{prefix}"),
-            running(settings, role="alerts") as run,
+            running(settings, role=Role.ALERTS) as run,
             mqtt_client(mosquitto, client_id=f"pub-{prefix}") as pub,
         ):
             assert run.service.settings.mqtt.client_id.endswith("-alerts")
