@@ -1,6 +1,6 @@
 """Shared pytest fixtures for envgrid.
 
-Tests run against real servers, never mocks (ARCHITECTURE.md, "Real parts"): the
+Tests run against real servers, never mocks (docs/architecture.md): the
 fixtures below start the Debian-packaged mosquitto, influxd and victoria-metrics on
 free 127.0.0.1 ports with their data in pytest's temporary folders (see
 ``envgrid.localstack``), and stop them afterwards.
