@@ -249,6 +249,74 @@ def devices_check(path: Path) -> None:
     )
 
 
+@devices_app.command("provision")
+def devices_provision(
+    registry: Path,
+    out: Annotated[Path, typer.Option(help="Folder for the broker's files and credentials.")],
+    config: ConfigOpt = None,
+    device_port: Annotated[int, typer.Option(help="The devices' listener.")] = 1883,
+    service_port: Annotated[
+        int, typer.Option(help="envgrid's own listener (service, workers, HJ 212 gateway).")
+    ] = 1884,
+    service_bind: Annotated[
+        str, typer.Option(help="Address of envgrid's listener ('' = every interface).")
+    ] = "127.0.0.1",
+    conf_dir: Annotated[
+        str, typer.Option(help="OUT as the broker sees it (e.g. /mosquitto/config in a container).")
+    ] = "",
+    data_dir: Annotated[
+        str, typer.Option(help="The broker's persistence folder.")
+    ] = "/var/lib/mosquitto/",
+    simulator: Annotated[
+        bool, typer.Option(help="Add user 'simulator', allowed every device topic (demo, tests).")
+    ] = False,
+    prune: Annotated[
+        bool, typer.Option(help="Drop credentials of devices no longer in the registry.")
+    ] = False,
+) -> None:
+    """Write a Mosquitto set-up in which each device may publish only on its own topic."""
+    from envgrid.provision import BrokerLayout, ProvisionError, provision
+
+    settings = settings_or_exit(config)
+    try:
+        reg = Registry.parse(registry.read_text(encoding="utf-8"), str(registry), KINDS)
+        layout = BrokerLayout(
+            device_port=device_port,
+            service_port=service_port,
+            service_bind=service_bind or None,
+            conf_dir=conf_dir,
+            persistence_location=data_dir,
+        )
+        report = provision(
+            reg,
+            out,
+            prefix=settings.mqtt.topic_prefix,
+            kinds=KINDS,
+            layout=layout,
+            simulator=simulator,
+            prune=prune,
+        )
+    except (RegistryError, ProvisionError) as e:
+        raise fail(str(e)) from None
+    except OSError as e:
+        raise fail(f"{e.filename or out}: {e.strerror}") from None
+    typer.echo(
+        f"{out}: {len(report.added)} credentials added, {len(report.kept)} kept, "
+        f"{len(report.removed)} removed; installers' list in {out / 'credentials.csv'}"
+    )
+    if report.stale:
+        typer.echo(
+            f"kept {len(report.stale)} devices no longer in the registry "
+            f"({', '.join(report.stale[:5])}{' …' if len(report.stale) > 5 else ''}); "
+            "--prune drops them",
+            err=True,
+        )
+    typer.echo(
+        f"envgrid connects to port {service_port} as user envgrid: "
+        f"ENVGRID_MQTT__PASSWORD_FILE={out / 'envgrid.password'} (docs/security.md)"
+    )
+
+
 def main() -> None:
     """Entry point of the ``envgrid`` script."""
     try:
