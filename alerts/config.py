@@ -43,6 +43,15 @@ class AlertsSettings(Section):
     retry_max: Duration = Field(
         default=timedelta(seconds=60), description="longest wait between delivery attempts"
     )
+    routing: Path | None = Field(
+        default=None,
+        description="routing file: receivers (DingTalk, WeCom, Feishu, SMS, e-mail), routes, "
+        "on-call rota (docs/notifications.md); unset: no people notified",
+    )
+    console_url: str | None = Field(
+        default=None,
+        description="console address for links in messages, e.g. https://envgrid.example.cn",
+    )
 
     @field_validator("webhook_url")
     @classmethod

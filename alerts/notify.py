@@ -35,11 +35,18 @@ InfluxWrite = Callable[[bytes], Awaitable[None]]
 
 
 class DeliveryError(Exception):
-    """A target did not take a notification; ``permanent`` means retrying cannot help."""
+    """A target did not take a notification; ``permanent`` means retrying cannot help.
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    ``retry_after_s`` is the wait the target asked for (a vendor's rate limit): the next attempt
+    comes no sooner than that, whatever the backoff says.
+    """
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.retry_after_s = retry_after_s
 
 
 class Target(Protocol):
@@ -180,6 +187,7 @@ class Outbox:
         self._events = {t.name: asyncio.Event() for t in self.targets}
         self._down: dict[str, str] = {}  # target → first error of the current outage
         self.delivered = {t.name: 0 for t in self.targets}
+        self.failed: dict[str, int] = {}  # refused for good since start, by target
 
     @property
     def names(self) -> list[str]:
@@ -224,7 +232,9 @@ class Outbox:
         try:
             await target.send(json.loads(item.payload), item.payload)
         except DeliveryError as e:
-            return self._failed(target, item, str(e), permanent=e.permanent)
+            return self._failed(
+                target, item, str(e), permanent=e.permanent, retry_after_s=e.retry_after_s
+            )
         except Exception as e:  # a bug in a target must not stop delivery to the others
             log.exception("alert target %s failed unexpectedly", target.name)
             return self._failed(target, item, f"{type(e).__name__}: {e}", permanent=False)
@@ -240,7 +250,15 @@ class Outbox:
             )
         return True
 
-    def _failed(self, target: Target, item: OutboxItem, error: str, *, permanent: bool) -> bool:
+    def _failed(
+        self,
+        target: Target,
+        item: OutboxItem,
+        error: str,
+        *,
+        permanent: bool,
+        retry_after_s: float | None = None,
+    ) -> bool:
         now = int(self._clock() * 1000)
         with self.store.transaction():
             if permanent:
@@ -249,8 +267,11 @@ class Outbox:
                 attempts = item.attempts + 1
                 delay = min(self._max, self._initial * 2 ** (attempts - 1))
                 delay *= random.uniform(0.8, 1.0)  # spread retries of many processes
+                if retry_after_s is not None:
+                    delay = max(delay, retry_after_s)
                 self.store.retry_later(item.id, attempts, now + int(delay * 1000), error)
         if permanent:
+            self.failed[target.name] = self.failed.get(target.name, 0) + 1
             log.error(
                 "alert target %s refused notification %d for good: %s", target.name, item.id, error
             )

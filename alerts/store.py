@@ -282,6 +282,14 @@ class AlertStore:
             ) from e
         self._depth = 0
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for modules keeping their own tables in this file (alerts/dispatch.py).
+
+        Their writes join :meth:`transaction`, so they commit atomically with the outbox.
+        """
+        return self._db
+
     def close(self) -> None:
         """Close the database (committed data is already on disk)."""
         self._db.close()

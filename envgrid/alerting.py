@@ -8,17 +8,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from alerts.api import create_router
+from alerts.dispatch import Dispatcher, RouteTarget, failed_counts
 from alerts.engine import AlertEngine, Observation
 from alerts.notify import DeliveryError, InfluxTarget, MqttTarget, Outbox, Target, WebhookTarget
-from alerts.rules import RuleError, load_rules
+from alerts.notify_api import create_notify_router
+from alerts.receivers import build_receiver
+from alerts.routing import RoutingError, load_routing
+from alerts.rules import RuleError, RuleSet, load_rules
 from alerts.store import AlertStore, KnownDevice, StoreError
 from devices.registry import Registry
 from envgrid.roles import Role
@@ -61,6 +66,7 @@ class Alerting:
     store: AlertStore
     outbox: Outbox
     router: APIRouter
+    dispatcher: Dispatcher | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def sink(self, res: Accepted) -> None:
@@ -106,6 +112,11 @@ class Alerting:
                 self.engine.tick()
             except Exception:  # keep ticking: the next tick retries what failed
                 log.exception("alert tick failed")
+            if self.dispatcher is not None:
+                try:
+                    self.dispatcher.tick()
+                except Exception:  # the next tick retries: groups stay pending in the store
+                    log.exception("notification grouping tick failed")
 
     async def stop(self, grace_s: float = 3.0) -> None:
         """Stop the timer, persist, deliver what is due within the grace, close the store."""
@@ -114,6 +125,9 @@ class Alerting:
             tick.cancel()
             await asyncio.gather(tick, return_exceptions=True)
         self.engine.flush()
+        if self.dispatcher is not None:
+            with contextlib.suppress(Exception):  # a group not flushed now is flushed next run
+                self.dispatcher.tick()
         for t in self._tasks[1:]:
             t.cancel()
         await asyncio.gather(*self._tasks[1:], return_exceptions=True)
@@ -133,6 +147,10 @@ def build_alerting(
     try:
         rules = load_rules(a.rules)
     except RuleError as e:
+        raise AlertSetupError("\n".join(e.errors)) from None
+    try:
+        routing = load_routing(a.routing)
+    except RoutingError as e:
         raise AlertSetupError("\n".join(e.errors)) from None
     try:
         store = AlertStore(a.store)
@@ -155,16 +173,49 @@ def build_alerting(
                 raise DeliveryError(f"InfluxDB {res.status}: {res.message}", permanent=permanent)
 
         targets.append(InfluxTarget(write))
-    outbox = Outbox(store, targets, backoff_max_s=a.retry_max.total_seconds())
+    receivers = {name: build_receiver(conf) for name, conf in routing.receivers.items()}
+    dispatcher: Dispatcher | None = None
+    if routing.receivers:
+        dispatcher = Dispatcher(
+            store, routing, receivers, console_url=a.console_url, enrich=_enricher(rules)
+        )
+        if routing.routes:
+            targets.append(RouteTarget(dispatcher))
+    engine_targets = [t.name for t in targets]
+    outbox = Outbox(
+        store, [*targets, *receivers.values()], backoff_max_s=a.retry_max.total_seconds()
+    )
+    if dispatcher is not None:
+        dispatcher.on_enqueue = outbox.wake
     expected = [KnownDevice(d.kind, d.id, d.site, d.county) for d in registry if d.kind is not None]
     engine = AlertEngine(
-        rules, store, targets=outbox.names, expected=expected, on_enqueue=outbox.wake
+        rules, store, targets=engine_targets, expected=expected, on_enqueue=outbox.wake
     )
     token = settings.http.token.get_secret_value() if settings.http.token else None
-    alerting = Alerting(settings, engine, store, outbox, create_router(engine, token))
+    router = create_router(engine, token)
+    router.include_router(create_notify_router(store, dispatcher, token))
+    alerting = Alerting(settings, engine, store, outbox, router, dispatcher)
     service.sinks.append(alerting.sink)
     service.metrics.register(_AlertMetrics(alerting))
     return alerting
+
+
+def _enricher(rules: RuleSet) -> Callable[[dict[str, Any]], None]:
+    """Adds what people read but the event lacks: the rule's limit as written."""
+
+    def enrich(event: dict[str, Any]) -> None:
+        rule = rules.by_id.get(str(event.get("rule_id")))
+        if rule is None:
+            return
+        if rule.when is not None:
+            event.setdefault("limit", rule.when.text)
+        elif rule.nodata_ms:
+            event.setdefault("limit", f"nodata {rule.nodata_ms // 60_000} min")
+        zh = getattr(rule, "description_zh", "")
+        if zh:
+            event.setdefault("description_zh", zh)
+
+    return enrich
 
 
 class _AlertMetrics(Collector):
@@ -194,3 +245,13 @@ class _AlertMetrics(Collector):
         for name, n in self.a.outbox.delivered.items():
             sent.add_metric([name], n)
         yield sent
+        failed = GaugeMetricFamily(
+            "envgrid_alert_notifications_failed",
+            "Notifications a target refused for good (bad signature, token, address)",
+            labels=["target"],
+        )
+        with contextlib.suppress(Exception):
+            counts = failed_counts(self.a.store)
+            for name in self.a.outbox.names:
+                failed.add_metric([name], counts.get(name, 0))
+        yield failed

@@ -1,0 +1,81 @@
+"""HTTP API of notifications: what was sent for an alert, who is on call, test a receiver."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel
+
+from alerts.api import bearer_guard
+from alerts.dispatch import Dispatcher, notifications
+from alerts.store import AlertStore
+
+
+class SentOut(BaseModel):
+    """One message that named the alert."""
+
+    receiver: str
+    reason: str
+    result: str
+    created_at: datetime
+    delivered_at: datetime | None
+    attempts: int
+    error: str | None
+    alerts_in_message: int
+
+
+class OnCallOut(BaseModel):
+    """Who is on duty in a rota now, and until the next weekly handover."""
+
+    rota: str
+    person: str | None
+    name: str | None
+    until: datetime
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def create_notify_router(
+    store: AlertStore, dispatcher: Dispatcher | None, token: str | None
+) -> APIRouter:
+    """``/api/alerts/{id}/notifications``, ``/api/oncall``, ``/api/receivers/{name}/test``."""
+    router = APIRouter(prefix="/api", tags=["notifications"])
+    write = [Depends(bearer_guard(token))]
+
+    @router.get("/alerts/{alert_id}/notifications", response_model=list[SentOut])
+    async def alert_notifications(alert_id: int) -> list[SentOut]:
+        return [
+            SentOut(
+                receiver=s.target,
+                reason=s.reason,
+                result=s.result,
+                created_at=_dt(s.created_ms) or datetime.now(UTC),
+                delivered_at=_dt(s.delivered_ms or s.failed_ms),
+                attempts=s.attempts,
+                error=s.last_error,
+                alerts_in_message=s.alerts_in_message,
+            )
+            for s in notifications(store, alert_id)
+        ]
+
+    @router.get("/oncall", response_model=list[OnCallOut])
+    async def oncall() -> list[OnCallOut]:
+        if dispatcher is None:
+            return []
+        now = datetime.now(UTC)
+        return [
+            OnCallOut(rota=r, person=p.id if p else None, name=p.label if p else None, until=u)
+            for r, p, u in dispatcher.routing.oncall.board(now)
+        ]
+
+    @router.post("/receivers/{name}/test", dependencies=write, status_code=202)
+    async def test_receiver(name: str) -> dict[str, str]:
+        if dispatcher is None or name not in dispatcher.receivers:
+            raise HTTPException(404, f"no receiver {name!r} in ENVGRID_ALERTS__ROUTING")
+        dispatcher.send_test(name)
+        return {"queued": name, "see": "GET /api/receivers/{name}/test results in envgrid logs"}
+
+    return router
