@@ -1,0 +1,1 @@
+"""Several envgrid hosts as members of one cluster: leases in PostgreSQL (docs/deploy.md)."""
