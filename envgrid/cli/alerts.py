@@ -8,14 +8,19 @@ another machine, use the HTTP API (docs/alerts.md).
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 
+from alerts.notify import DeliveryError
+from alerts.receivers import build_receiver
+from alerts.routing import RoutingError, check_routing, is_routing_file, load_routing
 from alerts.rules import check_rules
 from alerts.store import AlertFilter, AlertStore, StoreError
 from envgrid.cli.common import ConfigOpt, fail, settings_or_exit
@@ -30,7 +35,10 @@ STATES = ("pending", "firing", "resolved")
 def rules_check(
     path: Annotated[Path, typer.Argument(help="A rule file or a folder of *.yaml.")],
 ) -> None:
-    """Validate rules: every problem with its file, line and fix (exit 1 if any)."""
+    """Validate rules or a routing file: every problem with its file, line and fix (exit 1)."""
+    if path.is_file() and is_routing_file(path):
+        _check_routing(path)
+        return
     rules, errors = check_rules(path)
     for e in errors:
         typer.echo(e, err=True)
@@ -39,6 +47,63 @@ def rules_check(
     by_kind = Counter(r.kind for r in rules.rules)
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items()))
     typer.echo(f"{path}: {len(rules)} rules OK ({kinds})")
+
+
+def _check_routing(path: Path) -> None:
+    routing, errors = check_routing(path)
+    for e in errors:
+        typer.echo(e, err=True)
+    if errors:
+        raise fail(f"{len(errors)} problem(s) in {path}", code=1)
+    typer.echo(
+        f"{path}: routing OK ({len(routing.receivers)} receivers, {len(routing.routes)} routes, "
+        f"{len(routing.oncall.rotas)} rotas)"
+    )
+    now = datetime.now(UTC)
+    for rota, person, until in routing.oncall.board(now):
+        who = f"{person.label} ({person.id})" if person else "nobody"
+        typer.echo(f"  on call now in {rota}: {who} until {until:%Y-%m-%d %H:%M %Z}")
+
+
+@alerts_app.command("test-receiver")
+def alerts_test_receiver(
+    name: Annotated[str, typer.Argument(help="A receiver of ENVGRID_ALERTS__ROUTING.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Send a test message to one receiver now and print the vendor's answer."""
+    s = settings_or_exit(config)
+    if s.alerts.routing is None:
+        raise fail("no routing file: set ENVGRID_ALERTS__ROUTING (docs/notifications.md)")
+    try:
+        routing = load_routing(s.alerts.routing)
+    except RoutingError as e:
+        raise fail("\n".join(e.errors)) from None
+    conf = routing.receivers.get(name)
+    if conf is None:
+        known = ", ".join(routing.receivers) or "none"
+        raise fail(f"no receiver {name!r} in {s.alerts.routing}; known: {known}")
+    target = build_receiver(conf)
+
+    async def send() -> None:
+        payload: dict[str, Any] = {"type": "alerts", "reason": "test", "alerts": []}
+        if conf.spec.oncall:
+            person = routing.oncall.now(conf.spec.oncall, datetime.now(UTC))
+            if person is not None:
+                payload["people"] = [{"id": person.id, "name": person.label}]
+                payload["mobiles"] = [*conf.spec.mobiles, *([person.mobile] * bool(person.mobile))]
+                payload["emails"] = [person.email] if person.email else []
+        payload.setdefault("mobiles", list(conf.spec.mobiles))
+        try:
+            await target.send(payload, json.dumps(payload))
+        finally:
+            await target.close()
+
+    try:
+        asyncio.run(send())
+    except DeliveryError as e:
+        kind = "permanent error" if e.permanent else "temporary error"
+        raise fail(f"{name}: {kind}: {e}") from None
+    typer.echo(f"{name}: test message accepted by {conf.spec.type}")
 
 
 def _open_store(config: Path | None) -> tuple[AlertStore, ZoneInfo]:

@@ -143,3 +143,29 @@ def test_message_names_device_site_value_limit_standard_and_link() -> None:
         assert part in r.markdown
     en = render({"alerts": [alert]}, "en")
     assert "[critical]" in en.title and "DO low" in en.markdown
+
+
+def test_docs_routing_example_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "notifications.md").read_text(encoding="utf-8")
+    example = doc.split("# routing.yaml (this example is loaded by a test)\n", 1)[1]
+    example = example.split("```", 1)[0]
+    for var in (
+        "DINGTALK_TOKEN",
+        "DINGTALK_SECRET",
+        "WECOM_KEY",
+        "FEISHU_HOOK",
+        "SMTP_PASSWORD",
+        "ALIYUN_AK",
+        "ALIYUN_SK",
+    ):
+        monkeypatch.setenv(var, "x")
+    secret = tmp_path / "feishu"
+    secret.write_text("s\n", encoding="utf-8")
+    example = example.replace("/run/secrets/feishu", str(secret))
+    routing, errors = parse_routing(example, "notifications.md")
+    assert errors == []
+    assert [r.name for r in routing.routes] == ["water-critical", "everything-else"]
+    assert routing.receivers["duty-feishu"].secret == "s"
+    event = {"severity": "critical", "kind": "water", "county": "", "site": "", "rule_id": "x"}
+    assert [r.name for r in routing.match(event)] == ["water-critical", "everything-else"]
+    assert [r.name for r in routing.match({**event, "kind": "pv"})] == ["everything-else"]
