@@ -18,6 +18,8 @@ from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.variants import Dataquery
 from grafana_foundation_sdk.models.dashboard import AnnotationTarget, DataSourceRef
 
+from ingest.influxql import quote_ident, quote_string
+
 ResultFormat = Literal["time_series", "table", "logs"]
 
 TIME_FILTER = "$timeFilter"  # Grafana: time >= <from>ms and time <= <to>ms
@@ -118,14 +120,9 @@ class InfluxAnnotation(Builder[AnnotationTarget]):
         return self._internal
 
 
-def ident(name: str) -> str:
-    """An InfluxQL identifier in double quotes."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def literal(value: str) -> str:
-    """An InfluxQL string literal in single quotes."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+# envgrid's one InfluxQL quoting, under the short names the dashboard builders write.
+ident = quote_ident
+literal = quote_string
 
 
 def matches(tag: str, variable: str) -> str:

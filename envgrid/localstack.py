@@ -13,7 +13,8 @@ which then stops them in order), stop with SIGTERM (SIGKILL after a timeout) on
 ``stop()`` and ``__exit__``, and an ``atexit`` hook stops whatever is still running
 when the interpreter exits, so an aborted test run leaves no orphan processes.
 
-Only the standard library is used, so this module is safe to import anywhere.
+Besides the standard library it uses only envgrid's one InfluxQL quoting
+(``ingest.influxql.quote_ident``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
+
+from ingest.influxql import quote_ident
 
 __all__ = [
     "InfluxQueryError",
@@ -578,10 +581,6 @@ class LocalMosquitto(LocalServer):
 # -------------------------------------------------------------------------- influxdb
 
 
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 class LocalInfluxDB(LocalServer):
     """An InfluxDB 1.x server (``influxd``) on ``http://127.0.0.1:PORT``."""
 
@@ -694,10 +693,10 @@ class LocalInfluxDB(LocalServer):
         return answer
 
     def create_database(self, name: str) -> None:
-        self.query(f"CREATE DATABASE {_quote_ident(name)}")
+        self.query(f"CREATE DATABASE {quote_ident(name)}")
 
     def drop_database(self, name: str) -> None:
-        self.query(f"DROP DATABASE {_quote_ident(name)}")
+        self.query(f"DROP DATABASE {quote_ident(name)}")
 
     def databases(self) -> list[str]:
         return [row["name"] for row in self.points("SHOW DATABASES", db="")]
@@ -730,8 +729,8 @@ class LocalInfluxDB(LocalServer):
 
     def count(self, measurement: str, db: str, field: str = "*") -> int:
         """Points in a measurement: COUNT(field), the largest over fields for ``*``."""
-        selector = "*" if field == "*" else _quote_ident(field)
-        rows = self.points(f"SELECT COUNT({selector}) FROM {_quote_ident(measurement)}", db)
+        selector = "*" if field == "*" else quote_ident(field)
+        rows = self.points(f"SELECT COUNT({selector}) FROM {quote_ident(measurement)}", db)
         counts = [
             int(value)
             for row in rows
