@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from devices.base import DeviceKind
+from devices.config import parse_duration
+from devices.errors import Problem, error_lines, yaml_line, yaml_value
 from devices.kinds import KINDS
 
 DEFAULT_RULES = Path(__file__).resolve().with_name("default_rules.yaml")
@@ -31,8 +34,6 @@ Severity = Literal["critical", "major", "minor", "warning", "info"]
 OPERATORS = (">", ">=", "<", "<=", "==", "!=", "outside", "in")
 _OPS_HINT = "use one of " + ", ".join(OPERATORS)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, None: 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 # field, operator (a run of symbols or a word), the rest (the operand).
 _CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*([<>=!]+|[A-Za-z_]+)\s*(.*?)\s*$")
 
@@ -151,25 +152,12 @@ class RuleSet:
 
 
 def duration_ms(text: str | float) -> int:
-    """Milliseconds of "30s", "5m", "2h", "1d", "500ms" or a number of seconds; ValueError."""
-    v = _duration_ms(text)
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise ValueError(f"{text!r} is not a duration; write e.g. 30s, 5m, 2h or 1d")
-    return v
+    """Milliseconds of a duration in the one grammar (devices.config): "30s", "5m", "1h30m",
+    "PT2H", 300 (seconds)...; ValueError naming what is accepted."""
+    return parse_duration(text) // _MS
 
 
-def _duration_ms(v: Any) -> Any:
-    """Accept 300 (seconds), "30s", "5m", "2h", "1d", "500ms"."""
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int | float):
-        return int(v * 1000)
-    if isinstance(v, str):
-        m = _DURATION.match(v)
-        if m:
-            return int(float(m.group(1)) * _UNIT_MS[m.group(2)])
-        raise ValueError(f"{v!r} is not a duration; write e.g. 30s, 5m, 2h or 1d")
-    return v
+_MS = timedelta(milliseconds=1)
 
 
 def _as_list(v: Any) -> Any:
@@ -195,7 +183,7 @@ class NoDataSpec(BaseModel):
 
     interval: int = Field(gt=0)
 
-    _d = field_validator("interval", mode="before")(_duration_ms)
+    _d = field_validator("interval", mode="before")(duration_ms)
 
 
 class RuleSpec(BaseModel):
@@ -216,7 +204,7 @@ class RuleSpec(BaseModel):
     standard: str = ""
     nodata: NoDataSpec | None = None
 
-    _d = field_validator("for_ms", mode="before")(_duration_ms)
+    _d = field_validator("for_ms", mode="before")(duration_ms)
 
     @field_validator("id")
     @classmethod
@@ -313,7 +301,7 @@ def _parse(text: str, source: str) -> tuple[list[Rule], list[str]]:
         return [], [f"{source}:{line}: not valid YAML: {e.problem or e.context}"]
     if root is None:
         return [], [f"{source}:1: empty rule file; expected a top-level 'rules:' list"]
-    items = _value_node(root, "rules") if isinstance(root, yaml.MappingNode) else None
+    items = yaml_value(root, "rules")
     if items is None or not isinstance(data, Mapping):
         return [], [f"{source}:{root.start_mark.line + 1}: expected a top-level 'rules:' list"]
     extra = [k for k, _ in root.value if k.value != "rules"]
@@ -347,15 +335,18 @@ def _compile(node: yaml.Node, raw: Any, source: str) -> tuple[Rule | None, list[
     rid = raw.get("id")
     who = f"rule {rid!r}" if isinstance(rid, str) else "rule"
 
+    def at(loc: tuple[str | int, ...]) -> str:
+        return f"{source}:{yaml_line(node, loc)}"
+
     def err(loc: tuple[str | int, ...], msg: str) -> str:
-        return f"{source}:{_line_of(node, loc)}: {who}: {msg}"
+        return f"{at(loc)}: {who}: {msg}"
 
     errors: list[str] = []
     spec: RuleSpec | None = None
     try:
         spec = RuleSpec.model_validate(raw)
     except ValidationError as e:
-        errors += [err(tuple(x["loc"]), _explain(x)) for x in e.errors()]
+        errors += error_lines(e, where=at, about=who, root="", explain=_explain)
     # Past a schema error, still check the kind and conditions, so one run lists every problem.
     kind_name = spec.kind if spec else raw.get("kind")
     kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
@@ -644,62 +635,32 @@ def _unknown(what: str, got: str, known: Iterable[str]) -> str:
     return f"unknown {what} {got!r}; {dym}known: {', '.join(known)}"
 
 
-def _explain(e: Any) -> str:
-    loc = [str(p) for p in e["loc"]]
+def _explain(p: Problem) -> str | None:
+    """What to do about a schema problem pydantic words generically; None: pydantic's words."""
+    loc = [str(part) for part in p.loc]
     name = ".".join(loc) or "rule"
-    kind = e["type"]
-    if kind == "extra_forbidden":
+    if p.type == "extra_forbidden":
         known = _SPEC_KEYS if len(loc) == 1 else _sub_keys(loc[0])
         return _unknown("key", loc[-1], known).replace("known:", "allowed:")
-    if kind == "missing":
+    if p.type == "missing":
         hint = {
             "id": "add id: a-short-name",
             "kind": "add kind: one of " + ", ".join(KINDS),
             "severity": "add severity: one of " + ", ".join(SEVERITIES),
         }.get(name, f"add {name}:")
         return f"'{name}' is missing; {hint}"
-    if kind == "literal_error" and loc[-1] == "severity":
-        got = str(e.get("input"))
+    if p.type == "literal_error" and loc[-1] == "severity":
+        got = str(p.input)
         close = difflib.get_close_matches(got, SEVERITIES, n=1, cutoff=0.5)
         dym = f"did you mean {close[0]!r}? " if close else ""
         return f"unknown severity {got!r}; {dym}use one of {', '.join(SEVERITIES)}"
-    got = e.get("input")
-    if kind == "string_type" and isinstance(got, bool | int | float):
+    if p.type == "string_type" and isinstance(p.input, bool | int | float):
         # YAML 1.1 reads off, yes, no, on as booleans and 1.0 as a number.
-        return f"{name}: YAML reads the value as {got!r}, not text; put it in quotes"
-    msg = str(e["msg"]).removeprefix("Value error, ")
-    return f"{name}: {msg}"
+        return f"{p.path()}: YAML reads the value as {p.input!r}, not text; put it in quotes"
+    return None
 
 
 def _sub_keys(key: str) -> list[str]:
     models: dict[str, type[BaseModel]] = {"scope": ScopeSpec, "nodata": NoDataSpec}
     model = models.get(key)
     return list(model.model_fields) if model else []
-
-
-def _value_node(mapping: yaml.MappingNode, key: str) -> yaml.Node | None:
-    for k, v in mapping.value:
-        if k.value == key:
-            return v
-    return None
-
-
-def _line_of(node: yaml.Node, loc: tuple[str | int, ...]) -> int:
-    """The line of the deepest YAML node on the path ``loc`` (keys and list indexes)."""
-    line = node.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if k.value == str(part):
-                    line, node = k.start_mark.line + 1, v
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                return line
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line

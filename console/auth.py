@@ -32,6 +32,8 @@ import bcrypt
 import yaml
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from devices.errors import yaml_value
+
 log = logging.getLogger("envgrid.console")
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -140,7 +142,7 @@ def parse_operators(text: str, source: str) -> dict[str, Operator]:
         ) from None
     if data is None:
         return {}
-    ops_node = _value_node(root, "operators") if isinstance(root, yaml.MappingNode) else None
+    ops_node = yaml_value(root, "operators")
     if not isinstance(data, Mapping) or set(data) != {"operators"} or ops_node is None:
         raise OperatorsError(
             f"{source}:1: expected a top-level 'operators:' mapping of name → "
@@ -207,13 +209,6 @@ def save_operators(path: Path, operators: Mapping[str, Operator]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-def _value_node(mapping: yaml.MappingNode, key: str) -> yaml.Node | None:
-    for k, v in mapping.value:
-        if k.value == key:
-            return v
-    return None
 
 
 class OperatorBook:

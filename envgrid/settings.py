@@ -7,14 +7,11 @@ one line per problem naming the setting, where it came from and what is expected
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import (
-    ValidationError,
-)
+from pydantic import ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +21,7 @@ from pydantic_settings import (
 
 from alerts.config import AlertsSettings
 from console.config import ConsoleSettings
+from devices.errors import Problem, problems, toml_line
 from hj212.config import Hj212Settings
 from ingest.config import (
     DevicesSettings,
@@ -91,48 +89,41 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as e:
-        raise ConfigError("\n".join(_explain(err, config) for err in e.errors())) from None
+        text = _text(config)
+        raise ConfigError(
+            "\n".join(_explain(p, config, text) for p in problems(e, _MESSAGES))
+        ) from None
     finally:
         Settings._toml_file = None
 
 
-def _explain(err: Any, config: Path | None) -> str:
-    loc = [str(p) for p in err["loc"] if not str(p).isdigit()]
-    dotted = ".".join(loc) or "settings"
-    env = ENV_PREFIX + "__".join(p.upper() for p in loc)
-    where = f"{env}"
-    if config is not None and loc:
-        line = _toml_line(config, loc)
-        if line:
-            where += f" or {config}:{line}"
-    got = err.get("input")
-    shown = "" if isinstance(got, dict | list) or got is None or _secret(loc) else f" (got {got!r})"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown setting: check its spelling against the README's configuration table"
-    return f"config error: {dotted} [{where}]: {msg}{shown}"
+_MESSAGES = {
+    "extra_forbidden": "unknown setting: check its spelling against the README's configuration "
+    "table"
+}
+
+
+def _text(config: Path | None) -> str | None:
+    if config is None:
+        return None
+    try:
+        return config.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _explain(p: Problem, config: Path | None, text: str | None) -> str:
+    names = [str(part) for part in p.loc if not isinstance(part, int)]
+    where = ENV_PREFIX + "__".join(n.upper() for n in names)
+    line = toml_line(text, p.loc, header=False) if text is not None and names else None
+    if line:
+        where += f" or {config}:{line}"
+    got = p.input
+    hidden = isinstance(got, dict | list) or got is None or _secret(names)
+    shown = "" if hidden else f" (got {got!r})"
+    return f"config error: {p.path() or 'settings'} [{where}]: {p.message}{shown}"
 
 
 def _secret(loc: list[str]) -> bool:
     words = ("token", "password", "url", "secret")
     return any(p in words or p.endswith(tuple("_" + w for w in words)) for p in loc)
-
-
-def _toml_line(path: Path, loc: list[str]) -> int | None:
-    """The line where a setting is written in the TOML file, for the error message."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    section, key = ".".join(loc[:-1]), loc[-1]
-    current = ""
-    for i, raw in enumerate(lines, 1):
-        s = raw.strip()
-        if s.startswith("[") and s.endswith("]"):
-            current = s.strip("[]").strip()
-            if current == ".".join(loc):
-                return i
-            continue
-        if current == section and re.match(rf"{re.escape(key)}\s*=", s):
-            return i
-    return None

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from devices import air
 from devices.aqi import aqi_daily, edition_for
 from devices.base import DeviceKind, Reading
+from devices.errors import problems
 from devices.lineproto import FieldValue, escape_key, format_field
 from devices.registry import Device, Registry, RegistryError
 from hj212.codec import (
@@ -251,12 +252,10 @@ def _station(device: Device, default_tz: str) -> Station:
     try:
         cfg = StationSettings.model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown setting; see docs/hj212.md for the per-device settings"
-        raise ValueError(f"hj212.{loc}: {msg}") from None
+        unknown = "unknown setting; see docs/hj212.md for the per-device settings"
+        p = problems(e, {"extra_forbidden": unknown})[0]
+        at = f"hj212.{p.path()}" if p.loc else "hj212"
+        raise ValueError(f"{at}: {p.message}") from None
     if not (1 <= len(mn) <= 24 and set(mn) <= _MN_CHARS):
         raise ValueError(f"mn {mn!r}: expected 24 letters or digits")
     if len(mn) != 24 and not cfg.short_mn:

@@ -29,7 +29,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -37,6 +36,8 @@ from pydantic import (
     model_validator,
 )
 
+from devices.config import Duration
+from devices.errors import error_lines, toml_line
 from devices.gb3838 import ASSESSED_ITEMS, SectionType, section_class
 
 HOUR_MS = 3_600_000
@@ -88,21 +89,6 @@ FORMULAS: dict[str, Formula] = {f.name: f for f in _FORMULAS}
 
 # ------------------------------------------------------------------------------ plan file
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration(v: Any) -> Any:
-    """``"5m"``, ``"2h"``, ``"7d"`` (whole seconds, minutes, hours or days) → timedelta."""
-    if isinstance(v, str):
-        m = _DURATION.match(v)
-        if not m:
-            raise ValueError(f"{v!r} is not a duration: write e.g. '5m', '2h' or '7d'")
-        return timedelta(seconds=int(m.group(1)) * _UNIT_S[m.group(2)])
-    return v
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -264,50 +250,17 @@ def parse_plan(text: str, source: str) -> Plan:
     try:
         return Plan.model_validate(data)
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            loc = [p for p in err["loc"]]
-            dotted = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(
-                ".[", "["
-            )
-            line = _line_of(text, loc)
-            where = f"{source}:{line}" if line else source
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key: check its spelling against the shipped report/plan.toml"
-            elif err["type"] == "missing":
-                msg = "missing: add it"
-            lines.append(f"{where}: {dotted or 'plan'}: {msg}")
+        lines = error_lines(
+            e,
+            where=lambda loc: f"{source}:{line}" if (line := toml_line(text, loc)) else source,
+            root="plan",
+            messages={
+                "extra_forbidden": "unknown key: check its spelling against the shipped "
+                "report/plan.toml",
+                "missing": "missing: add it",
+            },
+        )
         raise PlanError("\n".join(lines)) from None
-
-
-def _line_of(text: str, loc: Sequence[str | int]) -> int | None:
-    """The line where ``loc`` (e.g. ``targets, 2, threshold``) is written, else its table's."""
-    tables: list[tuple[int, str]] = []  # (line, header) in file order
-    for i, raw in enumerate(text.splitlines(), 1):
-        s = raw.split("#", 1)[0].strip()
-        if s.startswith("["):
-            tables.append((i, s.strip("[] ")))
-    path = [p for p in loc if isinstance(p, str)]
-    index = next((p for p in loc if isinstance(p, int)), None)
-    if not path:
-        return None
-    # The table that holds the key: the n-th [[targets]] for ("targets", n, ...).
-    header = path[0]
-    candidates = [ln for ln, h in tables if h == header]
-    if not candidates:
-        return None
-    start = candidates[index] if index is not None and index < len(candidates) else candidates[0]
-    following = [ln for ln, _ in tables if ln > start]
-    end = following[0] if following else len(text.splitlines()) + 1
-    key = path[-1] if len(path) > 1 else None
-    if key is None:
-        return start
-    lines = text.splitlines()
-    for i in range(start, end - 1):
-        if re.match(rf"\s*{re.escape(key)}\s*=", lines[i]):
-            return i + 1
-    return start
 
 
 # ---------------------------------------------------------------------------- the report
