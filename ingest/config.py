@@ -37,20 +37,45 @@ class TopicRoute(Section):
 class MqttSettings(Section):
     """The broker envgrid reads from and publishes dead letters and alerts to."""
 
-    url: str = "mqtt://127.0.0.1:1883"
-    topic_prefix: str = "envgrid"
-    client_id: str = ""  # default: envgrid-<hostname>[-<worker>]; stable, so the session survives
-    password_file: Path | None = None
-    keepalive_s: int = Field(default=60, ge=5, le=3600)
-    session_expiry: Duration = timedelta(days=2)
+    url: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        description="broker URL: `mqtt://[user:pass@]host[:port]`, `mqtts://` for TLS",
+    )
+    topic_prefix: str = Field(
+        default="envgrid", description="first topic segment of readings, dead letters and alerts"
+    )
+    client_id: str = Field(
+        default="",
+        description="stable client id of the persistent session (default `envgrid-<host>`)",
+    )
+    password_file: Path | None = Field(
+        default=None, description="file holding the MQTT password (preferred over the URL)"
+    )
+    keepalive_s: int = Field(default=60, ge=5, le=3600, description="MQTT keepalive in seconds")
+    session_expiry: Duration = Field(
+        default=timedelta(days=2),
+        description="how long the broker keeps the session and its queued messages",
+    )
     # MQTT v5 Receive Maximum: unacknowledged messages the broker may send us. It must cover a
     # batch, since acks go out per batch once it is durable.
-    receive_maximum: int = Field(default=20_000, ge=20, le=65_535)
-    topics: list[TopicRoute] = Field(default_factory=list)
-    shared_group: str = ""  # set by --workers: subscribe through $share/<group>/…
-    tls_ca: Path | None = None
-    tls_insecure: bool = False
-    connect_timeout_s: float = Field(default=5.0, gt=0)
+    receive_maximum: int = Field(
+        default=20_000,
+        ge=20,
+        le=65_535,
+        description="MQTT v5 Receive Maximum: unacked messages in flight (covers a batch)",
+    )
+    topics: list[TopicRoute] = Field(
+        default_factory=list,
+        description="extra topic routes (`[[mqtt.topics]] pattern, kind`); TOML only",
+    )
+    shared_group: str = Field(
+        default="", description="subscribe through `$share/<group>/` (set by `--workers`)"
+    )
+    tls_ca: Path | None = Field(default=None, description="CA bundle for `mqtts://`")
+    tls_insecure: bool = Field(
+        default=False, description="skip TLS certificate checks (testing only)"
+    )
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="seconds to wait for CONNACK")
 
     @field_validator("url")
     @classmethod
@@ -104,17 +129,28 @@ class MqttSettings(Section):
 class InfluxSettings(Section):
     """Where readings are written: InfluxDB 1.x/2.x/3.x v1 API, or the v2 API."""
 
-    url: str = "http://127.0.0.1:8086"
-    api: Literal["v1", "v2"] = "v1"
-    database: str = "envgrid"
-    retention_policy: str = ""
-    bucket: str = "envgrid"
-    org: str = "envgrid"
-    token: SecretStr | None = None
-    token_file: Path | None = None
-    username: str = ""
-    password: SecretStr | None = None
-    timeout_s: float = Field(default=10.0, gt=0)
+    url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB base URL")
+    api: Literal["v1", "v2"] = Field(
+        default="v1",
+        description="`v1` (`/write`: InfluxDB 1.x, 2.x, 3.x) or `v2` (`/api/v2/write`)",
+    )
+    database: str = Field(default="envgrid", description="v1 database")
+    retention_policy: str = Field(
+        default="", description="v1 retention policy (default: the database's default)"
+    )
+    bucket: str = Field(default="envgrid", description="v2 bucket")
+    org: str = Field(default="envgrid", description="v2 organisation")
+    token: SecretStr | None = Field(
+        default=None, description="API token (v2, or v1 on InfluxDB 2.x/3.x); never logged"
+    )
+    token_file: Path | None = Field(default=None, description="file holding the token (preferred)")
+    username: str = Field(default="", description="v1 basic-auth user")
+    password: SecretStr | None = Field(
+        default=None, description="v1 basic-auth password; never logged"
+    )
+    timeout_s: float = Field(
+        default=10.0, gt=0, description="seconds before a write counts as failed (and is spooled)"
+    )
 
     @field_validator("url")
     @classmethod
@@ -139,44 +175,82 @@ class InfluxSettings(Section):
 class IngestSettings(Section):
     """Batching, validation windows, spool and shutdown."""
 
-    batch_size: int = Field(default=5000, ge=1, le=100_000)
-    write_concurrency: int = Field(default=4, ge=1, le=16)
-    flush_interval: Duration = timedelta(seconds=1)
-    max_age: Duration = timedelta(days=7)  # stations back-fill after an outage
-    max_future: Duration = timedelta(minutes=5)
-    max_payload_bytes: int = Field(default=256 * 1024, ge=64)
-    spool_dir: Path = Path("var/spool")
-    spool_max_bytes: int = Field(default=1 << 30, ge=1 << 16)
-    # Fraction of spool_max_bytes at which consumption pauses and /readyz turns unready.
-    spool_high_water: float = Field(default=0.9, gt=0, le=1)
-    shutdown_grace: Duration = timedelta(seconds=15)
+    batch_size: int = Field(default=5000, ge=1, le=100_000, description="lines per InfluxDB write")
+    write_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=16,
+        description="InfluxDB writes in flight at once (acks stay in arrival order)",
+    )
+    flush_interval: Duration = Field(
+        default=timedelta(seconds=1), description="longest a reading waits for its batch"
+    )
+    max_age: Duration = Field(
+        default=timedelta(days=7),
+        description="oldest accepted reading (stations back-fill after an outage)",
+    )
+    max_future: Duration = Field(
+        default=timedelta(minutes=5), description="how far ahead of the clock a reading may be"
+    )
+    max_payload_bytes: int = Field(
+        default=256 * 1024, ge=64, description="larger payloads are dead-lettered unparsed"
+    )
+    spool_dir: Path = Field(
+        default=Path("var/spool"), description="where batches wait while InfluxDB is unreachable"
+    )
+    spool_max_bytes: int = Field(default=1 << 30, ge=1 << 16, description="spool size limit")
+    spool_high_water: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="fill fraction at which consumption pauses and /readyz is 503",
+    )
+    shutdown_grace: Duration = Field(
+        default=timedelta(seconds=15),
+        description="time to flush or spool on SIGTERM before exiting",
+    )
     ack_stall_after: Duration = Field(
         default=timedelta(seconds=60),
         description="/readyz turns unready when the oldest unacked message is this old",
     )
-    stats_interval: Duration = timedelta(seconds=10)
-    replay_backoff_max: Duration = timedelta(seconds=30)
+    stats_interval: Duration = Field(
+        default=timedelta(seconds=10), description="how often `envgrid_stats` is written"
+    )
+    replay_backoff_max: Duration = Field(
+        default=timedelta(seconds=30), description="longest wait between spool replay attempts"
+    )
 
 
 class DevicesSettings(Section):
     """The device registry file (YAML); unset = every device is unregistered."""
 
-    registry: Path | None = None
+    registry: Path | None = Field(
+        default=None, description="device registry YAML (site, county, facts)"
+    )
 
 
 class HttpSettings(Section):
     """The HTTP API: health, metrics, alerts, console."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65_535)
-    token: SecretStr | None = None  # bearer token for write calls of the JSON API
+    host: str = Field(default="127.0.0.1", description="HTTP API listen address")
+    port: int = Field(
+        default=8080, ge=0, le=65_535, description="HTTP API port (0 = any free port)"
+    )
+    token: SecretStr | None = Field(
+        default=None, description="bearer token for the JSON API's write calls; never logged"
+    )
 
 
 class StandardsSettings(Section):
     """The city's time zone and the HJ 633 edition (unset: by each reading's date)."""
 
-    timezone: str = "Asia/Shanghai"
-    aqi_edition: Literal["2012", "2026"] | None = None
+    timezone: str = Field(
+        default="Asia/Shanghai",
+        description="the city's time zone: decides a reading's date and rollup windows",
+    )
+    aqi_edition: Literal["2012", "2026"] | None = Field(
+        default=None, description="force HJ 633 `2012` or `2026` (default: by each date)"
+    )
 
     @field_validator("timezone")
     @classmethod
