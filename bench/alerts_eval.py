@@ -32,7 +32,7 @@ from alerts.engine import AlertEngine, Observation
 from alerts.rules import Condition, Rule, RuleSet, Scope, load_rules
 from alerts.store import AlertStore
 from devices.kinds import KINDS
-from devices.registry import Registry
+from devices.registry import load_registry
 from envgrid.app import DEFAULT_REGISTRY
 from envgrid.simulator import generate
 from ingest.pipeline import Accepted, Pipeline
@@ -51,7 +51,7 @@ PREFIX = {"water": "WQ", "air": "AQ", "pv": "PV", "ev_charger": "EV", "shore_pow
 
 def observations(n: int) -> list[Observation]:
     """The fleet's readings as the service hands them to the engine."""
-    reg = Registry.load(DEFAULT_REGISTRY, KINDS)
+    reg = load_registry(DEFAULT_REGISTRY)
     msgs = generate(list(reg), n, step_ms=60_000)
     pipe = Pipeline(KINDS, reg, TopicMap("envgrid", KINDS), max_age_ms=10**13)
     out = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from devices.kinds import KINDS
@@ -23,19 +22,10 @@ from ingest.influxql import (
     time_literal,
 )
 
-# Per kind: the fields the devices view shows, then fields every reading tends to carry (the
-# dashboards' presence fields), so "last seen" holds even for readings without the key values.
-KEY_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "water": ("water_class", "meets_iii", "temp_c", "ph"),
-    "air": ("aqi", "aqi_category", "primary_pollutant", "pm25_ug_m3"),
-    "pv": ("ac_power_w", "status", "energy_today_kwh"),
-    "ev_charger": ("status", "error_code", "power_kw", "energy_kwh"),
-    "shore_power": ("connected", "vessel_id", "power_kw", "energy_kwh"),
-}
-# Per kind: payload tags that split one device into several series (a charger's connectors).
-SERIES_TAGS: Mapping[str, tuple[str, ...]] = {
-    name: tuple(k.payload_tags.values()) for name, k in KINDS.items()
-}
+
+def series_tags(kind: str) -> tuple[str, ...]:
+    """Payload tags that split one device of this kind into several series (connectors)."""
+    return tuple(KINDS[kind].payload_tags.values())
 
 
 @dataclass(slots=True)
@@ -67,13 +57,15 @@ class Snapshot:
 
 
 def latest_query(kind: str, lookback_s: int) -> list[str]:
-    """The statements that give a kind's latest key values per device (and series)."""
-    m = quote_ident(KINDS[kind].measurement)
-    group = ", ".join(quote_ident(t) for t in ("device_id", *SERIES_TAGS[kind]))
+    """The statements that give a kind's latest key values per device (and series): one per
+    key field of the kind (``DeviceKind.key_fields``)."""
+    k = KINDS[kind]
+    m = quote_ident(k.measurement)
+    group = ", ".join(quote_ident(t) for t in ("device_id", *series_tags(kind)))
     return [
         f"SELECT last({quote_ident(f)}) AS {quote_ident('v')} FROM {m} "
         f"WHERE time > now() - {lookback_s}s GROUP BY {group}"
-        for f in KEY_FIELDS[kind]
+        for f in k.key_fields
     ]
 
 
@@ -100,8 +92,8 @@ class Latest:
     async def _query(self) -> Snapshot:
         plan: list[tuple[str, str]] = []
         statements: list[str] = []
-        for kind in KEY_FIELDS:
-            for f, stmt in zip(KEY_FIELDS[kind], latest_query(kind, self.lookback_s), strict=True):
+        for kind, k in KINDS.items():
+            for f, stmt in zip(k.key_fields, latest_query(kind, self.lookback_s), strict=True):
                 plan.append((kind, f))
                 statements.append(stmt)
         devices: dict[str, DeviceState] = {}
@@ -113,7 +105,7 @@ class Latest:
             if res.statement_id >= len(plan):
                 continue
             kind, fname = plan[res.statement_id]
-            tags = SERIES_TAGS[kind]
+            tags = series_tags(kind)
             for row in res.rows():
                 dev = str(row.get("device_id") or "")
                 if not dev:

@@ -168,30 +168,11 @@ LABELS: dict[str, tuple[str, str]] = {
         "{n} devices: {on} online, {off} offline, {never} never reported",
     ),
     "alerts_of_device": ("该设备的告警", "Alerts of this device"),
-    "connected": ("已连接", "connected"),
-    "disconnected": ("未连接", "not connected"),
-    "meets_iii": ("达到Ⅲ类", "meets Class III"),
-    "misses_iii": ("未达Ⅲ类", "misses Class III"),
     "connector": ("枪", "connector"),
-    "water_class": ("水质类别", "Water class"),
-    "aqi": ("AQI", "AQI"),
-    "pv_power": ("光伏功率", "PV power"),
-    "charger_status": ("充电桩状态", "Charger status"),
-    "berth": ("泊位", "Berth"),
-    "vessel": ("船舶", "Vessel"),
-    "primary_pollutant": ("首要污染物", "primary pollutant"),
     "yes": ("是", "yes"),
     "no": ("否", "no"),
     "silent_for": ("已 {d} 无数据", "silent for {d}"),
     "error": ("出错了", "Something went wrong"),
-}
-
-KIND_LABELS: dict[str, tuple[str, str]] = {
-    "water": ("水质自动站", "Water station"),
-    "air": ("空气自动站", "Air station"),
-    "shore_power": ("岸电", "Shore power"),
-    "pv": ("屋顶光伏", "Rooftop PV"),
-    "ev_charger": ("充电桩", "EV charger"),
 }
 
 SEVERITY_LABELS: dict[str, tuple[str, str]] = {
@@ -217,15 +198,9 @@ EVENT_LABELS: dict[str, tuple[str, str]] = {
     "unsilenced": ("静音结束", "silence ended"),
 }
 
+# Registry facts any kind may have; a kind names its own facts (DeviceKind.fact_labels), and
+# its name and value words are its own too (DeviceKind.label, value_texts).
 FACT_LABELS: dict[str, tuple[str, str]] = {
-    "section_type": ("断面类型", "Section type"),
-    "assessment": ("考核级别", "Assessment"),
-    "capacity_kw": ("装机容量 kW", "Capacity kW"),
-    "rated_kw": ("额定功率 kW", "Rated kW"),
-    "berth": ("泊位", "Berth"),
-    "port": ("港区", "Port"),
-    "voltage": ("供电制式", "Supply"),
-    "pilot": ("试点", "Pilot"),
     "mn": ("HJ 212 MN", "HJ 212 MN"),
 }
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from alerts.store import AlertRecord
 from console.chart import fmt_num
+from console.data import DeviceState
 from console.i18n import (
-    KIND_LABELS,
+    FACT_LABELS,
     SEVERITY_LABELS,
     STATE_LABELS,
     Lang,
@@ -21,17 +23,19 @@ from devices.kinds import KINDS
 from ingest.influxql import Value
 
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "warning": 3, "info": 4}
-# GB 3838-2002 classes as the standard writes them (class 6 is 劣Ⅴ, "worse than V").
-WATER_CLASSES = {1: "Ⅰ", 2: "Ⅱ", 3: "Ⅲ", 4: "Ⅳ", 5: "Ⅴ", 6: "劣Ⅴ"}
-# HJ 633 AQI categories as the standard names them; English glosses for the en console.
-AQI_CATEGORIES = {
-    1: ("优", "good"),
-    2: ("良", "moderate"),
-    3: ("轻度污染", "lightly polluted"),
-    4: ("中度污染", "moderately polluted"),
-    5: ("重度污染", "heavily polluted"),
-    6: ("严重污染", "severely polluted"),
-}
+
+
+def kind_label(kind: str, lang: Lang) -> str:
+    """A device kind's name (the kind's own label; the name itself for an unknown kind)."""
+    k = KINDS.get(kind)
+    return k.title.pick(lang) if k is not None else kind
+
+
+def fact_label(kind: str, fact: str, lang: Lang) -> str:
+    """A registry fact's name: the kind's label for it, a shared one, or the key itself."""
+    k = KINDS.get(kind)
+    label = k.fact_labels.get(fact) if k is not None else None
+    return label.pick(lang) if label is not None else pick(FACT_LABELS, fact, lang)
 
 
 @functools.cache
@@ -41,21 +45,6 @@ def unit_of(kind: str, field: str) -> str:
     u = k.fields().get(field, "") if k else ""
     # Descriptive units ("GB 3838 class 1–6") and pH/AQI do not read well after a number.
     return u if u and len(u) <= 6 and " " not in u and u not in ("pH", "AQI") else ""
-
-
-def water_class(v: Value) -> str:
-    """GB 3838 class as written in the standard (Ⅰ … Ⅴ, 劣Ⅴ)."""
-    if isinstance(v, int | float) and not isinstance(v, bool) and int(v) in WATER_CLASSES:
-        return WATER_CLASSES[int(v)]
-    return "—" if v is None else str(v)
-
-
-def aqi_category(v: Value, lang: Lang) -> str:
-    """HJ 633 category name (Chinese as in the standard; with an English gloss in en)."""
-    if isinstance(v, int | float) and not isinstance(v, bool) and int(v) in AQI_CATEGORIES:
-        zh, en = AQI_CATEGORIES[int(v)]
-        return zh if lang == "zh" else f"{zh} ({en})"
-    return "—" if v is None else str(v)
 
 
 def human_duration(seconds: float, lang: Lang) -> str:
@@ -72,21 +61,18 @@ def human_duration(seconds: float, lang: Lang) -> str:
 
 
 def format_value(kind: str, field: str, v: Value, lang: Lang) -> str:
-    """A field value for people: classes and categories by name, numbers with their unit."""
+    """A field value for people: the kind's words for its classes, categories and states
+    (``DeviceKind.value_texts``), numbers with their unit."""
     t = translator(lang)
     if v is None:
         return "—"
     if field == "":  # a no-data alert: the value is the seconds the device has been silent
         return t("silent_for", d=human_duration(float(v), lang)) if _num(v) else str(v)
-    if field == "water_class":
-        return water_class(v)
-    if field == "aqi_category":
-        return aqi_category(v, lang)
+    k = KINDS.get(kind)
+    text = k.value_texts.get(field) if k is not None else None
+    if text is not None:
+        return text(v, lang)
     if isinstance(v, bool):
-        if field == "connected":
-            return t("connected") if v else t("disconnected")
-        if field == "meets_iii":
-            return t("meets_iii") if v else t("misses_iii")
         return t("yes") if v else t("no")
     if _num(v):
         u = unit_of(kind, field)
@@ -96,6 +82,41 @@ def format_value(kind: str, field: str, v: Value, lang: Lang) -> str:
 
 def _num(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceGlance:
+    """A device's newest values as its kind's summary reads them (``devices.base.Glance``)."""
+
+    kind: str
+    state: DeviceState
+    lang: Lang
+
+    def value(self, field: str) -> Value:
+        """The newest value of a field over all series (None when never reported)."""
+        return self.state.value(field)
+
+    def series(self) -> list[tuple[str, Mapping[str, Value]]]:
+        """(series, newest values) per series, sorted."""
+        return sorted(self.state.series.items())
+
+    def number(self, v: float) -> str:
+        """A number as the console prints it."""
+        return fmt_num(v)
+
+    def show(self, field: str, v: Value) -> str:
+        """A value for people, in the visitor's language."""
+        return format_value(self.kind, field, v, self.lang)
+
+    def series_label(self, series: str) -> str:
+        """'connector=2' → '枪 2' / 'connector 2'."""
+        return series_text(series, self.lang)
+
+
+def key_values(kind: str, state: DeviceState, lang: Lang) -> list[str]:
+    """The few values that tell a device's state at a glance, as its kind summarises them."""
+    k = KINDS.get(kind)
+    return k.glance(DeviceGlance(kind, state, lang)) if k is not None else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +206,7 @@ def alert_row(rec: AlertRecord, lang: Lang, clock: Clock, who: dict[str, str]) -
         state=rec.state,
         state_label=pick(STATE_LABELS, rec.state, lang),
         kind=rec.kind,
-        kind_label=pick(KIND_LABELS, rec.kind, lang),
+        kind_label=kind_label(rec.kind, lang),
         device_id=rec.device_id,
         series=series_text(rec.series, lang),
         site=rec.site,

@@ -43,8 +43,6 @@ from console.chart import Level, fmt_num, numeric_chart, state_chart
 from console.config import ConsoleConfig
 from console.i18n import (
     EVENT_LABELS,
-    FACT_LABELS,
-    KIND_LABELS,
     LANGS,
     SEVERITY_LABELS,
     Lang,
@@ -55,12 +53,13 @@ from console.present import (
     Clock,
     active_order,
     alert_row,
-    aqi_category,
+    fact_label,
     format_value,
     human_duration,
+    key_values,
+    kind_label,
     series_text,
     unit_of,
-    water_class,
 )
 from devices.kinds import KINDS
 from devices.registry import Device, Registry
@@ -75,14 +74,6 @@ HISTORY_PAGE = 50
 MAX_SILENCE_MS = 30 * 86_400_000
 SILENCE_CHOICES = {"15m": "minutes_15", "1h": "hour_1", "4h": "hours_4", "24h": "hours_24"}
 SCOPES = ("rule_device", "device", "rule")
-# Grafana dashboards per kind (stable uids: dashboards/json/<uid>.json).
-DASHBOARDS = {
-    "water": "envgrid-water",
-    "air": "envgrid-air",
-    "pv": "envgrid-pv",
-    "ev_charger": "envgrid-ev",
-    "shore_power": "envgrid-shore",
-}
 # Registry facts that are secrets (the HJ 212 access password) or config, not facts to show.
 HIDDEN_FACTS = ("pw", "password", "secret", "token", "hj212")
 SECURITY_HEADERS = {
@@ -345,7 +336,7 @@ class Console:
         t = translator(lang)
         rows = [
             (t("name"), device.name),
-            (t("kind"), pick(KIND_LABELS, device.kind or "", lang)),
+            (t("kind"), kind_label(device.kind or "", lang)),
             (t("site"), device.site),
             (t("county"), device.county),
         ]
@@ -354,7 +345,7 @@ class Console:
         for k, v in device.facts.items():
             if any(h in k.lower() for h in HIDDEN_FACTS) or isinstance(v, dict | list):
                 continue
-            rows.append((pick(FACT_LABELS, k, lang), str(v)))
+            rows.append((fact_label(device.kind or "", k, lang), str(v)))
         return [(k, v) for k, v in rows if v]
 
     async def chart(self, rec: AlertRecord, rule: Rule | None, lang: Lang) -> dict[str, Any]:
@@ -470,23 +461,22 @@ class Console:
             if status_f and status != status_f:
                 continue
             grafana = None
-            if self.cfg.grafana_url and d.kind in DASHBOARDS:
-                grafana = f"{self.cfg.grafana_url}/d/{DASHBOARDS[d.kind]}?" + urlencode(
-                    {"var-device": d.id}
-                )
+            uid = KINDS[d.kind].dashboard if d.kind in KINDS else None
+            if self.cfg.grafana_url and uid:
+                grafana = f"{self.cfg.grafana_url}/d/{uid}?" + urlencode({"var-device": d.id})
             rows.append(
                 {
                     "id": d.id,
                     "name": d.name,
                     "kind": d.kind,
-                    "kind_label": pick(KIND_LABELS, d.kind, lang),
+                    "kind_label": kind_label(d.kind, lang),
                     "site": d.site,
                     "county": d.county,
                     "status": status,
                     "status_label": t(status),
                     "last_text": self.clock.full(last),
                     "last_iso": self.clock.iso(last),
-                    "values": _key_values(d.kind, st, lang) if st else [],
+                    "values": key_values(d.kind, st, lang) if st else [],
                     "grafana": grafana,
                     "firing": firing.get(d.id, 0),
                 }
@@ -499,7 +489,7 @@ class Console:
             "kind_f": kind_f,
             "county_f": county_f,
             "status_f": status_f,
-            "kinds": [(k, pick(KIND_LABELS, k, lang)) for k in KINDS],
+            "kinds": [(k, kind_label(k, lang)) for k in KINDS],
             "counties": self.counties,
             "grafana_url": self.cfg.grafana_url,
         }
@@ -608,7 +598,7 @@ class Console:
                 live=Markup(fragment),
                 etag=_etag(fragment),
                 severities=[(s, pick(SEVERITY_LABELS, s, lang)) for s in SEVERITY_LABELS],
-                kinds=[(k, pick(KIND_LABELS, k, lang)) for k in KINDS],
+                kinds=[(k, kind_label(k, lang)) for k in KINDS],
                 **ctx,
             )
 
@@ -831,47 +821,3 @@ def _silence_view(s: Silence, clock: Clock, who: str, now: int) -> dict[str, Any
         "active": s.active(now),
     }
 
-
-def _key_values(kind: str, st: data.DeviceState, lang: Lang) -> list[str]:
-    """The few values that tell a device's state at a glance, by kind."""
-    t = translator(lang)
-    v = st.value
-    out: list[str] = []
-    if kind == "water":
-        if v("water_class") is not None:
-            out.append(f"{t('water_class')} {water_class(v('water_class'))}")
-        if v("meets_iii") is not None:
-            out.append(format_value(kind, "meets_iii", v("meets_iii"), lang))
-    elif kind == "air":
-        if v("aqi") is not None:
-            out.append(
-                f"AQI {fmt_num(float(v('aqi') or 0))} {aqi_category(v('aqi_category'), lang)}"
-            )
-        pp = v("primary_pollutant")
-        if pp:
-            out.append(f"{t('primary_pollutant')} {pp}")
-    elif kind == "pv":
-        p = v("ac_power_w")
-        if isinstance(p, int | float) and not isinstance(p, bool):
-            out.append(f"{t('pv_power')} {p / 1000:.2f} kW")
-        if v("status"):
-            out.append(str(v("status")))
-    elif kind == "ev_charger":
-        for series, vals in sorted(st.series.items()):
-            status = vals.get("status")
-            if status is None:
-                continue
-            label = series_text(series, lang) or t("charger_status")
-            err = vals.get("error_code")
-            extra = f" ({err})" if err and err != "NoError" else ""
-            out.append(f"{label}: {status}{extra}")
-    elif kind == "shore_power":
-        c = v("connected")
-        if c is not None:
-            out.append(format_value(kind, "connected", c, lang))
-        if c and v("vessel_id"):
-            out.append(f"{t('vessel')} {v('vessel_id')}")
-        p = v("power_kw")
-        if c and isinstance(p, int | float) and not isinstance(p, bool):
-            out.append(f"{fmt_num(float(p))} kW")
-    return out

@@ -29,11 +29,10 @@ from dashboards import (
     water,
 )
 from dashboards.panels import CITY_TZ, Ctx
-from devices.kinds import KINDS
-from devices.registry import Registry
+from devices.registry import FLEET, Registry, load_registry
 
 GAZETTEER_FILE = HERE / "gazetteer" / "envgrid-devices.json"
-DEFAULT_REGISTRY = HERE.parent / "devices" / "fleet.yaml"
+DEFAULT_REGISTRY = FLEET
 
 Builder = Callable[[Ctx], db.Dashboard]
 BUILDERS: tuple[Builder, ...] = (
@@ -66,11 +65,6 @@ class Built:
         return json.dumps(self.model, ensure_ascii=False, indent=2) + "\n"
 
 
-def load_registry(path: Path | None = None) -> Registry:
-    """The device registry the dashboards are built from (the shipped fleet by default)."""
-    return Registry.load(path or DEFAULT_REGISTRY, KINDS)
-
-
 def build_all(
     registry: Registry | None = None,
     *,
@@ -78,7 +72,8 @@ def build_all(
     timezone: str = CITY_TZ,
 ) -> list[Built]:
     """Every dashboard, built from code."""
-    ctx = Ctx(registry or load_registry(), datasource_uid, timezone)
+    # The shipped fleet by default: map positions and PV capacity come from it.
+    ctx = Ctx(registry or load_registry(FLEET), datasource_uid, timezone)
     out = []
     for builder in BUILDERS:
         model = to_model(builder(ctx))

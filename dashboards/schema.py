@@ -1,18 +1,20 @@
 """What the dashboards may query: every measurement with its tags and its fields' units.
 
-Device measurements come from the device modules (``KINDS[…].fields()``, ``tag_keys()``), so a
-renamed field breaks the dashboard tests, not a dashboard in production. ``envgrid_stats`` is
-written by the ingest service and ``alerts`` by the alert engine's InfluxDB notifier; the city
-rollups ``city_air_daily`` and ``water_section_daily`` by ``rollups.windows``, and
-``plan_progress`` by ``envgrid report --store`` (``report.figures.progress_points``). Their lists
-below mirror those writers, and the dashboard integration test checks them against what the
-real service, rollups and report store.
+Device measurements come from the registered kinds (``KINDS``: each kind's ``fields()``,
+``tag_keys()`` and ``derived_tag_keys``), so a renamed field breaks the dashboard tests, not a
+dashboard in production, and a newly registered kind is in the schema with nothing added here.
+``envgrid_stats`` is written by the ingest service and ``alerts`` by the alert engine's InfluxDB
+notifier; the city rollups ``city_air_daily`` and ``water_section_daily`` by ``rollups.windows``,
+and ``plan_progress`` by ``envgrid report --store`` (``report.figures.progress_points``). Their
+lists below mirror those writers, and the dashboard integration test checks them against what
+the real service, rollups and report store.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from devices import air, water
 from devices.aqi import O3, POLLUTANTS
 from devices.kinds import KINDS
 from ingest.pipeline import CATEGORIES
@@ -34,9 +36,6 @@ class Measurement:
     tags: tuple[str, ...]
     fields: dict[str, str]
 
-
-# Tags written by a kind's derive_tags hook, which tag_keys() does not list.
-_DERIVED_TAGS: dict[str, tuple[str, ...]] = {"air_quality": ("aqi_edition",)}
 
 # ingest.service.IngestService._stats_loop, every stats_interval (10 s by default).
 STATS_FIELDS: dict[str, str] = {
@@ -74,13 +73,13 @@ PLAN_PROGRESS_FIELDS: dict[str, str] = {
 def city_air_daily_fields() -> dict[str, str]:
     """rollups.windows.city_air_daily: the city's daily statistics (24 h means, O3 8 h and 1 h
     maxima) each with its ``_n``, the daily AQI fields, ``valid`` and ``stations``."""
-    air = KINDS["air"].fields()
-    daily = {p: air[p] for p in POLLUTANTS if p != O3} | {O3_8H: air[O3], O3_1H_MAX: air[O3]}
+    units = air.KIND.fields()
+    daily = {p: units[p] for p in POLLUTANTS if p != O3} | {O3_8H: units[O3], O3_1H_MAX: units[O3]}
     return {
         **daily,
         **{f"{name}_n": "count" for name in daily},
-        "aqi": air["aqi"],
-        "aqi_category": air["aqi_category"],
+        "aqi": units["aqi"],
+        "aqi_category": units["aqi_category"],
         "primary_pollutant": "",
         "good_day": "",
         "valid": "",
@@ -90,11 +89,11 @@ def city_air_daily_fields() -> dict[str, str]:
 
 def water_section_daily_fields() -> dict[str, str]:
     """rollups.windows.water_section_daily: an assessed section's daily GB 3838 class."""
-    water = KINDS["water"].fields()
+    units = water.KIND.fields()
     return {
-        "water_class": water["water_class"],
-        "meets_iii": water["meets_iii"],
-        "limiting_items": water["limiting_items"],
+        "water_class": units["water_class"],
+        "meets_iii": units["meets_iii"],
+        "limiting_items": units["limiting_items"],
         "valid": "",
         "stations": "count",
     }
@@ -103,9 +102,7 @@ def water_section_daily_fields() -> dict[str, str]:
 def measurements() -> dict[str, Measurement]:
     """Every measurement a dashboard may read, by name."""
     out = {
-        k.measurement: Measurement(
-            k.measurement, (*k.tag_keys(), *_DERIVED_TAGS.get(k.measurement, ())), k.fields()
-        )
+        k.measurement: Measurement(k.measurement, (*k.tag_keys(), *k.derived_tag_keys), k.fields())
         for k in KINDS.values()
     }
     out[STATS] = Measurement(STATS, ("host", "worker"), STATS_FIELDS)
@@ -157,11 +154,17 @@ GRAFANA_UNITS: dict[str, str] = {
 }
 
 
+def grafana_unit(schema_unit: str) -> str:
+    """The Grafana unit id of a schema unit: its id, or the unit printed after the value for a
+    unit Grafana has no id for (a new kind's dB(A))."""
+    return GRAFANA_UNITS.get(schema_unit) or f"suffix:{schema_unit}"
+
+
 def unit(measurement: str, field: str) -> str:
-    """The Grafana unit id of a field; KeyError names an unknown field or unmapped unit."""
+    """The Grafana unit id of a field; KeyError names an unknown field."""
     m = measurements()[measurement]
     if field not in m.fields:
         raise KeyError(f"{measurement} has no field {field!r}")
     if m.fields[field] == FIGURE_UNIT:
         raise KeyError(f"{measurement}.{field} has each figure's own unit: set it per figure")
-    return GRAFANA_UNITS[m.fields[field]]
+    return grafana_unit(m.fields[field])

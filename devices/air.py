@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo
 
@@ -26,12 +26,14 @@ from devices.aqi import (
     SO2_1H_CEILING_IAQI,
     Averaging,
     Edition,
+    aqi_daily,
     category_of,
+    edition_for,
     iaqi,
 )
-from devices.base import DeviceKind, Reading, rng
+from devices.base import DeviceKind, Glance, Label, Reading, rng
 from devices.lineproto import FieldValue
-from devices.registry import Device
+from devices.registry import Assessment, Device, Facts
 
 
 class AirReading(Reading):
@@ -185,6 +187,19 @@ def derive(r: AirReading, device: Device) -> Iterator[tuple[str, FieldValue]]:
             yield "primary_pollutant", result[2]
 
 
+def derive_daily(r: AirReading, device: Device) -> Iterator[tuple[str, FieldValue]]:
+    """HJ 633 daily AQI of a day's means (HJ 212 CN 2031): the 24 h tables; a 24 h O3 mean has
+    no table of its own."""
+    day = datetime.fromtimestamp(r.ts_ms() / 1000, tz=UTC).astimezone(Settings.timezone)
+    edition = edition_for(day.date(), Settings.forced_edition)
+    result = aqi_daily({p: getattr(r, p) for p in POLLUTANTS}, edition)
+    if result is not None:
+        yield "aqi", result.aqi
+        yield "aqi_category", result.category
+        if result.primary:
+            yield "primary_pollutant", ",".join(result.primary)
+
+
 def derive_tags(r: AirReading, device: Device) -> Iterator[tuple[str, str]]:
     """The HJ 633 edition the AQI was computed with."""
     if (
@@ -196,18 +211,6 @@ def derive_tags(r: AirReading, device: Device) -> Iterator[tuple[str, str]]:
         or r.co_mg_m3 is not None
     ):
         yield "aqi_edition", _edition(r)
-
-
-KIND = DeviceKind(
-    name="air",
-    measurement="air_quality",
-    model=AirReading,
-    description="Ambient air monitor",
-    registry_tags=("assessment",),
-    derive=derive,
-    derive_tags=derive_tags,
-    derived_fields={"aqi": "AQI", "aqi_category": "HJ 633 category 1–6", "primary_pollutant": ""},
-)
 
 
 def simulate(
@@ -233,3 +236,72 @@ def simulate(
         "wind_speed_m_s": round(max(0.0, 2.5 + rnd.gauss(0, 0.8)), 1),
         "wind_dir_deg": round(rnd.uniform(0, 359.9), 0),
     }
+
+
+class AirFacts(Facts):
+    """A monitor's registry facts: the level that assesses it (the city's AQI is computed from
+    the ``national`` monitors, HJ 663)."""
+
+    assessment: Assessment | None = None
+
+
+def facts(device: Device) -> AirFacts:
+    """The monitor's typed registry facts."""
+    return AirFacts.of(device)
+
+
+# HJ 633 AQI categories as the standard names them; English glosses for the en console.
+CATEGORY_NAMES = {
+    1: Label("优", "good"),
+    2: Label("良", "moderate"),
+    3: Label("轻度污染", "lightly polluted"),
+    4: Label("中度污染", "moderately polluted"),
+    5: Label("重度污染", "heavily polluted"),
+    6: Label("严重污染", "severely polluted"),
+}
+PRIMARY_LABEL = Label("首要污染物", "primary pollutant")
+
+
+def category_text(v: FieldValue, lang: str) -> str:
+    """HJ 633 category name (Chinese as in the standard; with an English gloss in en)."""
+    if isinstance(v, int | float) and not isinstance(v, bool) and int(v) in CATEGORY_NAMES:
+        name = CATEGORY_NAMES[int(v)]
+        return name.zh if lang == "zh" else f"{name.zh} ({name.en})"
+    return str(v)
+
+
+def summary(g: Glance) -> list[str]:
+    """The latest AQI with its category, and the primary pollutant(s)."""
+    out = []
+    if (a := g.value("aqi")) is not None:
+        category = g.value("aqi_category")
+        out.append(
+            f"AQI {g.number(float(a or 0))} "
+            + ("—" if category is None else category_text(category, g.lang))
+        )
+    if pp := g.value("primary_pollutant"):
+        out.append(f"{PRIMARY_LABEL.pick(g.lang)} {pp}")
+    return out
+
+
+KIND = DeviceKind(
+    name="air",
+    measurement="air_quality",
+    model=AirReading,
+    description="Ambient air monitor",
+    registry_tags=("assessment",),
+    derive=derive,
+    derive_tags=derive_tags,
+    derived_fields={"aqi": "AQI", "aqi_category": "HJ 633 category 1–6", "primary_pollutant": ""},
+    derived_tag_keys=("aqi_edition",),
+    derive_daily=derive_daily,
+    label=Label("空气自动站", "Air station"),
+    facts_model=AirFacts,
+    fact_labels={"assessment": Label("考核级别", "Assessment")},
+    key_fields=("aqi", "aqi_category", "primary_pollutant", "pm25_ug_m3"),
+    summary=summary,
+    value_texts={"aqi_category": category_text},
+    dashboard="envgrid-air",
+    simulate=simulate,
+    bad_sample={"pm25_ug_m3": -3.0},
+)

@@ -1,21 +1,27 @@
-"""What every device kind provides: its payload model, topic kind, measurement and point mapping.
+"""What every device kind provides: its payload model, topic kind, measurement and point mapping,
+and everything else the other packages need to know about it.
 
-A kind module (``devices/water.py`` …) declares one :class:`DeviceKind`; the ingest side only
-talks to this interface and never names a kind's fields.
+A kind module (``devices/water.py`` …) declares one :class:`DeviceKind`: its model with units
+and ranges, tags, derived values (per reading and for a day's means), labels in both console
+languages, the console's key fields and glance summary, its simulator and a sample it must
+reject, its typed registry facts and its Grafana dashboard. Ingest, console, simulator,
+rollups, report and dashboards read these from the kind and never branch on a kind's name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from random import Random
+from typing import Annotated, Any, ClassVar, Protocol
 
 import msgspec
 
 from devices.lineproto import FieldValue, escape_key, escape_measurement, format_field
-from devices.registry import Device
+from devices.registry import Device, Facts
 
 # Epoch milliseconds must be a non-negative integer; ISO 8601 strings decode to datetime.
 EpochMs = Annotated[int, msgspec.Meta(ge=0)]
@@ -65,6 +71,72 @@ class Reading(
 
 Derive = Callable[[Any, Device], Iterator[tuple[str, FieldValue]]]
 DeriveTags = Callable[[Any, Device], Iterator[tuple[str, str]]]
+# (device, local time, random stream, the device's own state between calls) -> payload fields.
+Simulate = Callable[[Device, datetime, Random, dict[str, Any]], dict[str, Any]]
+# A stored value as the console reads it back (None: never reported).
+Value = FieldValue | None
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A name in the console's two languages."""
+
+    zh: str
+    en: str
+
+    def pick(self, lang: str) -> str:
+        """The name in ``lang`` ("zh" or "en")."""
+        return self.zh if lang == "zh" else self.en
+
+
+class Glance(Protocol):
+    """A device's newest values as a kind's console summary reads them; the console provides it
+    (and with it how numbers, units and series read in the visitor's language)."""
+
+    @property
+    def lang(self) -> str: ...
+
+    def value(self, field: str) -> Value:
+        """The newest value of a field over all the device's series."""
+        ...
+
+    def series(self) -> list[tuple[str, Mapping[str, Value]]]:
+        """(series, its newest values) per series ('' for the device, 'connector=2' …), sorted."""
+        ...
+
+    def number(self, v: float) -> str:
+        """A number as the console prints it."""
+        ...
+
+    def show(self, field: str, v: Value) -> str:
+        """A field's value for people (the kind's value texts, or the number with its unit)."""
+        ...
+
+    def series_label(self, series: str) -> str:
+        """A series for people ('connector=2' → 'connector 2'; '' for the device itself)."""
+        ...
+
+
+# The few values that tell a device's state at a glance on the console's devices page.
+Summary = Callable[[Glance], list[str]]
+# A field's value for people, in a language: classes and categories by name, states as words.
+ValueText = Callable[[FieldValue, str], str]
+
+
+def flag_text(yes: Label, no: Label) -> ValueText:
+    """A boolean field read as one of two labels."""
+    return lambda v, lang: (yes if v else no).pick(lang)
+
+
+def _key_field_summary(kind: DeviceKind) -> Summary:
+    def summary(g: Glance) -> list[str]:
+        return [
+            f"{name} {g.show(name, v)}"
+            for name in kind.key_fields
+            if (v := g.value(name)) is not None
+        ]
+
+    return summary
 
 
 @dataclass(frozen=True)
@@ -85,8 +157,38 @@ class DeviceKind:
     derive_tags: DeriveTags | None = None
     # derived field name -> unit, so dashboards and rules can find them.
     derived_fields: Mapping[str, str] = field(default_factory=dict)
+    # tag keys derive_tags writes (the AQI edition), which tag_keys() does not list.
+    derived_tag_keys: tuple[str, ...] = ()
+    # The derivation of a day's mean values (HJ 212 CN 2031 daily data), when it differs from
+    # the per-reading one: the AQI of daily means uses HJ 633's 24 h tables.
+    derive_daily: Derive | None = None
+    # The kind's name on the console (and in its filters), in both languages.
+    label: Label | None = None
+    # Registry facts of this kind, typed and checked when the registry is loaded.
+    facts_model: type[Facts] = Facts
+    # Names of the registry facts on the console's device page.
+    fact_labels: Mapping[str, Label] = field(default_factory=dict)
+    # Fields the console reads for a device's latest state; the first that tell it at a glance,
+    # then ones every reading tends to carry, so "last seen" holds for any reading.
+    key_fields: tuple[str, ...] = ()
+    # What the devices page shows of a device's latest values (default: each key field).
+    summary: Summary | None = None
+    # Fields whose values read as words, not as a number with a unit (classes, states).
+    value_texts: Mapping[str, ValueText] = field(default_factory=dict)
+    # uid of the kind's Grafana dashboard (dashboards/json/<uid>.json), when it has one.
+    dashboard: str | None = None
+    # Plausible readings for the fleet simulator and the demo.
+    simulate: Simulate | None = None
+    # Payload fields the model must reject as out of range: the simulator's bad sample.
+    bad_sample: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.label is None:
+            object.__setattr__(self, "label", Label(self.description, self.description))
+        if not self.key_fields:
+            object.__setattr__(self, "key_fields", self.model.MEASURED)
+        if self.summary is None:
+            object.__setattr__(self, "summary", _key_field_summary(self))
         names = [n for n in self.model.__struct_fields__ if n != "ts" and n not in self.tag_only]
         prefixes = tuple((n, escape_key(n) + "=") for n in names)
         object.__setattr__(self, "_fields", prefixes)
@@ -99,6 +201,35 @@ class DeviceKind:
         exec(compile(source, f"<{self.name} encoder>", "exec"), namespace)
         object.__setattr__(self, "_encode_source", source)
         object.__setattr__(self, "_encode", namespace["encode"])
+
+    @property
+    def title(self) -> Label:
+        """The kind's name in both console languages."""
+        assert self.label is not None  # set in __post_init__
+        return self.label
+
+    def glance(self, g: Glance) -> list[str]:
+        """The few values that tell a device's state at a glance."""
+        assert self.summary is not None  # set in __post_init__
+        return self.summary(g)
+
+    def facts(self, device: Device) -> Facts:
+        """The device's typed registry facts (the model's defaults for an unregistered one)."""
+        return self.facts_model.of(device)
+
+    def sample(
+        self, device: Device, now: datetime, rnd: Random, state: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A plausible payload (without ``ts``) from the kind's simulator."""
+        if self.simulate is None:
+            raise ValueError(f"device kind {self.name!r} has no simulator")
+        return self.simulate(device, now, rnd, state)
+
+    def daily(self) -> DeviceKind:
+        """The kind as a day's mean values are encoded (its daily derivation, if it has one)."""
+        if self.derive_daily is None:
+            return self
+        return dataclasses.replace(self, derive=self.derive_daily, derive_daily=None)
 
     @property
     def decoder(self) -> msgspec.json.Decoder[Any]:

@@ -12,8 +12,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
-from devices.base import DeviceKind, Reading, rng
-from devices.registry import Device
+from devices.base import DeviceKind, Glance, Label, Reading, rng
+from devices.registry import Device, Facts
 
 # OCPP 1.6 ChargePointStatus.
 Status = Literal[
@@ -82,20 +82,40 @@ class EvChargerReading(Reading):
             )
 
 
-KIND = DeviceKind(
-    name="ev_charger",
-    measurement="ev_charger",
-    model=EvChargerReading,
-    description="EV charge point connector",
-    payload_tags={"connector_id": "connector"},
-)
+class EvChargerFacts(Facts):
+    """A charge point's registry facts: its rated power (kW)."""
+
+    rated_kw: float | None = None
+
+
+def facts(device: Device) -> EvChargerFacts:
+    """The charge point's typed registry facts."""
+    return EvChargerFacts.of(device)
+
+
+STATUS_LABEL = Label("充电桩状态", "Charger status")
+
+
+def summary(g: Glance) -> list[str]:
+    """Each connector's OCPP status, with its error code when it has one."""
+    out = []
+    for series, vals in g.series():
+        status = vals.get("status")
+        if status is None:
+            continue
+        label = g.series_label(series) or STATUS_LABEL.pick(g.lang)
+        err = vals.get("error_code")
+        extra = f" ({err})" if err and err != "NoError" else ""
+        out.append(f"{label}: {status}{extra}")
+    return out
 
 
 def simulate(
     device: Device, now: datetime, rnd: random.Random, state: dict[str, Any]
 ) -> dict[str, Any]:
     """Charging sessions: Available → Preparing → Charging (SoC rises) → Finishing, rare faults."""
-    rated = float(device.facts.get("rated_kw", 60.0))
+    rated_kw = facts(device).rated_kw
+    rated = 60.0 if rated_kw is None else rated_kw
     energy = state.setdefault("energy", rnd.uniform(100, 30_000))
     st = state.get("status", "Available")
     if st == "Available" and rnd.random() < 0.05:
@@ -128,3 +148,20 @@ def simulate(
     if st in ("Charging", "Finishing"):
         out["soc_pct"] = round(state["soc"], 1)
     return out
+
+
+KIND = DeviceKind(
+    name="ev_charger",
+    measurement="ev_charger",
+    model=EvChargerReading,
+    description="EV charge point connector",
+    payload_tags={"connector_id": "connector"},
+    label=Label("充电桩", "EV charger"),
+    facts_model=EvChargerFacts,
+    fact_labels={"rated_kw": Label("额定功率 kW", "Rated kW")},
+    key_fields=("status", "error_code", "power_kw", "energy_kwh"),
+    summary=summary,
+    dashboard="envgrid-ev",
+    simulate=simulate,
+    bad_sample={"status": "Sleeping"},
+)

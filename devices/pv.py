@@ -10,8 +10,8 @@ import random
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from devices.base import DeviceKind, Reading, rng
-from devices.registry import Device
+from devices.base import DeviceKind, Glance, Label, Reading, rng
+from devices.registry import Device, Facts
 
 # SunSpec 101/103 St enumeration: 1 OFF … 8 STANDBY.
 Status = Literal[
@@ -53,20 +53,39 @@ class PvReading(Reading):
     )
 
 
-KIND = DeviceKind(
-    name="pv",
-    measurement="pv_inverter",
-    model=PvReading,
-    description="Rooftop PV inverter",
-    registry_tags=("pilot",),
-)
+class PvFacts(Facts):
+    """An inverter's registry facts: installed capacity (kWp, for equivalent hours and the
+    capacity factor) and whether it is in a whole-county rooftop PV pilot (整县试点)."""
+
+    capacity_kw: float | None = None
+    pilot: bool = False
+
+
+def facts(device: Device) -> PvFacts:
+    """The inverter's typed registry facts."""
+    return PvFacts.of(device)
+
+
+POWER_LABEL = Label("光伏功率", "PV power")
+
+
+def summary(g: Glance) -> list[str]:
+    """AC power in kW and the SunSpec state."""
+    out = []
+    p = g.value("ac_power_w")
+    if isinstance(p, int | float) and not isinstance(p, bool):
+        out.append(f"{POWER_LABEL.pick(g.lang)} {p / 1000:.2f} kW")
+    if status := g.value("status"):
+        out.append(str(status))
+    return out
 
 
 def simulate(
     device: Device, now: datetime, rnd: random.Random, state: dict[str, Any]
 ) -> dict[str, Any]:
     """Clear-sky sine from 06:00 to 18:00 local time, passing clouds, rare faults."""
-    kw = float(device.facts.get("capacity_kw", 10.0))
+    capacity = facts(device).capacity_kw
+    kw = 10.0 if capacity is None else capacity
     hour = now.hour + now.minute / 60
     sun = max(0.0, math.sin((hour - 6) / 12 * math.pi))
     cloud = state["cloud"] = min(1.0, max(0.3, state.get("cloud", 0.9) + rnd.gauss(0, 0.03)))
@@ -97,3 +116,23 @@ def simulate(
         "temp_c": round(15 + 30 * sun + rnd.gauss(0, 0.5), 1),
         "status": status,
     }
+
+
+KIND = DeviceKind(
+    name="pv",
+    measurement="pv_inverter",
+    model=PvReading,
+    description="Rooftop PV inverter",
+    registry_tags=("pilot",),
+    label=Label("屋顶光伏", "Rooftop PV"),
+    facts_model=PvFacts,
+    fact_labels={
+        "capacity_kw": Label("装机容量 kW", "Capacity kW"),
+        "pilot": Label("试点", "Pilot"),
+    },
+    key_fields=("ac_power_w", "status", "energy_today_kwh"),
+    summary=summary,
+    dashboard="envgrid-pv",
+    simulate=simulate,
+    bad_sample={"grid_freq_hz": 90.0},
+)

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -21,8 +21,46 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 UNKNOWN = "unknown"
 
 
+# The fleet shipped with envgrid (devices/fleet.yaml), which the dashboards are built from.
+FLEET = Path(__file__).resolve().parent / "fleet.yaml"
+Assessment = Literal["national", "provincial", "city"]
+
+
 class RegistryError(ValueError):
     """A registry file that cannot be used; the message names file, line and fix."""
+
+
+class Facts(BaseModel):
+    """A kind's registry facts, typed; each kind module subclasses it with the facts it reads.
+
+    Every field has a default: an unregistered device has the defaults. Other keys of an entry
+    (a station's HJ 212 ``mn``, …) stay in ``Device.facts`` untyped."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
+    _defaults: ClassVar[dict[type[Facts], Facts]] = {}
+
+    @classmethod
+    def of(cls, device: Device) -> Self:
+        """The device's facts as this model: as the registry checked them, from the facts of a
+        device built in code (checked once, then kept), or the defaults for one without."""
+        typed = device.typed
+        if isinstance(typed, cls):
+            return typed
+        if not device.facts:
+            default = cls._defaults.get(cls)
+            if default is None:
+                default = cls._defaults[cls] = cls()
+            return default  # type: ignore[return-value]
+        typed = cls.model_validate(device.facts)
+        device.typed = typed
+        return typed
+
+
+class KindFacts(Protocol):
+    """What the registry needs of a device kind: the model of its facts."""
+
+    @property
+    def facts_model(self) -> type[Facts]: ...
 
 
 @dataclass(slots=True)
@@ -38,6 +76,7 @@ class Device:
     lon: float | None = None
     facts: dict[str, Any] = field(default_factory=dict)
     known: bool = False
+    typed: Facts | None = None  # the facts as the kind's model (DeviceKind.facts reads them)
     _tags: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False)
     _all_tags: str | None = field(default=None, repr=False)  # no facts: one tag set for any kind
 
@@ -80,8 +119,6 @@ class DeviceEntry(BaseModel):
     name: str = ""
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
-    section_type: Literal["river", "lake"] | None = None
-    assessment: Literal["national", "provincial", "city"] | None = None
 
     @field_validator("id")
     @classmethod
@@ -141,17 +178,9 @@ class Registry:
         return [d for d in self._by_id.values() if d.kind == kind]
 
     @classmethod
-    def load(cls, path: Path, kinds: Iterable[str]) -> Registry:
-        """Load and validate a registry file; raise RegistryError naming file, line and fix."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise RegistryError(f"{path}: cannot read the device registry ({e.strerror})") from e
-        return cls.parse(text, str(path), kinds)
-
-    @classmethod
-    def parse(cls, text: str, source: str, kinds: Iterable[str]) -> Registry:
-        """Parse registry YAML text; ``source`` names it in errors."""
+    def parse(cls, text: str, source: str, kinds: Mapping[str, KindFacts]) -> Registry:
+        """Parse registry YAML text; ``source`` names it in errors. Each entry's facts are
+        checked against its kind's facts model."""
         known_kinds = set(kinds)
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -178,24 +207,22 @@ class Registry:
             try:
                 entry = DeviceEntry.model_validate(raw)
             except ValidationError as e:
-                err = e.errors()[0]
-                loc = ".".join(str(p) for p in err["loc"]) or "entry"
-                msg = err["msg"].removeprefix("Value error, ")
-                raise RegistryError(f"{where}: device {raw.get('id', '?')!r}: {loc}: {msg}") from e
+                raise RegistryError(_one_line(where, raw.get("id", "?"), e)) from e
             if entry.kind not in known_kinds:
                 raise RegistryError(
                     f"{where}: device {entry.id!r}: unknown kind {entry.kind!r}; "
                     f"use one of {', '.join(sorted(known_kinds))}"
                 )
+            facts = dict(entry.model_extra or {})
+            try:
+                typed = kinds[entry.kind].facts_model.model_validate(facts)
+            except ValidationError as e:
+                raise RegistryError(_one_line(where, entry.id, e)) from e
             if entry.id in seen:
                 raise RegistryError(
                     f"{where}: device {entry.id!r} is listed twice (first at line {seen[entry.id]})"
                 )
             seen[entry.id] = line
-            facts = {k: v for k, v in (entry.model_extra or {}).items()}
-            for k in ("section_type", "assessment"):
-                if getattr(entry, k) is not None:
-                    facts[k] = getattr(entry, k)
             devices.append(
                 Device(
                     id=entry.id,
@@ -207,6 +234,30 @@ class Registry:
                     lon=entry.lon,
                     facts=facts,
                     known=True,
+                    typed=typed,
                 )
             )
         return cls(devices)
+
+
+def _one_line(where: str, device_id: object, e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "entry"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{where}: device {device_id!r}: {loc}: {msg}"
+
+
+def load_registry(path: Path | None, kinds: Mapping[str, KindFacts] | None = None) -> Registry:
+    """The device registry in ``path`` (an empty one for None: every device unregistered),
+    checked against the registered kinds (or ``kinds``); RegistryError names file, line, fix."""
+    if path is None:
+        return Registry()
+    if kinds is None:
+        from devices.kinds import KINDS  # the kinds import this module: resolved at call time
+
+        kinds = KINDS
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise RegistryError(f"{path}: cannot read the device registry ({e.strerror})") from e
+    return Registry.parse(text, str(path), kinds)

@@ -12,8 +12,8 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 
-from devices.base import DeviceKind, Reading, rng
-from devices.registry import Device
+from devices.base import DeviceKind, Glance, Label, Reading, flag_text, rng
+from devices.registry import Device, Facts
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
@@ -52,14 +52,34 @@ class ShorePowerReading(Reading):
             raise ValueError(f"frequency_hz {f} is neither near 50 Hz nor near 60 Hz")
 
 
-KIND = DeviceKind(
-    name="shore_power",
-    measurement="shore_power",
-    model=ShorePowerReading,
-    description="Shore-power berth meter",
-    payload_tags={"berth": "berth"},
-    tag_only=frozenset({"berth"}),
-)
+class ShorePowerFacts(Facts):
+    """A berth meter's registry facts: its berth, port and supply (e.g. 380V/50Hz)."""
+
+    berth: str | None = None
+    port: str | None = None
+    voltage: str | None = None
+
+
+def facts(device: Device) -> ShorePowerFacts:
+    """The berth meter's typed registry facts."""
+    return ShorePowerFacts.of(device)
+
+
+VESSEL_LABEL = Label("船舶", "Vessel")
+
+
+def summary(g: Glance) -> list[str]:
+    """Connected or not; for a connected ship its id and the power it draws."""
+    out = []
+    c = g.value("connected")
+    if c is not None:
+        out.append(g.show("connected", c))
+    if c and g.value("vessel_id"):
+        out.append(f"{VESSEL_LABEL.pick(g.lang)} {g.value('vessel_id')}")
+    p = g.value("power_kw")
+    if c and isinstance(p, int | float) and not isinstance(p, bool):
+        out.append(f"{g.number(float(p))} kW")
+    return out
 
 
 def simulate(
@@ -73,7 +93,7 @@ def simulate(
         state["until"] = now.fromtimestamp(now.timestamp() + rnd.uniform(2, 10) * 3600, now.tzinfo)
         state["vessel"] = f"CN{rnd.randrange(100000, 999999)}" if connected else None
         state["load"] = rnd.uniform(50, 400)
-    berth = str(device.facts.get("berth", "B1"))
+    berth = facts(device).berth or "B1"
     out: dict[str, Any] = {"berth": berth, "connected": state["connected"]}
     if state["connected"]:
         power = max(5.0, state["load"] + rnd.gauss(0, 5))
@@ -97,3 +117,28 @@ def simulate(
         )
     out["energy_kwh"] = round(energy, 2)
     return out
+
+
+KIND = DeviceKind(
+    name="shore_power",
+    measurement="shore_power",
+    model=ShorePowerReading,
+    description="Shore-power berth meter",
+    payload_tags={"berth": "berth"},
+    tag_only=frozenset({"berth"}),
+    label=Label("岸电", "Shore power"),
+    facts_model=ShorePowerFacts,
+    fact_labels={
+        "berth": Label("泊位", "Berth"),
+        "port": Label("港区", "Port"),
+        "voltage": Label("供电制式", "Supply"),
+    },
+    key_fields=("connected", "vessel_id", "power_kw", "energy_kwh"),
+    summary=summary,
+    value_texts={
+        "connected": flag_text(Label("已连接", "connected"), Label("未连接", "not connected"))
+    },
+    dashboard="envgrid-shore",
+    simulate=simulate,
+    bad_sample={"energy_kwh": -12.5},
+)

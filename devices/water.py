@@ -11,18 +11,19 @@ import random
 from bisect import bisect_left
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from devices.base import DeviceKind, Reading, rng
+from devices.base import DeviceKind, Glance, Label, Reading, flag_text, rng
 from devices.gb3838 import (
     ASSESSED_ITEMS,
     LAKE_LIMITS,
     LIMITS,
     PH_RANGE,
     WORST_CLASS,
+    SectionType,
 )
 from devices.lineproto import FieldValue
-from devices.registry import Device
+from devices.registry import Assessment, Device, Facts
 
 
 class WaterReading(Reading):
@@ -110,9 +111,27 @@ def reading_class(r: WaterReading, lake: bool) -> tuple[int, str] | None:
     return worst, ",".join(limiting) if worst > 1 else ""
 
 
+class WaterFacts(Facts):
+    """A station's registry facts: its section's type (a lake section is judged by the lake TP
+    row) and the level that assesses the section (None: not an assessed section)."""
+
+    section_type: Literal["river", "lake"] | None = None
+    assessment: Assessment | None = None
+
+    @property
+    def section(self) -> SectionType:
+        """The GB 3838 row the section is judged by (river unless registered as a lake)."""
+        return "lake" if self.section_type == "lake" else "river"
+
+
+def facts(device: Device) -> WaterFacts:
+    """The station's typed registry facts."""
+    return WaterFacts.of(device)
+
+
 def derive(r: WaterReading, device: Device) -> Iterator[tuple[str, FieldValue]]:
     """GB 3838-2002 class of this reading, by the single-factor method."""
-    result = reading_class(r, device.facts.get("section_type") == "lake")
+    result = reading_class(r, facts(device).section_type == "lake")
     if result is not None:
         yield "water_class", result[0]
         yield "meets_iii", result[0] <= 3
@@ -120,15 +139,26 @@ def derive(r: WaterReading, device: Device) -> Iterator[tuple[str, FieldValue]]:
             yield "limiting_items", result[1]
 
 
-KIND = DeviceKind(
-    name="water",
-    measurement="water_quality",
-    model=WaterReading,
-    description="Surface-water automatic station",
-    registry_tags=("section_type",),
-    derive=derive,
-    derived_fields={"water_class": "GB 3838 class 1–6", "meets_iii": "", "limiting_items": ""},
-)
+# GB 3838-2002 classes as the standard writes them (class 6 is 劣Ⅴ, "worse than V").
+CLASS_NAMES = {1: "Ⅰ", 2: "Ⅱ", 3: "Ⅲ", 4: "Ⅳ", 5: "Ⅴ", 6: "劣Ⅴ"}
+CLASS_LABEL = Label("水质类别", "Water class")
+
+
+def class_text(v: FieldValue, lang: str) -> str:
+    """GB 3838 class as written in the standard (Ⅰ … Ⅴ, 劣Ⅴ)."""
+    if isinstance(v, int | float) and not isinstance(v, bool) and int(v) in CLASS_NAMES:
+        return CLASS_NAMES[int(v)]
+    return str(v)
+
+
+def summary(g: Glance) -> list[str]:
+    """The class of the latest reading and whether it meets Class III."""
+    out = []
+    if (c := g.value("water_class")) is not None:
+        out.append(f"{CLASS_LABEL.pick(g.lang)} {g.show('water_class', c)}")
+    if (m := g.value("meets_iii")) is not None:
+        out.append(g.show("meets_iii", m))
+    return out
 
 
 def simulate(
@@ -139,7 +169,7 @@ def simulate(
     hour = now.hour + now.minute / 60
     day = math.sin((hour - 8) / 24 * 2 * math.pi)
     temp = 12 + 10 * math.sin((now.timetuple().tm_yday - 110) / 365 * 2 * math.pi) + 1.5 * day
-    lake = device.facts.get("section_type") == "lake"
+    lake = facts(device).section_type == "lake"
     return {
         "ph": round(7.6 + 0.4 * day + rnd.gauss(0, 0.05), 2),
         "do_mg_l": round(max(0.5, 9.5 - 3.5 * load + 1.2 * day + rnd.gauss(0, 0.2)), 2),
@@ -151,3 +181,31 @@ def simulate(
         "conductivity_us_cm": round(450 + 250 * load + rnd.gauss(0, 10), 0),
         "turbidity_ntu": round(max(0.5, 12 * load + rnd.gauss(0, 2)), 1),
     }
+
+
+KIND = DeviceKind(
+    name="water",
+    measurement="water_quality",
+    model=WaterReading,
+    description="Surface-water automatic station",
+    registry_tags=("section_type",),
+    derive=derive,
+    derived_fields={"water_class": "GB 3838 class 1–6", "meets_iii": "", "limiting_items": ""},
+    label=Label("水质自动站", "Water station"),
+    facts_model=WaterFacts,
+    fact_labels={
+        "section_type": Label("断面类型", "Section type"),
+        "assessment": Label("考核级别", "Assessment"),
+    },
+    key_fields=("water_class", "meets_iii", "temp_c", "ph"),
+    summary=summary,
+    value_texts={
+        "water_class": class_text,
+        "meets_iii": flag_text(
+            Label("达到Ⅲ类", "meets Class III"), Label("未达Ⅲ类", "misses Class III")
+        ),
+    },
+    dashboard="envgrid-water",
+    simulate=simulate,
+    bad_sample={"ph": 15.0},
+)

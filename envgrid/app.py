@@ -9,12 +9,11 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from console import build_console
 from devices import air
 from devices.kinds import KINDS
-from devices.registry import Registry
+from devices.registry import FLEET, Registry, load_registry
 from envgrid.alerting import build_alerting, role_settings
 from envgrid.roles import Role
 from envgrid.settings import Settings
@@ -25,14 +24,7 @@ from rollups.runner import start_background
 
 log = logging.getLogger("envgrid")
 
-DEFAULT_REGISTRY = Path(__file__).resolve().parent.parent / "devices" / "fleet.yaml"
-
-
-def load_registry(settings: Settings) -> Registry:
-    """The configured registry, or an empty one (every device unregistered)."""
-    if settings.devices.registry is None:
-        return Registry()
-    return Registry.load(settings.devices.registry, KINDS)
+DEFAULT_REGISTRY = FLEET  # the demo's fleet
 
 
 def configure_standards(settings: Settings) -> None:
@@ -56,7 +48,7 @@ async def started(
     """Start ingest and/or alerts (``role``: all, ingest, alerts), the HTTP API, the HJ 212
     intake and the rollups; stop them in order (readings made durable first) on exit."""
     configure_standards(settings)
-    registry = load_registry(settings)
+    registry = load_registry(settings.devices.registry)
     settings = role_settings(settings, role)
     hj212 = ServiceGateway(settings, registry)  # HJ 212 intake; TCP gateway if a port is set
     service = IngestService(

@@ -9,7 +9,7 @@ import logging
 
 from prometheus_client.registry import CollectorRegistry
 
-from envgrid.app import load_registry
+from devices.registry import load_registry
 from envgrid.settings import Settings
 from hj212.gateway import Hj212Gateway, no_messages, publisher_options, wait_for_broker
 from hj212.intake import load_stations
@@ -23,7 +23,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None) -> 
     """Run the standalone gateway (and /healthz /readyz /metrics) until a signal or ``stop``."""
     import signal
 
-    registry = load_registry(settings)
+    registry = load_registry(settings.devices.registry)
     stations = load_stations(registry, settings.standards.timezone, settings.devices.registry)
     connected = False
 

@@ -9,7 +9,7 @@ import time
 
 from devices.fleet import fleet
 from devices.kinds import KINDS
-from devices.registry import Device, Registry
+from devices.registry import Device, Registry, load_registry
 from envgrid.settings import Settings
 from envgrid.simulator import live, publish_all
 from hj212.intake import load_stations
@@ -21,7 +21,7 @@ from ingest.mqtt import MqttClient
 def fleet_devices(settings: Settings, per_kind: int) -> list[Device]:
     """The devices to simulate: the configured registry, or the shipped fleet of that size."""
     if settings.devices.registry is not None:
-        return list(Registry.load(settings.devices.registry, KINDS))
+        return list(load_registry(settings.devices.registry))
     import yaml
 
     reg = Registry.parse(yaml.safe_dump({"devices": fleet(per_kind)}), "fleet", KINDS)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from devices.kinds import SIMULATORS
+from devices.base import DeviceKind
+from devices.kinds import KINDS
 from devices.registry import Device
 from ingest import pipeline as p
 
@@ -39,15 +40,10 @@ def _bad(
 ) -> SimMessage:
     """A message broken in one of many realistic ways."""
     topic = f"{prefix}/{dev.kind}/{dev.id}"
-    out_of_range_by_kind: dict[str, dict[str, Any]] = {
-        "water": {"ph": 15.0},
-        "air": {"pm25_ug_m3": -3.0},
-        "pv": {"grid_freq_hz": 90.0},
-        "shore_power": {"energy_kwh": -12.5},
-        "ev_charger": {"status": "Sleeping"},
-    }
-    out_of_range = out_of_range_by_kind[dev.kind or "water"]
+    out_of_range = dict(_kind(dev).bad_sample)
     choice = rnd.randrange(12)
+    if not out_of_range and choice in (1, 3):
+        choice = 4  # a kind without a bad sample: a payload without readings instead
     if choice == 0:
         return SimMessage(topic, b'{"ts": %d, ' % ts, p.MALFORMED)
     if choice == 1:
@@ -87,9 +83,16 @@ def _bad(
 _STATE: dict[str, dict[str, Any]] = {}
 
 
+def _kind(dev: Device) -> DeviceKind:
+    kind = KINDS.get(dev.kind or "")
+    if kind is None:
+        raise ValueError(f"device {dev.id!r}: no registered kind {dev.kind!r} to simulate")
+    return kind
+
+
 def _sample(dev: Device, ts_ms: int, rnd: random.Random) -> dict[str, Any]:
     now = datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone()
-    return SIMULATORS[dev.kind or "water"](dev, now, rnd, _STATE.setdefault(dev.id, {}))
+    return _kind(dev).sample(dev, now, rnd, _STATE.setdefault(dev.id, {}))
 
 
 def _valid_payload(dev: Device, ts_ms: int, rnd: random.Random) -> bytes:

@@ -374,11 +374,11 @@ def check_startup(settings: Settings) -> None:
     """What would stop every child at start-up, checked once here with the usual clear error:
     the device registry, the HJ 212 stations in it and the alert rules."""
     from alerts.rules import RuleError, load_rules
+    from devices.registry import load_registry
     from envgrid.alerting import AlertSetupError
-    from envgrid.app import load_registry
     from hj212.gateway import ServiceGateway
 
-    ServiceGateway(settings, load_registry(settings))
+    ServiceGateway(settings, load_registry(settings.devices.registry))
     if settings.alerts.enabled:
         try:
             load_rules(settings.alerts.rules)

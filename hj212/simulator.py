@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from devices.kinds import SIMULATORS
+from devices.kinds import KINDS
 from hj212.codec import FACTORS, FactorValue, Packet, build
 from hj212.config import GatewayConfig
 from hj212.intake import Station
@@ -219,7 +219,7 @@ class Hj212Simulator:
 
     def _rtd(self, sim: _Sim, t: datetime) -> bytes:
         st = sim.station
-        values = SIMULATORS[st.kind](st.device, t, sim.rnd, sim.state)
+        values = KINDS[st.kind].sample(st.device, t, sim.rnd, sim.state)
         if sim.maintenance == 0 and sim.rnd.random() < self.maintenance:
             # Maintenance lasts a few real-time packets and covers one or a few analysers.
             sim.maintenance = sim.rnd.randint(2, 8)

@@ -23,10 +23,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from devices import ev_charger, pv, shore_power, water
 from devices.aqi import edition_for
+from devices.base import DeviceKind
 from devices.gb3838 import ASSESSED_ITEMS
 from devices.lineproto import FieldValue, encode_line
 from devices.registry import Device, Registry
@@ -49,6 +51,7 @@ _CHUNK = 10_000
 _CHUNK_DAYS = 31
 
 Progress = Callable[[str], None]
+R = TypeVar("R")
 
 
 class ReportError(RuntimeError):
@@ -284,8 +287,8 @@ class Reporter:
         span = f"time >= {time_literal(start_ms)} AND time < {time_literal(end_ms)}"
         closed = set(days)
         sections: dict[str, P.SectionInput] = {}
-        for d in self.registry.of_kind("water"):
-            assessment = str(d.facts.get("assessment") or "")
+        for d in self.registry.of_kind(water.KIND.name):
+            assessment: str = water.facts(d).assessment or ""
             if assessment in wanted and (county is None or d.county == county):
                 sections.setdefault(d.site, _section_input(d.site, d.county, d, assessment))
         q = (
@@ -413,15 +416,17 @@ class Reporter:
             known[day] = (first, last)
         tick("pv: daily registers")
         devices = {
-            d.id: d for d in self.registry.of_kind("pv") if county is None or d.county == county
+            d.id: d
+            for d in self.registry.of_kind(pv.KIND.name)
+            if county is None or d.county == county
         }
         hours = (end_ms - start_ms) / P.HOUR_MS
         out = []
         for dev in sorted(set(devices) | set(series)):
             d = devices.get(dev) or self.registry.get(dev)
             t = tags.get(dev, {})
-            capacity = _float(d.facts.get("capacity_kw")) if d else None
-            pilot = bool(d.facts.get("pilot")) if d else str(t.get("pilot")) == "true"
+            capacity = _float(pv.facts(d).capacity_kw) if d else None
+            pilot = pv.facts(d).pilot if d else str(t.get("pilot")) == "true"
             daily = series.get(dev, {})
             out.append(
                 P.inverter_result(
@@ -484,70 +489,96 @@ class Reporter:
             tick(f"{label} {i}/{len(chunks)}")
         return out
 
-    async def shore(
-        self, start_ms: int, end_ms: int, county: str | None, tick: Progress
-    ) -> list[P.BerthResult]:
-        """Each berth meter's sessions, connection hours, kWh and calls."""
-        spec = self.plan.shore_power
+    async def _state_results(
+        self,
+        kind: DeviceKind,
+        fields: Sequence[str],
+        series_tag: str,
+        spec: P.SeriesSpec,
+        sample: Callable[[int, Row], P.Sample],
+        result: Callable[[str, str, Device | None, str, str, list[P.Sample]], R],
+        start_ms: int,
+        end_ms: int,
+        county: str | None,
+        tick: Progress,
+        label: str,
+    ) -> list[R]:
+        """One result per series of a kind's state series (a meter's berth, a charger's
+        connector), and one without samples per registered device that sent nothing.
+
+        ``result(device_id, series, registered device or None, site, county, samples)``: site
+        and county are the series' tags, or the registry's for a device without data."""
         data = await self._buckets(
-            "shore_power",
-            ("connected", "vessel_id", "energy_kwh"),
-            ("device_id", "berth"),
+            kind.measurement,
+            fields,
+            ("device_id", series_tag),
             start_ms,
             end_ms,
             spec,
             county,
             tick,
-            "shore power",
+            label,
         )
         registered = {
             d.id: d
-            for d in self.registry.of_kind("shore_power")
+            for d in self.registry.of_kind(kind.name)
             if county is None or d.county == county
         }
         out = []
-        seen: set[str] = set()
-        for (dev, berth), entry in sorted(data.items()):
-            site, cty, buckets = entry.site, entry.county, entry.rows
-            seen.add(dev)
+        for (dev, series), entry in sorted(data.items()):
             d = registered.get(dev) or self.registry.get(dev)
-            samples = [
-                P.Sample(
-                    ts,
-                    connected=_bool(r.get("connected")),
-                    vessel=str(r["vessel_id"]) if r.get("vessel_id") else None,
-                    energy=finite(r.get("energy_kwh")),
-                )
-                for ts, r in sorted(buckets.items())
-            ]
-            out.append(
-                P.berth_result(
-                    dev,
-                    _port(d, site),
-                    berth or (str(d.facts.get("berth") or "") if d else ""),
-                    d.county if d else cty,
-                    samples,
-                    start_ms,
-                    end_ms,
-                    spec,
-                    self.plan.coverage.device_min_time_share,
-                )
-            )
+            samples = [sample(ts, r) for ts, r in sorted(entry.rows.items())]
+            out.append(result(dev, series, d, entry.site, entry.county, samples))
+        seen = {dev for dev, _ in data}
         for dev, d in sorted(registered.items()):
             if dev not in seen:
-                out.append(
-                    P.berth_result(
-                        dev,
-                        _port(d, d.site),
-                        str(d.facts.get("berth") or ""),
-                        d.county,
-                        [],
-                        start_ms,
-                        end_ms,
-                        spec,
-                        self.plan.coverage.device_min_time_share,
-                    )
-                )
+                out.append(result(dev, "", d, d.site, d.county, []))
+        return out
+
+    async def shore(
+        self, start_ms: int, end_ms: int, county: str | None, tick: Progress
+    ) -> list[P.BerthResult]:
+        """Each berth meter's sessions, connection hours, kWh and calls."""
+        spec = self.plan.shore_power
+        share = self.plan.coverage.device_min_time_share
+
+        def sample(ts: int, r: Row) -> P.Sample:
+            return P.Sample(
+                ts,
+                connected=_bool(r.get("connected")),
+                vessel=str(r["vessel_id"]) if r.get("vessel_id") else None,
+                energy=finite(r.get("energy_kwh")),
+            )
+
+        def result(
+            dev: str, berth: str, d: Device | None, site: str, cty: str, samples: list[P.Sample]
+        ) -> P.BerthResult:
+            facts = shore_power.facts(d) if d else None
+            return P.berth_result(
+                dev,
+                (facts.port or d.site) if facts and d else site,
+                berth or (facts.berth or "" if facts else ""),
+                d.county if d else cty,
+                samples,
+                start_ms,
+                end_ms,
+                spec,
+                share,
+            )
+
+        out = await self._state_results(
+            shore_power.KIND,
+            ("connected", "vessel_id", "energy_kwh"),
+            "berth",
+            spec,
+            sample,
+            result,
+            start_ms,
+            end_ms,
+            county,
+            tick,
+            "shore power",
+        )
         return sorted(out, key=lambda r: (r.port, r.berth, r.device_id))
 
     async def ev(
@@ -555,79 +586,49 @@ class Reporter:
     ) -> list[P.ConnectorResult]:
         """Each connector's energy, sessions and hours available / occupied."""
         spec = self.plan.ev
-        data = await self._buckets(
-            "ev_charger",
+        share = self.plan.coverage.device_min_time_share
+
+        def sample(ts: int, r: Row) -> P.Sample:
+            return P.Sample(
+                ts,
+                state=str(r["status"]) if r.get("status") else None,
+                energy=finite(r.get("energy_kwh")),
+            )
+
+        def result(
+            dev: str, connector: str, d: Device | None, site: str, cty: str, samples: list[P.Sample]
+        ) -> P.ConnectorResult:
+            return P.connector_result(
+                dev,
+                connector,
+                d.site if d else site,
+                d.county if d else cty,
+                _float(ev_charger.facts(d).rated_kw) if d else None,
+                samples,
+                start_ms,
+                end_ms,
+                spec,
+                share,
+            )
+
+        out = await self._state_results(
+            ev_charger.KIND,
             ("status", "energy_kwh"),
-            ("device_id", "connector"),
+            "connector",
+            spec,
+            sample,
+            result,
             start_ms,
             end_ms,
-            spec,
             county,
             tick,
             "ev",
         )
-        registered = {
-            d.id: d
-            for d in self.registry.of_kind("ev_charger")
-            if county is None or d.county == county
-        }
-        out = []
-        seen: set[str] = set()
-        share = self.plan.coverage.device_min_time_share
-        for (dev, connector), entry in sorted(data.items()):
-            site, cty, buckets = entry.site, entry.county, entry.rows
-            seen.add(dev)
-            d = registered.get(dev) or self.registry.get(dev)
-            samples = [
-                P.Sample(
-                    ts,
-                    state=str(r["status"]) if r.get("status") else None,
-                    energy=finite(r.get("energy_kwh")),
-                )
-                for ts, r in sorted(buckets.items())
-            ]
-            out.append(
-                P.connector_result(
-                    dev,
-                    connector,
-                    d.site if d else site,
-                    d.county if d else cty,
-                    _float(d.facts.get("rated_kw")) if d else None,
-                    samples,
-                    start_ms,
-                    end_ms,
-                    spec,
-                    share,
-                )
-            )
-        for dev, d in sorted(registered.items()):
-            if dev not in seen:
-                out.append(
-                    P.connector_result(
-                        dev,
-                        "",
-                        d.site,
-                        d.county,
-                        _float(d.facts.get("rated_kw")),
-                        [],
-                        start_ms,
-                        end_ms,
-                        spec,
-                        share,
-                    )
-                )
         return sorted(out, key=lambda r: (r.site, r.device_id, r.connector))
 
 
 def _section_input(site: str, county: str, d: Device, assessment: str) -> P.SectionInput:
-    lake = d.facts.get("section_type") == "lake"
-    return P.SectionInput(site, county, "lake" if lake else "river", assessment)
-
-
-def _port(d: Device | None, site: str) -> str:
-    if d is not None and d.facts.get("port"):
-        return str(d.facts["port"])
-    return d.site if d is not None else site
+    return P.SectionInput(site, county, water.facts(d).section, assessment)
 
 
 def _pick(fn: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:

@@ -246,10 +246,11 @@ class Rollup:
         device = self.registry.get(device_id)
         if device is not None:
             out = {"device_id": device.id, "site": device.site, "county": device.county}
+            # The same tags the raw points got (Device.tags_for): the facts as registered.
             for key in kind.tag_keys:
                 if device.facts.get(key) is not None:
                     out[key] = str(device.facts[key])
-            assessment = str(device.facts.get("assessment") or "")
+            assessment = kind.assessment(device) or ""
         else:
             keys = ("device_id", "site", "county", *kind.tag_keys)
             out = {k: tags[k] for k in keys if tags.get(k)}

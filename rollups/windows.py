@@ -42,8 +42,10 @@ from zoneinfo import ZoneInfo
 
 from devices import air, water
 from devices.aqi import O3, POLLUTANTS, AqiResult, Edition, aqi_daily, aqi_realtime, edition_for
+from devices.base import DeviceKind
 from devices.gb3838 import ASSESSED_ITEMS, SectionType, section_class
 from devices.lineproto import FieldValue, encode_line
+from devices.registry import Device
 
 Sample = tuple[int, float]  # (epoch ms, value)
 
@@ -556,31 +558,46 @@ Compute = Callable[[Sequence[Station], date, Options, Collection[int] | None, bo
 
 @dataclass(frozen=True)
 class RollupKind:
-    """What the I/O side needs to roll up one device kind: where to read, what, how."""
+    """What the I/O side needs to roll up one device kind: where to read, what, how. Names,
+    measurement and tags are the device kind's own."""
 
-    name: str
-    source: str  # measurement of the raw readings
+    kind: DeviceKind
     fields: tuple[str, ...]  # numeric fields to read (valid values only, see module notes)
-    tag_keys: tuple[str, ...]  # registry facts carried as tags, besides device_id/site/county
     outputs: tuple[str, ...]  # measurements written
     compute: Compute
+    # The level that assesses a station (its kind's typed registry fact; None: not assessed).
+    assessment: Callable[[Device], str | None]
+
+    @property
+    def name(self) -> str:
+        """The device kind's name."""
+        return self.kind.name
+
+    @property
+    def source(self) -> str:
+        """Measurement of the raw readings."""
+        return self.kind.measurement
+
+    @property
+    def tag_keys(self) -> tuple[str, ...]:
+        """Registry facts carried as tags, besides device_id/site/county."""
+        return self.kind.registry_tags
 
 
-ROLLUP_KINDS: dict[str, RollupKind] = {
-    "air": RollupKind(
-        name="air",
-        source=air.KIND.measurement,
-        fields=AIR_FIELDS,
-        tag_keys=air.KIND.registry_tags,
-        outputs=(AIR_HOURLY, AIR_DAILY, CITY_AIR_DAILY),
-        compute=air_rollup,
+_ROLLUPS = (
+    RollupKind(
+        air.KIND,
+        AIR_FIELDS,
+        (AIR_HOURLY, AIR_DAILY, CITY_AIR_DAILY),
+        air_rollup,
+        lambda d: air.facts(d).assessment,
     ),
-    "water": RollupKind(
-        name="water",
-        source=water.KIND.measurement,
-        fields=WATER_FIELDS,
-        tag_keys=water.KIND.registry_tags,
-        outputs=(WATER_HOURLY, WATER_DAILY, WATER_SECTION_DAILY),
-        compute=water_rollup,
+    RollupKind(
+        water.KIND,
+        WATER_FIELDS,
+        (WATER_HOURLY, WATER_DAILY, WATER_SECTION_DAILY),
+        water_rollup,
+        lambda d: water.facts(d).assessment,
     ),
-}
+)
+ROLLUP_KINDS: dict[str, RollupKind] = {r.name: r for r in _ROLLUPS}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from devices.kinds import KINDS
-from devices.registry import Registry
+from devices.registry import load_registry
 from envgrid.app import DEFAULT_REGISTRY, configure_standards
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto
 from envgrid.settings import Settings, load_settings
@@ -39,9 +39,7 @@ def make_settings(
 async def running_service(settings: Settings, **kw: Any) -> AsyncIterator[IngestService]:
     """An IngestService running in this event loop, stopped (gracefully) afterwards."""
     configure_standards(settings)
-    registry = (
-        Registry.load(settings.devices.registry, KINDS) if settings.devices.registry else Registry()
-    )
+    registry = load_registry(settings.devices.registry)
     service = IngestService(settings, KINDS, registry, **kw)
     await service.start()
     try:

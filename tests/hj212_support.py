@@ -15,8 +15,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from devices.kinds import KINDS
-from devices.registry import Device, Registry
+from devices.registry import Device, Registry, load_registry
 from envgrid.settings import Settings
 from hj212.codec import FactorValue, Packet, build, parse
 from hj212.gateway import Hj212Gateway, ServiceGateway
@@ -120,7 +119,7 @@ async def service_with_gateway(
 ) -> AsyncIterator[tuple[IngestService, Hj212Gateway]]:
     """The ingest service with HJ 212 intake and its TCP gateway (port 0: any free port)."""
     assert settings.devices.registry is not None
-    registry = Registry.load(settings.devices.registry, KINDS)
+    registry = load_registry(settings.devices.registry)
     hj = ServiceGateway(settings, registry)
     async with running_service(settings, protocols=hj.protocols) as service:
         await hj.start(service)
@@ -143,7 +142,7 @@ def station_registry(path: Path, stations: int) -> Registry:
     path.write_text(
         yaml.safe_dump({"devices": devices}, allow_unicode=True, sort_keys=False), "utf-8"
     )
-    return Registry.load(path, KINDS)
+    return load_registry(path)
 
 
 @dataclass

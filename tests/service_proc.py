@@ -22,14 +22,14 @@ from typing import Any
 import httpx
 
 from devices.kinds import KINDS
-from devices.registry import Device, Registry
+from devices.registry import Device, load_registry
 from envgrid.app import DEFAULT_REGISTRY
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto, free_port
 from envgrid.simulator import SimMessage, generate, publish_all
 from ingest.mqtt import MqttClient
 
 ENVGRID = str(Path(sys.executable).with_name("envgrid"))
-FLEET: list[Device] = list(Registry.load(DEFAULT_REGISTRY, KINDS))
+FLEET: list[Device] = list(load_registry(DEFAULT_REGISTRY))
 MEASUREMENT = {k.name: k.measurement for k in KINDS.values()}
 
 Key = tuple[str, str, int]  # (measurement, device_id, time in ms)

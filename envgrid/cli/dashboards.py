@@ -12,8 +12,7 @@ from typing import Annotated
 import typer
 
 from dashboards import DATASOURCE_UID, FOLDER_TITLE, FOLDER_UID, HERE
-from devices.kinds import KINDS
-from devices.registry import Registry, RegistryError
+from devices.registry import FLEET, Registry, RegistryError, load_registry
 from envgrid.cli.common import fail
 
 # dashboards.build and dashboards.push load the Grafana SDK and client: imported in the
@@ -37,10 +36,8 @@ DatasourceOpt = Annotated[
 
 
 def _registry(path: Path | None) -> Registry:
-    from dashboards.build import load_registry
-
     try:
-        return Registry.load(path, KINDS) if path is not None else load_registry()
+        return load_registry(path or FLEET)
     except RegistryError as e:
         raise fail(str(e)) from None
 

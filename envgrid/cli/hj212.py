@@ -35,7 +35,7 @@ def hj212_gateway(
     Runs alone (the service consumes the topic); `envgrid run` runs the same gateway itself when
     ENVGRID_HJ212__PORT is set. Its /metrics are on ENVGRID_HTTP__PORT.
     """
-    from envgrid.app import load_registry
+    from devices.registry import load_registry
     from envgrid.gateway import run_gateway
     from hj212.intake import load_stations
     from ingest.mqtt import MqttError
@@ -49,7 +49,9 @@ def hj212_gateway(
         )
     try:
         stations = load_stations(
-            load_registry(settings), settings.standards.timezone, settings.devices.registry
+            load_registry(settings.devices.registry),
+            settings.standards.timezone,
+            settings.devices.registry,
         )
     except RegistryError as e:
         raise fail(str(e)) from None

@@ -11,7 +11,7 @@ import yaml
 
 from devices.fleet import fleet
 from devices.kinds import KINDS
-from devices.registry import Registry, RegistryError
+from devices.registry import Registry, RegistryError, load_registry
 from envgrid.cli.alerts import alerts_app, rules_app
 from envgrid.cli.common import (
     ConfigOpt,
@@ -236,7 +236,7 @@ def devices_check(path: Path) -> None:
     from hj212.intake import load_stations
 
     try:
-        reg = Registry.load(path, KINDS)
+        reg = load_registry(path)
         stations = load_stations(reg, source=path)
     except RegistryError as e:  # Hj212ConfigError is one too
         raise fail(str(e)) from None

@@ -52,8 +52,7 @@ def report(
     config: ConfigOpt = None,
 ) -> None:
     """Compute every plan figure for a period: value, target, met or not, data coverage."""
-    from devices.registry import RegistryError
-    from envgrid.app import load_registry
+    from devices.registry import RegistryError, load_registry
     from ingest.influxql import QueryError
     from report.figures import Reporter, ReportError, known_counties, load_plan
     from report.figures import store as store_figures
@@ -73,7 +72,7 @@ def report(
         raise fail(f"--to {last} is before --from {first}: give the earlier date first")
     settings = settings_or_exit(config)
     try:
-        registry = load_registry(settings)
+        registry = load_registry(settings.devices.registry)
     except RegistryError as e:
         raise fail(str(e)) from None
     counties = known_counties(registry)

@@ -41,8 +41,7 @@ def rollup(
 
     Safe to repeat: a recomputed window overwrites its points.
     """
-    from devices.registry import RegistryError
-    from envgrid.app import load_registry
+    from devices.registry import RegistryError, load_registry
     from ingest.influxql import QueryError
     from rollups.runner import KIND_NAMES, Rollup, RollupError, Task
 
@@ -55,7 +54,7 @@ def rollup(
         raise fail(f"--kind {kind!r} is not a rollup kind: use one of {', '.join(KIND_NAMES)}")
     settings = settings_or_exit(config)
     try:
-        registry = load_registry(settings)
+        registry = load_registry(settings.devices.registry)
     except RegistryError as e:
         raise fail(str(e)) from None
     tz = ZoneInfo(settings.standards.timezone)

@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from devices.kinds import KINDS
-from devices.registry import Registry
+from devices.registry import load_registry
 from envgrid.alerting import Alerting, build_alerting, role_settings
 from envgrid.app import configure_standards
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto, free_port
@@ -148,9 +148,7 @@ async def running(settings: Settings, role: Role = Role.ALL) -> AsyncIterator[Ru
     """Start the service in this loop; stop it afterwards."""
     configure_standards(settings)
     settings = role_settings(settings, role)
-    reg = (
-        Registry.load(settings.devices.registry, KINDS) if settings.devices.registry else Registry()
-    )
+    reg = load_registry(settings.devices.registry)
     service = IngestService(settings, KINDS, reg, evaluate_only=not role.ingests)
     alerting = build_alerting(settings, service, reg, role=role)
     assert alerting is not None

@@ -28,11 +28,11 @@ import pytest
 
 from dashboards import plan as plan_dashboard
 from dashboards import queries as Q
-from dashboards.build import Built, build_all, load_registry
+from dashboards.build import Built, build_all
 from dashboards.panels import CITY_TZ
 from dashboards.schema import ALERTS, PLAN_PROGRESS, STATS, measurements
 from devices.kinds import KINDS
-from devices.registry import Device, Registry
+from devices.registry import FLEET, Device, Registry, load_registry
 from envgrid.localstack import InfluxQueryError, LocalInfluxDB, LocalMosquitto
 from envgrid.settings import Settings
 from envgrid.simulator import SimMessage, generate, publish_all
@@ -216,7 +216,7 @@ def _missing_columns(query: Q.Query, series: list[dict[str, Any]]) -> list[str]:
 async def test_every_dashboard_query_returns_rows(
     mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
 ) -> None:
-    registry: Registry = load_registry()
+    registry: Registry = load_registry(FLEET)
     devices = sorted(registry, key=lambda d: d.id)
     by_kind: dict[str, list[Device]] = {}
     for d in devices:

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from devices.kinds import KINDS
-from devices.registry import Registry
+from devices.registry import load_registry
 from envgrid.app import DEFAULT_REGISTRY
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto
 from envgrid.simulator import generate, publish_all
@@ -20,7 +20,7 @@ N = 10_000
 async def test_ten_thousand_mixed_readings(
     mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
 ) -> None:
-    registry = Registry.load(DEFAULT_REGISTRY, KINDS)
+    registry = load_registry(DEFAULT_REGISTRY)
     devices = list(registry)
     msgs = list(generate(devices, N, bad_fraction=0.05, seed=2026))
     bad = [m for m in msgs if m.expect]

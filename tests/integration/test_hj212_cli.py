@@ -10,8 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from devices.kinds import KINDS
-from devices.registry import Registry
+from devices.registry import load_registry
 from envgrid.app import DEFAULT_REGISTRY
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto, free_port
 from hj212.gateway import ServiceGateway
@@ -20,7 +19,7 @@ from tests.hj212_support import StationLink, local_now, packet
 from tests.service_proc import ENVGRID, clean_env, service
 from tests.service_proc import run_envgrid as envgrid
 
-REG = Registry.load(DEFAULT_REGISTRY, KINDS)
+REG = load_registry(DEFAULT_REGISTRY)
 
 
 def test_check_and_bad_station_settings(tmp_path: Path) -> None:

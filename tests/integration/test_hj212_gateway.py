@@ -20,15 +20,14 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
-from devices.kinds import KINDS
-from devices.registry import Device, Registry
+from devices.registry import Device, load_registry
 from envgrid.app import DEFAULT_REGISTRY
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto
 from ingest.mqtt import Message
 from tests.helpers import make_settings, mqtt_client, wait_for
 from tests.hj212_support import StationLink, local_now, ms_of, packet, service_with_gateway
 
-REG = Registry.load(DEFAULT_REGISTRY, KINDS)
+REG = load_registry(DEFAULT_REGISTRY)
 
 
 def _device(device_id: str) -> Device:

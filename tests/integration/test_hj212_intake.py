@@ -7,8 +7,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from devices.kinds import KINDS
-from devices.registry import Registry
+from devices.registry import load_registry
 from envgrid.app import DEFAULT_REGISTRY
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto
 from hj212.gateway import ServiceGateway
@@ -16,7 +15,7 @@ from ingest.mqtt import Message
 from tests.helpers import make_settings, mqtt_client, running_service, wait_for
 from tests.hj212_support import local_now, ms_of, packet
 
-REG = Registry.load(DEFAULT_REGISTRY, KINDS)
+REG = load_registry(DEFAULT_REGISTRY)
 
 
 async def test_raw_packets_on_the_topic_are_stored(

@@ -7,8 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from devices.kinds import KINDS
-from devices.registry import Registry
+from devices.registry import load_registry
 from envgrid.app import DEFAULT_REGISTRY
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto
 from hj212.intake import load_stations
@@ -24,7 +23,7 @@ async def test_simulated_stations_real_time_hourly_and_maintenance(
 ) -> None:
     stations = [
         s
-        for s in load_stations(Registry.load(DEFAULT_REGISTRY, KINDS), "Asia/Shanghai").values()
+        for s in load_stations(load_registry(DEFAULT_REGISTRY), "Asia/Shanghai").values()
         if s.device.id in IDS
     ]
     assert len(stations) == len(IDS)

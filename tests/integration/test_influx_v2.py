@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devices.kinds import KINDS
-from devices.registry import Registry
+from devices.registry import load_registry
 from envgrid.app import DEFAULT_REGISTRY
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto, LocalVictoriaMetrics
 from envgrid.simulator import generate, publish_all
@@ -20,7 +19,7 @@ async def test_service_writes_through_v2(
     victoria: LocalVictoriaMetrics,
     tmp_path: Path,
 ) -> None:
-    devices = [d for d in Registry.load(DEFAULT_REGISTRY, KINDS) if d.kind == "pv"][:5]
+    devices = [d for d in load_registry(DEFAULT_REGISTRY) if d.kind == "pv"][:5]
     msgs = list(generate(devices, 50, seed=5))
     settings = make_settings(
         mosquitto,

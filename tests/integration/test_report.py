@@ -23,8 +23,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from devices.kinds import KINDS
-from devices.registry import Registry
+from devices.registry import load_registry
 from envgrid.cli.main import app
 from envgrid.localstack import LocalInfluxDB, free_port
 from envgrid.settings import load_settings
@@ -108,7 +107,7 @@ def seeded(influxdb: LocalInfluxDB, tmp_path_factory: pytest.TempPathFactory) ->
     settings = load_settings(config)
 
     async def rollup() -> None:
-        async with Rollup(settings, Registry.load(registry, KINDS)) as r:
+        async with Rollup(settings, load_registry(registry)) as r:
             await r.run_range(
                 S.at(S.YEAR_START), S.at(date(2026, 1, 1)), now=S.at(date(2026, 1, 2))
             )
@@ -436,7 +435,7 @@ def test_progress_ticks_once_per_step(seeded: Seeded) -> None:
     ticks: list[str] = []
 
     async def run() -> int:
-        registry = Registry.load(seeded.registry, KINDS)
+        registry = load_registry(seeded.registry)
         async with Reporter(settings, registry, plan) as rep:
             await rep.run(date(2025, 1, 1), date(2025, 12, 31), None, ticks.append)
             return rep.steps(date(2025, 1, 1), date(2025, 12, 31))

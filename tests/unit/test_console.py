@@ -24,9 +24,10 @@ from console.auth import (
     verify_password,
 )
 from console.chart import Level, nice_ticks, numeric_chart, state_chart, time_ticks
-from console.i18n import KIND_LABELS, LABELS, SEVERITY_LABELS
+from console.i18n import FACT_LABELS, LABELS, SEVERITY_LABELS
 from console.present import format_value, human_duration
-from console.web import DASHBOARDS, safe_next
+from console.web import safe_next
+from devices.kinds import KINDS
 from envgrid.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,9 +177,12 @@ def test_every_label_used_by_a_template_exists_in_both_languages() -> None:
     assert used, "no labels found: the pattern is out of date"
     missing = sorted(used - set(LABELS))
     assert not missing, missing
-    for table in (LABELS, KIND_LABELS, SEVERITY_LABELS):
+    for table in (LABELS, FACT_LABELS, SEVERITY_LABELS):
         for key, (zh, en) in table.items():
             assert zh.strip() and en.strip(), key
+    for kind in KINDS.values():  # a kind names itself and its facts in both languages
+        for label in (kind.title, *kind.fact_labels.values()):
+            assert label.zh.strip() and label.en.strip(), kind.name
 
 
 def test_values_read_as_the_standards_write_them() -> None:
@@ -195,7 +199,8 @@ def test_values_read_as_the_standards_write_them() -> None:
 
 def test_dashboard_links_use_the_uids_the_dashboards_publish() -> None:
     uids = {json.loads(p.read_text())["uid"] for p in (ROOT / "dashboards" / "json").glob("*.json")}
-    assert set(DASHBOARDS.values()) <= uids
+    linked = {k.dashboard for k in KINDS.values() if k.dashboard}
+    assert all(k.dashboard for k in KINDS.values()) and linked <= uids
 
 
 # ----------------------------------------------------------------------- charts

@@ -26,7 +26,6 @@ from dashboards.build import (
     build_all,
     differences,
     gazetteer,
-    load_registry,
     outputs,
 )
 from dashboards.panels import DATASOURCE_TYPE
@@ -38,6 +37,7 @@ from dashboards.schema import (
     Measurement,
     measurements,
 )
+from devices.registry import FLEET, load_registry
 from envgrid.cli.main import app
 from report.figures import PROGRESS, load_plan, panel_queries
 from report.plan import FORMULAS
@@ -56,7 +56,7 @@ def schema() -> dict[str, Measurement]:
 
 
 def test_committed_json_is_what_the_code_builds(built: list[Built]) -> None:
-    diffs = differences(outputs(built, load_registry()))
+    diffs = differences(outputs(built, load_registry(FLEET)))
     assert not diffs, "run `envgrid dashboards build` and commit:\n" + "\n".join(diffs)
 
 
@@ -344,7 +344,7 @@ def test_the_field_check_catches_a_column_grafana_renames(
 
 
 def test_geomap_places_every_device_through_the_gazetteer(built: list[Built]) -> None:
-    registry = load_registry()
+    registry = load_registry(FLEET)
     places = gazetteer(registry)
     assert {p["key"] for p in places} == {d.id for d in registry if d.lat is not None}
     assert all(32 < p["latitude"] < 35 and 118 < p["longitude"] < 120 for p in places)

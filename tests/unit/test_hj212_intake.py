@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from devices.kinds import KINDS
-from devices.registry import Device, Registry
+from devices.registry import Device, Registry, load_registry
 from envgrid.app import DEFAULT_REGISTRY
 from hj212.codec import FACTOR_SCALE, FACTORS, FactorValue, Packet, build
 from hj212.intake import (
@@ -48,7 +48,7 @@ def make_pipeline(registry: Registry, default_tz: str = "Asia/Shanghai") -> Pipe
     return pipeline
 
 
-REG = Registry.load(DEFAULT_REGISTRY, KINDS)
+REG = load_registry(DEFAULT_REGISTRY)
 PIPE = make_pipeline(REG)
 
 
@@ -294,7 +294,7 @@ def test_unit_scales() -> None:
 def _load(entries: str, tmp: Path) -> dict[str, Station]:
     path = tmp / "reg.yaml"
     path.write_text("devices:\n" + entries, encoding="utf-8")
-    return load_stations(Registry.load(path, KINDS), "Asia/Shanghai", path)
+    return load_stations(load_registry(path), "Asia/Shanghai", path)
 
 
 BASE = "  - {id: AQ-1, kind: air, site: s, county: c, mn: '320800220000000000000001', pw: '735291'"

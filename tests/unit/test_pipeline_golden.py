@@ -10,7 +10,7 @@ import yaml
 
 from devices import air
 from devices.kinds import KINDS
-from devices.registry import Registry
+from devices.registry import load_registry
 from ingest.pipeline import Accepted, Pipeline, Rejected
 from ingest.topics import TopicMap
 
@@ -22,7 +22,7 @@ NOW_S = 1_780_272_000.0  # 2026-06-01T00:00:00Z
 @pytest.fixture(scope="module")
 def pipeline() -> Pipeline:
     air.configure("Asia/Shanghai", None)
-    reg = Registry.load(GOLDEN / "registry.yaml", KINDS)
+    reg = load_registry(GOLDEN / "registry.yaml")
     return Pipeline(KINDS, reg, TopicMap("envgrid", KINDS), clock=lambda: NOW_S)
 
 
