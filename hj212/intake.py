@@ -9,12 +9,10 @@ averages, water classes and AQI (which read the normal names) leave them out.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,8 +21,6 @@ import msgspec
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from devices import air
-from devices.aqi import aqi_daily, edition_for
 from devices.base import DeviceKind, Reading
 from devices.errors import problems
 from devices.lineproto import FieldValue, escape_key, format_field
@@ -330,18 +326,6 @@ def _bounds(model: type[Reading]) -> dict[str, tuple[float | None, float | None]
     return out
 
 
-def _daily_air_derive(r: Any, device: Device) -> Any:
-    """HJ 633 daily AQI for CN 2031 air data (24 h tables; a 24 h O3 mean has no table)."""
-    day = datetime.fromtimestamp(r.ts_ms() / 1000, tz=UTC).astimezone(air.Settings.timezone)
-    edition = edition_for(day.date(), air.Settings.forced_edition)
-    result = aqi_daily({p: getattr(r, p) for p in air.POLLUTANTS}, edition)
-    if result is not None:
-        yield "aqi", result.aqi
-        yield "aqi_category", result.category
-        if result.primary:
-            yield "primary_pollutant", ",".join(result.primary)
-
-
 @dataclass(frozen=True, slots=True)
 class _KindView:
     """What the intake needs of one device kind, prepared once."""
@@ -357,7 +341,7 @@ def _views(kinds: Mapping[str, DeviceKind]) -> dict[str, _KindView]:
     for name in ST_KIND.values():
         kind = kinds[name]
         # The real-time AQI uses 1 h tables; a daily packet's means need the 24 h ones.
-        daily = dataclasses.replace(kind, derive=_daily_air_derive) if name == "air" else kind
+        daily = kind.daily()
         out[name] = _KindView(kind, daily, _lenient(kind.model), _bounds(kind.model))
     return out
 
