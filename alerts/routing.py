@@ -27,7 +27,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alerts.oncall import EMPTY, WEEKDAYS, OnCall, Override, Person, Rota
-from alerts.rules import SEVERITIES, Severity
+from alerts.rules import SEVERITIES, Severity, duration_ms
+from devices.errors import Problem, error_lines, yaml_line
 
 RECEIVER_TYPES = ("dingtalk", "wecom", "feishu", "sms", "email")
 # Names the outbox already uses for its built-in targets.
@@ -40,22 +41,9 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_URLS = {"sms": "https://dysmsapi.aliyuncs.com/"}
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, None: 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
 def _duration_ms(v: Any) -> Any:
-    """Accept 300 (seconds), "30s", "5m", "2h", "1d", "500ms" (the rule files' grammar)."""
-    if isinstance(v, bool) or v is None:
-        return v
-    if isinstance(v, int | float):
-        return int(v * 1000)
-    if isinstance(v, str):
-        m = _DURATION.match(v)
-        if m:
-            return int(float(m.group(1)) * _UNIT_MS[m.group(2)])
-        raise ValueError(f"{v!r} is not a duration; write e.g. 30s, 5m, 2h or 1d")
-    return v
+    # The one grammar of rules and settings (devices.config); None: an optional one left unset.
+    return v if v is None else duration_ms(v)
 
 
 def _unknown(what: str, got: str, known: Iterable[str]) -> str:
@@ -63,27 +51,6 @@ def _unknown(what: str, got: str, known: Iterable[str]) -> str:
     hint = difflib.get_close_matches(str(got), known, n=1, cutoff=0.6)
     dym = f"did you mean {hint[0]!r}? " if hint else ""
     return f"unknown {what} {got!r}; {dym}known: {', '.join(known) or 'none defined'}"
-
-
-def _line_of(node: yaml.Node, loc: tuple[str | int, ...]) -> int:
-    """The line of the deepest YAML node on the path ``loc`` (keys and list indexes)."""
-    line = node.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if k.value == str(part):
-                    line, node = k.start_mark.line + 1, v
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                return line
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
 
 
 class RoutingError(ValueError):
@@ -401,7 +368,7 @@ def parse_routing(
     errors: list[str] = []
 
     def at(loc: tuple[str | int, ...]) -> int:
-        return _line_of(root, loc)
+        return yaml_line(root, loc)
 
     for k, _ in root.value:
         if k.value not in ("receivers", "routes", "oncall"):
@@ -447,20 +414,20 @@ def _items(data: Mapping[str, Any], key: str, source: str, at: Any, errors: list
     return v
 
 
-def _explain(e: Any, model: type[BaseModel]) -> str:
-    loc = [str(p) for p in e["loc"]]
-    name = ".".join(loc)
-    if e["type"] == "extra_forbidden":
+def _explain(p: Problem, model: type[BaseModel]) -> str | None:
+    """What to do about a schema problem pydantic words generically; None: pydantic's words."""
+    loc = [str(part) for part in p.loc]
+    name = p.path()
+    if p.type == "extra_forbidden":
         known = [f.alias or n for n, f in model.model_fields.items()]
         return _unknown("key", loc[-1], known).replace("known:", "allowed:")
-    if e["type"] == "missing":
+    if p.type == "missing":
         return f"'{name}' is missing; add {name}:"
-    if e["type"] == "literal_error":
-        return f"{name}: {e['input']!r} is not allowed; {e['msg'].lower()}"
-    got = e.get("input")
-    if e["type"] == "string_type" and isinstance(got, bool | int | float):
-        return f"{name}: YAML reads the value as {got!r}, not text; put it in quotes"
-    return f"{name}: " + str(e["msg"]).removeprefix("Value error, ")
+    if p.type == "literal_error":
+        return f"{name}: {p.input!r} is not allowed; {p.message.lower()}"
+    if p.type == "string_type" and isinstance(p.input, bool | int | float):
+        return f"{name}: YAML reads the value as {p.input!r}, not text; put it in quotes"
+    return None
 
 
 def _validate(
@@ -478,8 +445,12 @@ def _validate(
     try:
         return model.model_validate(raw)
     except ValidationError as e:
-        for x in e.errors():
-            errors.append(f"{source}:{at((*loc, *x['loc']))}: {who}: {_explain(x, model)}")
+        errors += error_lines(
+            e,
+            where=lambda sub: f"{source}:{at((*loc, *sub))}",
+            about=who,
+            explain=lambda p: _explain(p, model),
+        )
         return None
 
 

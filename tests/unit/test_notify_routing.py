@@ -108,7 +108,7 @@ def test_routing_errors_name_file_and_line(tmp_path: Path, monkeypatch: pytest.M
     text = "\n".join(errors)
     assert f"{f}:5: receiver 'a': environment variable NO_SUCH_SECRET is not set" in text
     assert f"{f}:7: receiver 'b': type:" in text
-    assert f"{f}:10: route 'r': severity.0:" in text
+    assert f"{f}:10: route 'r': severity[0]:" in text
     assert f"{f}:11: route 'r': unknown receiver 'c'" in text
     assert f"{f}:14: route 's': escalate_after needs escalate_to" in text
 
