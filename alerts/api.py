@@ -2,7 +2,10 @@
 
 Reads are open; write calls need ``Authorization: Bearer <token>`` (``ENVGRID_HTTP__TOKEN``).
 Every write goes through :class:`alerts.engine.AlertEngine` (``ack``, ``add_silence``,
-``delete_silence``) with the operator's name, the same calls the operator console makes.
+``delete_silence``), the same calls the operator console makes. The token belongs to a
+machine, not to an operator: what it does is recorded as ``api`` or ``api:<by>`` (operator
+names cannot hold ':'), so it cannot pass for an operator's own acknowledgement. Silences are
+capped at :data:`MAX_SILENCE_MS`, as in the console.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alerts.engine import AlertEngine
 from alerts.rules import duration_ms
@@ -24,6 +28,12 @@ State = Literal["pending", "firing", "resolved"]
 Severity = Literal["critical", "major", "minor", "warning", "info"]
 FieldValue = bool | int | float | str
 Name = Annotated[str, Field(min_length=1, max_length=64)]
+# Who a machine says it acts for: recorded after "api:", never as an operator's own name.
+Caller = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[^\x00-\x1f\x7f]+$")]
+API_ACTOR = "api"
+MAX_ID = 2**63 - 1  # SQLite's INTEGER: a larger id names nothing (and must not reach SQLite)
+Id = Annotated[int, Path(ge=1, le=MAX_ID, description="the id as listed")]
+MAX_SILENCE_MS = 30 * 86_400_000  # the console's cap too (console/web.py imports it)
 Comment = Annotated[str, Field(max_length=1000)]
 NO_TOKEN = (
     "write calls are disabled: no API token is configured; set ENVGRID_HTTP__TOKEN "
@@ -121,15 +131,37 @@ class AlertDetail(AlertOut):
     history: list[HistoryOut]
 
 
-class AckIn(BaseModel):
-    """Who acknowledges, and why."""
+def actor(by: str | None) -> str:
+    """How a write made with the API token is recorded: ``api`` or ``api:<by>``."""
+    return f"{API_ACTOR}:{by}" if by else API_ACTOR
 
-    by: Name
+
+class ErrorOut(BaseModel):
+    """An error the API explains in one sentence."""
+
+    detail: str
+
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorOut, "description": "missing or wrong bearer token"},
+    403: {"model": ErrorOut, "description": "write calls are disabled (no token configured)"},
+}
+NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorOut, "description": "no such id"}
+}
+
+
+class AckIn(BaseModel):
+    """Who acknowledges (recorded as ``api:<by>``), and why."""
+
+    by: Caller | None = None
     comment: Comment = ""
 
 
 class MatchersIn(BaseModel):
     """What a silence covers: fnmatch globs per dimension; give at least one."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
     rules: list[Name] = []
     kinds: list[Name] = []
@@ -137,6 +169,14 @@ class MatchersIn(BaseModel):
     sites: list[Annotated[str, Field(min_length=1, max_length=128)]] = []
     counties: list[Annotated[str, Field(min_length=1, max_length=128)]] = []
     severities: list[Severity] = []
+
+    @model_validator(mode="after")
+    def _some(self) -> MatchersIn:
+        if not any(
+            (self.rules, self.kinds, self.devices, self.sites, self.counties, self.severities)
+        ):
+            raise ValueError("a silence needs at least one matcher (e.g. devices: ['WQ-001'])")
+        return self
 
     def to_matchers(self) -> Matchers:
         """The store's form."""
@@ -157,7 +197,7 @@ class SilenceIn(BaseModel):
     ends_at: datetime | None = None
     duration: str | None = Field(default=None, examples=["2h"])
     starts_at: datetime | None = None
-    created_by: Name
+    created_by: Caller | None = Field(default=None, description="recorded as api:<created_by>")
     comment: Comment = ""
 
     @model_validator(mode="after")
@@ -168,15 +208,25 @@ class SilenceIn(BaseModel):
             if t is not None and t.tzinfo is None:
                 raise ValueError("times need a UTC offset, e.g. 2026-05-01T18:00:00+08:00")
         if self.duration is not None:
+            if len(self.duration) > 32:
+                raise ValueError("duration is too long: write e.g. '2h' or '1d12h'")
             duration_ms(self.duration)  # raises ValueError with the fix
         return self
 
     def window_ms(self, now_ms: int) -> tuple[int, int]:
-        """(starts_ms, ends_ms) of this silence."""
+        """(starts_ms, ends_ms) of this silence; ValueError beyond the cap."""
         start = int(self.starts_at.timestamp() * 1000) if self.starts_at else now_ms
         if self.ends_at is not None:
-            return start, int(self.ends_at.timestamp() * 1000)
-        return start, start + duration_ms(self.duration or "0")
+            end = int(self.ends_at.timestamp() * 1000)
+        else:
+            end = start + duration_ms(self.duration or "0")
+        days = MAX_SILENCE_MS // 86_400_000
+        if end - max(start, now_ms) > MAX_SILENCE_MS or start - now_ms > MAX_SILENCE_MS:
+            raise ValueError(
+                f"a silence may last at most {days} days from now (the console's limit too); "
+                "make a shorter one and renew it"
+            )
+        return start, end
 
 
 class MatchersOut(BaseModel):
@@ -279,7 +329,7 @@ def create_router(engine: AlertEngine, token: str | None) -> APIRouter:
         rule_id: str | None = None,
         silenced: bool | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     ) -> list[AlertOut]:
         """Alerts, newest first, filtered by any of the parameters."""
         f = AlertFilter(
@@ -287,8 +337,8 @@ def create_router(engine: AlertEngine, token: str | None) -> APIRouter:
         )
         return [AlertOut.of(r) for r in engine.alerts(f)]
 
-    @router.get("/alerts/{alert_id}", response_model=AlertDetail)
-    async def get_alert(alert_id: int) -> AlertDetail:
+    @router.get("/alerts/{alert_id}", response_model=AlertDetail, responses=NOT_FOUND)
+    async def get_alert(alert_id: Id) -> AlertDetail:
         """One alert with its history."""
         found = engine.alert(alert_id)
         if found is None:
@@ -298,10 +348,15 @@ def create_router(engine: AlertEngine, token: str | None) -> APIRouter:
             **AlertOut.of(rec).model_dump(), history=[HistoryOut.of(h) for h in history]
         )
 
-    @router.post("/alerts/{alert_id}/ack", response_model=AlertOut, dependencies=write)
-    async def ack_alert(alert_id: int, body: AckIn) -> AlertOut:
-        """Acknowledge an alert: records who, when and the comment."""
-        rec = engine.ack(alert_id, body.by, body.comment)
+    @router.post(
+        "/alerts/{alert_id}/ack",
+        response_model=AlertOut,
+        dependencies=write,
+        responses={**ERRORS, **NOT_FOUND},
+    )
+    async def ack_alert(alert_id: Id, body: AckIn) -> AlertOut:
+        """Acknowledge an alert: records ``api:<by>``, when and the comment."""
+        rec = engine.ack(alert_id, actor(body.by), body.comment)
         if rec is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert {alert_id}")
         return AlertOut.of(rec)
@@ -320,27 +375,39 @@ def create_router(engine: AlertEngine, token: str | None) -> APIRouter:
         status_code=status.HTTP_201_CREATED,
         dependencies=write,
         tags=["silences"],
+        responses=ERRORS,
     )
     async def create_silence(body: SilenceIn) -> SilenceOut:
         """Mute notifications of matching alerts until the end time (alerts stay visible)."""
         now = _now_ms()
-        starts, ends = body.window_ms(now)
         try:
+            starts, ends = body.window_ms(now)
             s = engine.add_silence(
-                body.matchers.to_matchers(), ends, body.created_by, body.comment, starts
+                body.matchers.to_matchers(), ends, actor(body.created_by), body.comment, starts
             )
-        except ValueError as e:
-            raise HTTPException(422, str(e)) from None
+        except (ValueError, OverflowError) as e:
+            # The same shape as every other 422, as the schema says.
+            raise RequestValidationError(
+                [{"loc": ("body",), "msg": str(e), "type": "value_error"}]
+            ) from None
         return SilenceOut.of(s, now)
 
     @router.delete(
-        "/silences/{silence_id}", response_model=SilenceOut, dependencies=write, tags=["silences"]
+        "/silences/{silence_id}",
+        response_model=SilenceOut,
+        dependencies=write,
+        tags=["silences"],
+        responses={**ERRORS, **NOT_FOUND},
     )
     async def delete_silence(
-        silence_id: int, by: Annotated[str, Query(min_length=1, max_length=64)] = "api"
+        silence_id: Id,
+        by: Annotated[
+            str | None,
+            Query(min_length=1, max_length=60, pattern=r"^[^\x00-\x1f\x7f]+$"),
+        ] = None,
     ) -> SilenceOut:
-        """End a silence now; alerts still firing under it notify then."""
-        s = engine.delete_silence(silence_id, by)
+        """End a silence now (recorded as ``api:<by>``); alerts still firing under it notify."""
+        s = engine.delete_silence(silence_id, actor(by))
         if s is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no active silence {silence_id}")
         return SilenceOut.of(s, _now_ms())

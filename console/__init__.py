@@ -53,6 +53,8 @@ def build_console(
             e.strerror or e,
         )
         secret = secrets.token_urlsafe(48).encode()
-    sessions = Sessions(secret, cfg.session_lifetime.total_seconds(), book)
+    # Next to the key: sessions signed out stay ended across restarts (console/auth.py).
+    signed_out = cfg.session_secret_file.with_name(cfg.session_secret_file.name + ".signed-out")
+    sessions = Sessions(secret, cfg.session_lifetime.total_seconds(), book, signed_out)
     influx = InfluxQLClient(settings.influx, timeout_s=min(settings.influx.timeout_s, 5.0))
     return Console(settings, engine, registry, book, sessions, influx)

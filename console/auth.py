@@ -22,8 +22,7 @@ import re
 import secrets
 import tempfile
 import time
-from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -308,14 +307,72 @@ def load_secret(value: str | None, path: Path) -> bytes:
 
 
 class Sessions:
-    """Issues and reads signed session cookies."""
+    """Issues and reads signed session cookies; a signed-out session stays ended.
+
+    A cookie is signed, so it cannot be forged, but a copy of it would otherwise work until it
+    expires. Signing out records the session's id (a digest of it: the file holds nothing a
+    cookie could be made from) until the cookie would have expired; with ``signed_out_file``
+    the record survives a restart.
+    """
 
     COOKIE = "envgrid_session"
 
-    def __init__(self, secret: bytes, lifetime_s: float, book: OperatorBook) -> None:
+    def __init__(
+        self,
+        secret: bytes,
+        lifetime_s: float,
+        book: OperatorBook,
+        signed_out_file: Path | None = None,
+    ) -> None:
         self._codec = URLSafeTimedSerializer(secret, salt="envgrid-console-session")
         self.lifetime_s = lifetime_s
         self.book = book
+        self.signed_out_file = signed_out_file
+        self._ended: dict[str, float] = {}  # digest of a session id → when its cookie expires
+        self._load_ended()
+
+    @staticmethod
+    def _digest(session_id: str) -> str:
+        return hashlib.sha256(session_id.encode()).hexdigest()[:32]
+
+    def _load_ended(self) -> None:
+        if self.signed_out_file is None:
+            return
+        try:
+            text = self.signed_out_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            log.warning("console: cannot read %s (%s)", self.signed_out_file, e.strerror)
+            return
+        now = time.time()
+        for line in text.splitlines():
+            digest, _, until = line.partition(" ")
+            with contextlib.suppress(ValueError):
+                if float(until) > now:
+                    self._ended[digest] = float(until)
+        self._save_ended()  # drops the expired ones
+
+    def _save_ended(self) -> None:
+        if self.signed_out_file is None:
+            return
+        text = "".join(f"{d} {u:.0f}\n" for d, u in self._ended.items())
+        try:
+            self.signed_out_file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(
+                prefix=".signed-out-", dir=self.signed_out_file.parent, text=True
+            )
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.signed_out_file)
+        except OSError as e:
+            log.warning(
+                "console: cannot record a sign-out in %s (%s): it holds until the next restart",
+                self.signed_out_file,
+                e.strerror,
+            )
 
     def issue(self, op: Operator) -> tuple[str, Session]:
         """A new cookie value and the session it stands for."""
@@ -323,8 +380,15 @@ class Sessions:
         value = self._codec.dumps({"n": op.name, "f": op.fingerprint, "c": csrf})
         return value, Session(op, csrf)
 
+    def end(self, session: Session) -> None:
+        """Sign a session out: its cookie is refused from now on, by this and later runs."""
+        now = time.time()
+        self._ended = {d: u for d, u in self._ended.items() if u > now}
+        self._ended[self._digest(session.csrf)] = now + self.lifetime_s
+        self._save_ended()
+
     def read(self, cookie: str | None) -> Session | None:
-        """The session of a cookie, or None (missing, forged, expired, operator gone)."""
+        """The session of a cookie, or None (missing, forged, expired, signed out, or gone)."""
         if not cookie:
             return None
         try:
@@ -333,10 +397,13 @@ class Sessions:
             return None
         if not isinstance(data, dict):
             return None
+        session_id = str(data.get("c", ""))
+        if not session_id or self._digest(session_id) in self._ended:
+            return None
         op = self.book.get(str(data.get("n", "")))
         if op is None or not hmac.compare_digest(op.fingerprint, str(data.get("f", ""))):
             return None
-        return Session(op, str(data.get("c", "")))
+        return Session(op, session_id)
 
 
 def same_token(a: str | None, b: str | None) -> bool:
@@ -345,35 +412,66 @@ def same_token(a: str | None, b: str | None) -> bool:
 
 
 class LoginLimiter:
-    """Slows password guessing: at most ``limit`` failures per client in ``window_s``."""
+    """Slows password guessing without handing anyone a way to lock an operator out.
 
-    def __init__(self, limit: int = 10, window_s: float = 600.0, max_clients: int = 10_000) -> None:
-        self.limit, self.window_s, self.max_clients = limit, window_s, max_clients
-        self._failures: dict[str, deque[float]] = {}
+    Failures count per (source address, name): someone guessing from elsewhere slows down
+    only themself, never the operator at their own desk. After ``free`` failures each further
+    try waits a back-off that doubles from ``base_s`` up to ``max_s``; while it runs the
+    password is not checked at all (the answer is 429 with the wait). A source failing across
+    many names (password spraying) is slowed as a whole after ``source_free`` failures. A pair
+    is forgotten ``window_s`` after its last failure, or at once on success. Memory is bounded:
+    the oldest entries go first.
+    """
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures.get(key)
-        if q is None:
-            return deque()
-        while q and now - q[0] > self.window_s:
-            q.popleft()
-        if not q:
-            del self._failures[key]
-        return q
+    def __init__(
+        self,
+        free: int = 5,
+        base_s: float = 1.0,
+        max_s: float = 300.0,
+        window_s: float = 900.0,
+        source_free: int = 30,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.free, self.base_s, self.max_s, self.window_s = free, base_s, max_s, window_s
+        self.source_free, self.max_keys, self.clock = source_free, max_keys, clock
+        self._fails: dict[tuple[str, str], tuple[int, float]] = {}  # key → (failures, last)
 
-    def blocked(self, key: str) -> bool:
-        """Whether this client has failed too often lately."""
-        return len(self._recent(key, time.monotonic())) >= self.limit
+    @staticmethod
+    def _keys(source: str, name: str) -> tuple[tuple[str, str], tuple[str, str]]:
+        return (source, name.lower()), (source, "\0any")
 
-    def failed(self, key: str) -> None:
+    def _delay(self, failures: int, free: int) -> float:
+        if failures < free:
+            return 0.0
+        return min(self.max_s, self.base_s * 2.0 ** min(failures - free, 32))
+
+    def wait_s(self, source: str, name: str) -> float:
+        """Seconds before this source may try this name again (0: now)."""
+        now = self.clock()
+        wait = 0.0
+        for key, free in zip(self._keys(source, name), (self.free, self.source_free), strict=True):
+            entry = self._fails.get(key)
+            if entry is None:
+                continue
+            count, last = entry
+            if now - last > self.window_s:
+                del self._fails[key]
+                continue
+            wait = max(wait, last + self._delay(count, free) - now)
+        return wait
+
+    def failed(self, source: str, name: str) -> None:
         """Count one failed sign-in."""
-        now = time.monotonic()
-        if len(self._failures) >= self.max_clients and key not in self._failures:
-            # Bounded memory: forget the oldest client rather than grow without limit.
-            self._failures.pop(next(iter(self._failures)))
-        q = self._failures.setdefault(key, deque())
-        q.append(now)
+        now = self.clock()
+        for key in self._keys(source, name):
+            count, last = self._fails.pop(key, (0, now))
+            if now - last > self.window_s:
+                count = 0
+            while len(self._fails) >= self.max_keys:
+                self._fails.pop(next(iter(self._fails)))  # the least recently failed
+            self._fails[key] = (count + 1, now)
 
-    def succeeded(self, key: str) -> None:
-        """Forget a client's failures once it signs in."""
-        self._failures.pop(key, None)
+    def succeeded(self, source: str, name: str) -> None:
+        """Forget this pair's failures once it signs in (the source's spraying count stays)."""
+        self._fails.pop(self._keys(source, name)[0], None)

@@ -11,6 +11,7 @@ import asyncio
 import fnmatch
 import hashlib
 import logging
+import math
 import mimetypes
 import secrets
 import time
@@ -26,6 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
+from alerts.api import MAX_SILENCE_MS
 from alerts.engine import AlertEngine
 from alerts.rules import Rule, duration_ms
 from alerts.store import AlertFilter, AlertRecord, Matchers, Silence
@@ -71,9 +73,9 @@ HERE = Path(__file__).resolve().parent
 LANG_COOKIE = "envgrid_lang"
 LOGIN_COOKIE = "envgrid_login"  # CSRF token of the sign-in form (double submit)
 HISTORY_PAGE = 50
-MAX_SILENCE_MS = 30 * 86_400_000
 SILENCE_CHOICES = {"15m": "minutes_15", "1h": "hour_1", "4h": "hours_4", "24h": "hours_24"}
 SCOPES = ("rule_device", "device", "rule")
+MAX_ID = 2**63 - 1  # SQLite's INTEGER: a larger id in a URL names nothing (and must not 500)
 # Registry facts that are secrets (the HJ 212 access password) or config, not facts to show.
 HIDDEN_FACTS = ("pw", "password", "secret", "token", "hj212")
 SECURITY_HEADERS = {
@@ -537,13 +539,17 @@ class Console:
             target = safe_next(f.get("next"))
             if not same_token(f.get("csrf"), request.cookies.get(LOGIN_COOKIE)):
                 return console._login(request, target, "csrf_failed", 403)
+            # The connecting address; X-Forwarded-For counts only when it comes from one of
+            # ENVGRID_HTTP__TRUSTED_PROXIES (the HTTP server applies it, ingest/http.py).
             client = request.client.host if request.client else "?"
             name, password = f.get("name", "").strip()[:64], f.get("password", "")
-            # Per address and name: behind a proxy (or `--workers`) every client has the
-            # proxy's address, and one person's typos must not lock the whole room out.
-            key = f"{client}|{name.lower()}"
-            if console.limiter.blocked(key):
-                return console._login(request, target, "too_many_attempts", 429)
+            # Per address and name (auth.LoginLimiter): a guesser elsewhere cannot lock an
+            # operator out, and one person's typos do not lock the room behind a proxy out.
+            wait = console.limiter.wait_s(client, name)
+            if wait > 0:
+                resp = console._login(request, target, "too_many_attempts", 429)
+                resp.headers["Retry-After"] = str(math.ceil(wait))
+                return resp
             op = console.book.get(name) if name else None
             # bcrypt takes a quarter of a second: off the event loop, which also carries ingest.
             if op is None:
@@ -552,10 +558,10 @@ class Console:
             else:
                 ok = await asyncio.to_thread(verify_password, password, op.password_hash)
             if not ok or op is None:
-                console.limiter.failed(key)
+                console.limiter.failed(client, name)
                 log.info("console: failed sign-in for %r from %s", name, client)
                 return console._login(request, target, "bad_login", 401)
-            console.limiter.succeeded(key)
+            console.limiter.succeeded(client, name)
             cookie, _ = console.sessions.issue(op)
             log.info("console: %s signed in from %s", op.name, client)
             resp = RedirectResponse(target, status_code=303)
@@ -575,6 +581,10 @@ class Console:
             session, _, error = await console.form_with_csrf(request)
             if error is not None and session is not None:
                 return error
+            if session is not None:
+                # Ended here, not only in this browser: a copy of the cookie stops working too.
+                console.sessions.end(session)
+                log.info("console: %s signed out", session.operator.name)
             resp = RedirectResponse("/login", status_code=303)
             resp.delete_cookie(Sessions.COOKIE)
             return resp
@@ -622,6 +632,8 @@ class Console:
             session = console.session(request)
             if session is None:
                 return console.to_login(request)
+            if not 0 < alert_id <= MAX_ID:
+                return console.fail(request, 404, "no_such_alert", session)
             return await console._detail(request, session, alert_id, done=done)
 
         @router.post("/alerts/{alert_id}/ack")
@@ -630,6 +642,8 @@ class Console:
             if error is not None or session is None:
                 return error or console.fail(request, 401, "session_needed")
             comment = form.get("comment", "").strip()[:1000]
+            if not 0 < alert_id <= MAX_ID:
+                return console.fail(request, 404, "no_such_alert", session)
             rec = console.engine.ack(alert_id, session.operator.name, comment)
             if rec is None:
                 return console.fail(request, 404, "no_such_alert", session)
@@ -641,15 +655,15 @@ class Console:
             session, form, error = await console.form_with_csrf(request)
             if error is not None or session is None:
                 return error or console.fail(request, 401, "session_needed")
-            found = console.engine.alert(alert_id)
+            found = console.engine.alert(alert_id) if 0 < alert_id <= MAX_ID else None
             if found is None:
                 return console.fail(request, 404, "no_such_alert", session)
             rec = found[0]
             choice = form.get("duration", "1h")
             text = form.get("custom", "").strip() if choice == "custom" else choice
             try:
-                span = duration_ms(text) if text else 0
-            except ValueError:
+                span = duration_ms(text[:32]) if text else 0
+            except (ValueError, OverflowError):  # "99999999999999d" overflows, as said
                 span = 0
             if not 0 < span <= MAX_SILENCE_MS:
                 return await console._detail(
@@ -664,7 +678,7 @@ class Console:
             comment = form.get("comment", "").strip()[:1000]
             try:
                 s = console.engine.add_silence(matchers, now + span, session.operator.name, comment)
-            except ValueError:
+            except (ValueError, OverflowError):
                 return await console._detail(
                     request, session, alert_id, status=422, error="bad_duration", form=form
                 )
@@ -676,9 +690,12 @@ class Console:
             session, form, error = await console.form_with_csrf(request)
             if error is not None or session is None:
                 return error or console.fail(request, 401, "session_needed")
-            console.engine.delete_silence(silence_id, session.operator.name)
+            if 0 < silence_id <= MAX_ID:
+                console.engine.delete_silence(silence_id, session.operator.name)
             back = form.get("alert", "")
-            target = f"/alerts/{int(back)}?done=unsilenced" if back.isdigit() else "/"
+            target = (
+                f"/alerts/{int(back)}?done=unsilenced" if back.isascii() and back.isdigit() else "/"
+            )
             return RedirectResponse(target, status_code=303)
 
         @router.get("/devices")
@@ -820,4 +837,3 @@ def _silence_view(s: Silence, clock: Clock, who: str, now: int) -> dict[str, Any
         "comment": s.comment,
         "active": s.active(now),
     }
-

@@ -64,7 +64,7 @@ async def started(
     console = build_console(settings, alerting.engine, registry) if alerting else None
     routers = [r.router for r in (alerting, console) if r is not None]
     app = create_app(service.metrics, service.readiness, routers)
-    http = HttpServer(app, settings.http.host, settings.http.port)
+    http = HttpServer(app, settings.http.host, settings.http.port, settings.http.trusted_proxies)
     await http.start()
     log.info("HTTP on http://%s:%d (/healthz /readyz /metrics)", settings.http.host, http.port)
     try:

@@ -53,7 +53,12 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    http = HttpServer(create_app(metrics, readiness), settings.http.host, settings.http.port)
+    http = HttpServer(
+        create_app(metrics, readiness),
+        settings.http.host,
+        settings.http.port,
+        settings.http.trusted_proxies,
+    )
     await client.start()
     try:
         await wait_for_broker(client, settings)

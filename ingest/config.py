@@ -239,6 +239,25 @@ class HttpSettings(Section):
     token: SecretStr | None = Field(
         default=None, description="bearer token for the JSON API's write calls; never logged"
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="reverse proxies (addresses or CIDR networks) whose X-Forwarded-For is "
+        'believed, as JSON: `["10.0.0.5"]`; empty: the connecting address is the client',
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network; e.g. 10.0.0.5 or 10.0.0.0/24"
+                ) from None
+        return v
 
 
 class StandardsSettings(Section):

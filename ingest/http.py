@@ -8,18 +8,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
+from pydantic import BaseModel
 
 log = logging.getLogger("envgrid.http")
 
 Readiness = Callable[[], tuple[bool, list[str]]]
+
+
+class Readyz(BaseModel):
+    """Whether the service takes readings now, and if not, why."""
+
+    ready: bool
+    reasons: list[str]
 
 
 def create_app(
@@ -30,7 +38,11 @@ def create_app(
         title="envgrid",
         version="0.1.0",
         description="Ingestion of environment and energy readings: health, metrics, "
-        "alerts and devices.",
+        "alerts and devices. The schema is at /openapi.json; open it in any OpenAPI viewer.",
+        # No /docs or /redoc: FastAPI's pages load Swagger UI and ReDoc from a CDN, scripts
+        # from a third party on the console's origin. Nothing here serves them locally.
+        docs_url=None,
+        redoc_url=None,
     )
 
     @app.get("/healthz", tags=["health"])
@@ -38,13 +50,23 @@ def create_app(
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=Readyz,
+        responses={503: {"model": Readyz, "description": "not ready: the reasons say why"}},
+    )
     async def readyz() -> JSONResponse:
         """Readiness: connected to the broker and the spool below its high-water mark."""
         ok, why = readiness()
         return JSONResponse({"ready": ok, "reasons": why}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["health"])
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+    )
     async def metrics_endpoint() -> Response:
         """Prometheus metrics."""
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
@@ -68,7 +90,7 @@ class _Server(uvicorn.Server):
 class HttpServer:
     """Serves an ASGI app on host:port as a task of the running loop."""
 
-    def __init__(self, app: Any, host: str, port: int) -> None:
+    def __init__(self, app: Any, host: str, port: int, trusted_proxies: Sequence[str] = ()) -> None:
         config = uvicorn.Config(
             app,
             host=host,
@@ -77,6 +99,12 @@ class HttpServer:
             access_log=False,
             lifespan="off",
             loop="none",
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: a local
+            # client could then claim any address (and a fresh sign-in allowance with it).
+            # Only the configured proxies are believed (ENVGRID_HTTP__TRUSTED_PROXIES).
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=list(trusted_proxies) or [],
+            server_header=False,
         )
         self.server = _Server(config)
         self._task: asyncio.Task[None] | None = None

@@ -296,7 +296,7 @@ async def test_short_breach_silence_ack_and_the_token(
             status, body = await api("POST", f"{run.url}/api/silences", "wrong", silence)
             assert status == 401
             status, created = await api("POST", f"{run.url}/api/silences", TOKEN, silence)
-            assert status == 201 and created["active"] and created["created_by"] == "李工"
+            assert status == 201 and created["active"] and created["created_by"] == "api:李工"
 
             # A breach shorter than `for` (WQ-002), a silenced breach (WQ-003), then a real one
             # (WQ-001). Outbox order per target is kept, so once WQ-001's notification is in,
@@ -325,12 +325,11 @@ async def test_short_breach_silence_ack_and_the_token(
             status, _ = await api("POST", f"{run.url}/api/alerts/{alert_id}/ack", None, ack)
             assert status == 401
             status, acked = await api("POST", f"{run.url}/api/alerts/{alert_id}/ack", TOKEN, ack)
-            assert status == 200 and acked["acked_by"] == "王工" and acked["acked_at"]
+            assert status == 200 and acked["acked_by"] == "api:王工" and acked["acked_at"]
             status, detail = await api("GET", f"{run.url}/api/alerts/{alert_id}")
-            assert detail["acked_by"] == "王工" and detail["ack_comment"] == "aerator on"
-            assert (
-                detail["history"][-1]["event"] == "acked" and detail["history"][-1]["by"] == "王工"
-            )
+            assert detail["acked_by"] == "api:王工" and detail["ack_comment"] == "aerator on"
+            last = detail["history"][-1]
+            assert last["event"] == "acked" and last["by"] == "api:王工"
             status, _ = await api("POST", f"{run.url}/api/alerts/99999/ack", TOKEN, ack)
             assert status == 404
 

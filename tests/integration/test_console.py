@@ -263,7 +263,8 @@ async def test_operator_sees_acknowledges_and_silences_a_charger_fault(
         )
         assert r.status_code == 200, r.text
         ev2_row = page.locator(f'#active-alerts tr[data-alert="{ev2["id"]}"]')
-        await expect(ev2_row).to_contain_text(f"{DISPLAY} ({OPERATOR})")
+        # The API token acts for a machine: recorded as api:<by>, not as the operator.
+        await expect(ev2_row).to_contain_text(f"api:{OPERATOR}")
         first_row = page.locator("#active-alerts tbody tr").first
         await expect(first_row).to_contain_text("PV-003")  # firing major before minor
         await expect(first_row).to_contain_text("严重")

@@ -118,14 +118,68 @@ def test_secret_is_generated_once_and_private(tmp_path: Path) -> None:
     assert auth.load_secret("x" * 40, path) == b"x" * 40
 
 
-def test_login_limiter_blocks_after_the_limit() -> None:
-    lim = LoginLimiter(limit=3, window_s=60)
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_login_limiter_backs_off_per_source_and_name() -> None:
+    clock = _Clock()
+    lim = LoginLimiter(free=3, base_s=2.0, max_s=60.0, window_s=600, clock=clock)
     for _ in range(3):
-        assert not lim.blocked("10.0.0.1")
-        lim.failed("10.0.0.1")
-    assert lim.blocked("10.0.0.1") and not lim.blocked("10.0.0.2")
-    lim.succeeded("10.0.0.1")
-    assert not lim.blocked("10.0.0.1")
+        assert lim.wait_s("10.0.0.9", "alice") == 0
+        lim.failed("10.0.0.9", "alice")
+    # The guesser waits, and each further failure doubles the wait, up to the cap.
+    assert lim.wait_s("10.0.0.9", "alice") == 2.0
+    clock.now += 2.0
+    lim.failed("10.0.0.9", "ALICE")  # names are case-insensitive here
+    assert lim.wait_s("10.0.0.9", "alice") == 4.0
+    for _ in range(20):
+        lim.failed("10.0.0.9", "alice")
+    assert lim.wait_s("10.0.0.9", "alice") == 60.0
+    # Alice at her own desk is not slowed by someone else's guessing.
+    assert lim.wait_s("10.0.0.2", "alice") == 0
+    lim.succeeded("10.0.0.2", "alice")
+    # The window forgets old failures.
+    clock.now += 601
+    assert lim.wait_s("10.0.0.9", "alice") == 0
+
+
+def test_login_limiter_slows_a_source_spraying_names() -> None:
+    clock = _Clock()
+    lim = LoginLimiter(free=5, source_free=4, base_s=1.0, clock=clock)
+    for n in range(4):
+        lim.failed("10.0.0.9", f"user{n}")
+    assert lim.wait_s("10.0.0.9", "someone-else") == 1.0
+    assert lim.wait_s("10.0.0.8", "someone-else") == 0
+
+
+def test_login_limiter_memory_is_bounded() -> None:
+    lim = LoginLimiter(max_keys=100)
+    for n in range(1000):
+        lim.failed(f"10.0.{n // 256}.{n % 256}", "x")
+    assert len(lim._fails) <= 100
+
+
+def test_signed_out_session_stays_ended_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "operators.yaml"
+    save_operators(path, {"a": Operator("a", "A", fast_hash("password-a"))})
+    book = OperatorBook(path)
+    ended = tmp_path / "key.signed-out"
+    sessions = Sessions(b"k" * 32, 3600, book, ended)
+    op = book.get("a")
+    assert op is not None
+    cookie, session = sessions.issue(op)
+    other, _ = sessions.issue(op)
+    sessions.end(session)
+    assert sessions.read(cookie) is None
+    assert sessions.read(other) is not None  # only the signed-out session ends
+    assert session.csrf not in ended.read_text()  # the file holds digests, not ids
+    again = Sessions(b"k" * 32, 3600, book, ended)
+    assert again.read(cookie) is None and again.read(other) is not None
 
 
 @pytest.mark.parametrize(
