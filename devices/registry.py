@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal, Protocol, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from devices.errors import error_lines
 from devices.lineproto import escape_key
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -241,10 +242,7 @@ class Registry:
 
 
 def _one_line(where: str, device_id: object, e: ValidationError) -> str:
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "entry"
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{where}: device {device_id!r}: {loc}: {msg}"
+    return error_lines(e, where=where, about=f"device {device_id!r}", root="entry")[0]
 
 
 def load_registry(path: Path | None, kinds: Mapping[str, KindFacts] | None = None) -> Registry:
