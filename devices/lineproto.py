@@ -2,19 +2,35 @@
 
 Escaping follows the line-protocol reference: measurement names escape comma and space;
 tag keys, tag values and field keys escape comma, equals sign and space; string field values
-escape double quote and backslash. Newlines cannot be escaped at all, so they are replaced
-(a device id never legitimately holds one; the registry and id pattern reject them first).
+escape double quote and backslash.
+
+Two things cannot be written as a tag value (or tag or field key) at all, so they are refused
+with a reason (``TagValueError``) rather than stored wrongly:
+
+- a trailing backslash: InfluxDB reads it as escaping the separator that follows and refuses the
+  whole line ("invalid tag format"); a doubled backslash is not an escape there, so no padding
+  helps (tests/integration/test_lineproto_influx.py shows both against the real server);
+- control characters: a newline ends the line, and written as backslash-n it would be stored as
+  those two characters, the same as a value that really holds them.
+
+The pipeline turns the refusal into a dead letter of that one reading; ``envgrid devices check``
+reports a registry value that would be refused.
 """
 
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Iterable
 
 FieldValue = float | int | bool | str
 
 _MEAS = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n", "\r": "\\r"})
-_KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n", "\r": "\\r"})
+_KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
+
+
+class TagValueError(ValueError):
+    """A tag value, tag key or field key that line protocol cannot carry; the message says why."""
 
 
 def escape_measurement(name: str) -> str:
@@ -24,12 +40,28 @@ def escape_measurement(name: str) -> str:
     return "\\" + out if out.startswith("#") else out
 
 
+def tag_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a tag value or key in line protocol, or None if it can."""
+    if value.endswith("\\"):
+        return f"'{value}' ends in a backslash, which InfluxDB line protocol cannot store"
+    # isprintable() is the fast test; it is also False for Unicode spaces, which are fine.
+    if not value.isprintable():
+        for c in value:
+            if unicodedata.category(c) == "Cc":
+                return (
+                    f"{value!r} holds the control character U+{ord(c):04X}, which line "
+                    "protocol cannot store as itself"
+                )
+    return None
+
+
 def escape_key(key: str) -> str:
-    """Escape a tag key, tag value or field key."""
-    out = key.translate(_KEY)
-    # An odd run of trailing backslashes would escape the separator that follows: pad it even.
-    trailing = len(out) - len(out.rstrip("\\"))
-    return out + "\\" if trailing % 2 else out
+    """Escape a tag key, tag value or field key; TagValueError if it cannot be written."""
+    if key.endswith("\\") or not key.isprintable():
+        problem = tag_problem(key)
+        if problem is not None:
+            raise TagValueError(problem)
+    return key.translate(_KEY)
 
 
 def escape_string_field(value: str) -> str:

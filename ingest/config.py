@@ -85,6 +85,7 @@ class MqttSettings(Section):
             raise ValueError("expected mqtt://[user:pass@]host[:port] or mqtts://… for TLS")
         if not parts.hostname:
             raise ValueError("the URL has no host")
+        _check_port(v)
         return v
 
     @field_validator("topic_prefix")
@@ -157,6 +158,7 @@ class InfluxSettings(Section):
     def _url(cls, v: str) -> str:
         if urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).hostname:
             raise ValueError("expected http://host:port or https://host:port")
+        _check_port(v)
         return v.rstrip("/")
 
     @model_validator(mode="after")
@@ -283,13 +285,22 @@ class StandardsSettings(Section):
         return v
 
 
+def _check_port(url: str) -> None:
+    # urlsplit accepts any port text; .port raises later, far from the setting that caused it.
+    try:
+        urlsplit(url).port  # noqa: B018
+    except ValueError:
+        raise ValueError(f"the port in {redact_url(url)!r} is not a number in 0..65535") from None
+
+
 def redact_url(url: str) -> str:
     """A URL with its password replaced, safe to log."""
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    # From the raw netloc: .hostname/.port lower-case the host and raise on a bad port.
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 class IngestConfig(Protocol):

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from devices.base import DeviceKind, Reading
+from devices.lineproto import TagValueError
 from devices.registry import Device, Registry
 from ingest.topics import TopicMap
 
@@ -155,7 +156,10 @@ class Pipeline:
             )
         if not self.encode_lines:
             return Accepted("", kind, reading, device, ts_ms)
-        line = kind.encode(reading, device, ts_ms, extra, extra_tags)
+        try:
+            line = kind.encode(reading, device, ts_ms, extra, extra_tags)
+        except TagValueError as e:  # a registry fact or payload tag line protocol cannot carry
+            return Rejected(INVALID, f"{kind.name}: tag {e}")
         if line is None:
             return Rejected(EMPTY, "no storable value (every reading null or not finite)")
         return Accepted(line, kind, reading, device, ts_ms)

@@ -129,7 +129,7 @@ class IngestService:
         log.info(
             "envgrid ingest: broker %s, InfluxDB %s (%s), %d registered devices, spool %s",
             redact_url(self.settings.mqtt.url),
-            self.settings.influx.url,
+            redact_url(self.settings.influx.url),
             self.settings.influx.api,
             len(self.registry),
             self.spool.directory,

@@ -11,6 +11,7 @@ import yaml
 
 from devices.fleet import fleet
 from devices.kinds import KINDS
+from devices.lineproto import tag_problem
 from devices.registry import Registry, RegistryError, load_registry
 from envgrid.cli.alerts import alerts_app, rules_app
 from envgrid.cli.common import (
@@ -240,6 +241,15 @@ def devices_check(path: Path) -> None:
         stations = load_stations(reg, source=path)
     except RegistryError as e:  # Hj212ConfigError is one too
         raise fail(str(e)) from None
+    for d in reg:
+        # InfluxDB would refuse every reading of such a device (see devices/lineproto.py).
+        kind = KINDS.get(d.kind or "")
+        tagged = (*kind.registry_tags, *kind.payload_tags) if kind is not None else ()
+        values = [("site", d.site), ("county", d.county)]
+        values += [(k, str(v)) for k, v in d.facts.items() if k in tagged and v is not None]
+        for key, value in values:
+            if (problem := tag_problem(value)) is not None:
+                raise fail(f"{path}: device {d.id}: {key} {problem}; change it in the registry")
     by_kind: dict[str, int] = {}
     for d in reg:
         by_kind[d.kind or "?"] = by_kind.get(d.kind or "?", 0) + 1

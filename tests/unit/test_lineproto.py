@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devices.lineproto import encode_line, escape_key, escape_measurement, escape_string_field
+from devices.lineproto import (
+    TagValueError,
+    encode_line,
+    escape_key,
+    escape_measurement,
+    escape_string_field,
+    tag_problem,
+)
 
-# Text a device could put in an id, site or berth name (no newlines: they cannot be escaped in
-# line protocol and are refused upstream by the id pattern and the registry).
-text = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\n\r"), min_size=1)
+# Text a device could put in an id, site or berth name: no control characters and no trailing
+# backslash, which line protocol cannot carry (refused with a reason: test_refused below).
+text = st.text(st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1).filter(
+    lambda s: not s.endswith("\\")
+)
 
 
 def split_unescaped(s: str, sep: str) -> list[str]:
@@ -69,6 +81,28 @@ def test_examples() -> None:
     assert escape_key("B 1,east=2") == r"B\ 1\,east\=2"
     assert escape_measurement("a b,c") == r"a\ b\,c"
     assert escape_string_field('say "hi" \\') == r'"say \"hi\" \\"'
-    assert escape_key("ends\\") == "ends\\\\"
     assert encode_line("m", [], [("x", float("nan"))], 1) is None
     assert encode_line("m", [("t", "")], [("x", 1), ("b", True)], 5) == "m x=1i,b=true 5"
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("B1\\", "ends in a backslash"),
+        ("trail\\\\", "ends in a backslash"),
+        ("a\nb", "U+000A"),
+        ("tab\there", "U+0009"),
+        ("\x7f", "U+007F"),
+    ],
+)
+def test_refused(value: str, why: str) -> None:
+    """InfluxDB refuses a line whose tag ends in a backslash; a control character would be
+    stored as an escape text indistinguishable from the real characters (issue 20)."""
+    assert why in (tag_problem(value) or "")
+    with pytest.raises(TagValueError, match=re.escape(why)):
+        encode_line("m", [("berth", value)], [("x", 1.0)], 1)
+
+
+def test_unicode_spaces_and_inner_backslashes_are_fine() -> None:
+    assert tag_problem("淮安\u3000港") is None and tag_problem("a\\b") is None
+    assert escape_key("a\\ b") == "a\\\\ b"
