@@ -16,8 +16,10 @@ from rich.live import Live
 from rich.table import Table
 
 from devices.kinds import KINDS
+from devices.registry import Registry
 from envgrid.app import DEFAULT_REGISTRY, Running, started
-from envgrid.localstack import LocalInfluxDB, LocalMosquitto, free_port
+from envgrid.localstack import LocalInfluxDB, free_port
+from envgrid.provision import SIMULATOR_USER, FleetMosquitto, provision
 from envgrid.settings import Settings
 from envgrid.simulate import run_simulation
 from ingest.service import IngestService
@@ -40,10 +42,30 @@ async def run_demo(
     console = Console()
     stack = contextlib.ExitStack()
     updates: dict[str, object] = {}
+    sim_mqtt = settings.mqtt
     if not _overridden("MQTT__URL"):
-        broker = stack.enter_context(LocalMosquitto(workdir / "mosquitto"))
-        updates["mqtt"] = settings.mqtt.model_copy(update={"url": broker.url})
-        console.print(f"[bold]mosquitto[/] {broker.url} (data in {broker.data_dir})")
+        # The broker runs the set-up `envgrid devices provision` writes: each device (and the
+        # simulator, which speaks for all of them) on the devices' listener, envgrid on its own.
+        registry = settings.devices.registry or DEFAULT_REGISTRY
+        devices = list(Registry.parse(registry.read_text(encoding="utf-8"), str(registry), KINDS))
+        fleet_dir = workdir / "mosquitto-fleet"
+        provision(
+            devices, fleet_dir, prefix=settings.mqtt.topic_prefix, kinds=KINDS, simulator=True
+        )
+        broker = stack.enter_context(FleetMosquitto(workdir / "mosquitto", fleet_dir))
+        updates["mqtt"] = settings.mqtt.model_copy(
+            update={"url": broker.service_url, "password_file": broker.service_password_file}
+        )
+        sim_mqtt = settings.mqtt.model_copy(
+            update={
+                "url": f"mqtt://{SIMULATOR_USER}@{broker.host}:{broker.port}",
+                "password_file": fleet_dir / "simulator.password",
+            }
+        )
+        console.print(
+            f"[bold]mosquitto[/] devices {broker.url}, envgrid {broker.service_url} "
+            f"(data in {broker.data_dir}; credentials in {fleet_dir / 'credentials.csv'})"
+        )
     if not _overridden("INFLUX__URL"):
         influx = stack.enter_context(LocalInfluxDB(workdir / "influxdb"))
         influx.create_database(settings.influx.database)
@@ -58,12 +80,13 @@ async def run_demo(
     if not _overridden("HTTP__PORT"):
         updates["http"] = settings.http.model_copy(update={"port": free_port()})
     settings = settings.model_copy(update=updates)
+    sim_settings = settings.model_copy(update={"mqtt": sim_mqtt})
     local = bool(stack._exit_callbacks)  # type: ignore[attr-defined]
     with stack:
         t0 = time.monotonic()
         async with started(settings) as running:
             published = await _watch(
-                settings, running, rate, duration, bad_fraction, workdir, console
+                settings, sim_settings, running, rate, duration, bad_fraction, workdir, console
             )
             # Give the last batch its flush before the orderly stop (which flushes too).
             await asyncio.sleep(settings.ingest.flush_interval.total_seconds() + 0.5)
@@ -74,6 +97,7 @@ async def run_demo(
 
 async def _watch(
     settings: Settings,
+    sim_settings: Settings,
     running: Running,
     rate: float,
     duration: float,
@@ -88,7 +112,7 @@ async def _watch(
         loop.add_signal_handler(sig, stop.set)
     sim = asyncio.create_task(
         run_simulation(
-            settings,
+            sim_settings,
             per_kind=24,
             rate=rate,
             duration=duration,

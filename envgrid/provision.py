@@ -15,11 +15,11 @@ and ACL file:
 
 Files written to the output folder (secrets mode 600, every write atomic):
 ``mosquitto.conf``, ``devices.passwd``, ``devices.acl``, ``services.passwd``, ``services.acl``,
-``credentials.csv`` (device user, password, topic: for the installers) and ``envgrid.password``
-(for ``ENVGRID_MQTT__PASSWORD_FILE``). Running it again keeps every existing password (and
-its hash, so the files do not churn), adds new devices, and keeps devices that left the
-registry unless ``prune`` is given. docs/security.md describes the set-up and TLS client
-certificates as the stronger option.
+``credentials.csv`` (device user, password, topic: for the installers), ``envgrid.password``
+(for ``ENVGRID_MQTT__PASSWORD_FILE``) and, with ``simulator``, ``simulator.password``.
+Running it again keeps every existing password (and its hash, so the files do not churn),
+adds new devices, and keeps devices that left the registry unless ``prune`` is given.
+docs/security.md describes the set-up, and TLS client certificates as the stronger option.
 """
 
 from __future__ import annotations
@@ -363,6 +363,8 @@ def provision(
     _write(out / "services.acl", service_acl(prefix), 0o644)
     _write(out / "credentials.csv", _credentials_csv([*fleet, service]), 0o600)
     _write(out / "envgrid.password", service.password + "\n", 0o600)
+    if SIMULATOR_USER in wanted:
+        _write(out / "simulator.password", wanted[SIMULATOR_USER].password + "\n", 0o600)
     _write(out / "mosquitto.conf", broker_conf(layout, conf_dir), 0o644)
     known = {u for u, c in old.items() if c.role != "service"}
     return ProvisionReport(
