@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from dashboards import DATASOURCE_UID, city
-from envgrid.localstack import mosquitto_conf
+from envgrid.provision import BrokerLayout, broker_conf
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -27,15 +27,20 @@ SECRET_WORDS = re.compile(r"PASSWORD|TOKEN|SECRET|_KEY\b", re.IGNORECASE)
 REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 
 
+# The arguments docker-compose.yml's mqtt-provision service gives `envgrid devices provision`.
+COMPOSE_LAYOUT = BrokerLayout(
+    device_port=1883,
+    device_bind=None,
+    service_port=1884,
+    service_bind=None,
+    conf_dir="/fleet",
+    persistence_location="/mosquitto/data/",
+)
+
+
 def compose_mosquitto_conf() -> str:
-    """mosquitto.conf for the compose broker: all interfaces, passwords, persistence in a volume."""
-    return mosquitto_conf(
-        port=1883,
-        bind_address=None,
-        persistence_location="/mosquitto/data/",
-        password_file="/mosquitto/passwd/passwd",
-        log_file=None,
-    )
+    """mosquitto.conf for the compose broker: what provision writes with the compose arguments."""
+    return broker_conf(COMPOSE_LAYOUT, COMPOSE_LAYOUT.conf_dir)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +69,7 @@ def test_every_service_has_a_healthcheck_and_a_restart_policy(compose: dict[str,
         assert svc.get("restart") in ("always", "unless-stopped", "on-failure"), name
         for dep, cond in (svc.get("depends_on") or {}).items():
             assert dep in services, (name, dep)
-            if dep != "mosquitto-init":
+            if dep != "mqtt-provision":
                 assert cond["condition"] in ("service_healthy", "service_started"), (name, dep)
     assert services["simulator"]["profiles"] == ["simulator"]
     assert services["influxdb"]["image"].startswith("influxdb:2.7")
@@ -84,6 +89,8 @@ def test_no_secret_is_written_in_the_compose_file(compose: dict[str, Any]) -> No
     problems = []
     for path, value in _strings(compose):
         key = path.rsplit(".", 1)[-1]
+        if key.endswith("_FILE") and value.startswith("/"):
+            continue  # where a secret is read from (a mounted file), not the secret
         if SECRET_WORDS.search(key) and not re.fullmatch(r"(Token )?\$\{[^}]+\}", value):
             problems.append(f"{path} = {value!r}")
         for userinfo in re.findall(r"://([^/@\s]+)@", value):
@@ -113,11 +120,23 @@ def test_mounted_files_exist_and_volumes_are_declared(compose: dict[str, Any]) -
     assert "influx v1 dbrp create" in script and "DOCKER_INFLUXDB_INIT_BUCKET_ID" in script
 
 
-def test_mosquitto_conf_is_the_generated_one() -> None:
+def test_mosquitto_conf_is_the_generated_one(compose: dict[str, Any]) -> None:
     committed = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8")
     assert committed == compose_mosquitto_conf(), "regenerate: python -m tests.unit.test_deploy"
     assert "max_queued_messages 0" in committed and "persistence true" in committed
-    assert "allow_anonymous false" in committed
+    assert committed.count("allow_anonymous false") == 2
+    assert "use_username_as_clientid true" in committed
+    # The provision service is run with the arguments the committed file was made from.
+    command = " ".join(compose["services"]["mqtt-provision"]["command"])
+    for arg in ("--conf-dir /fleet", "--data-dir /mosquitto/data/", "--service-bind ''"):
+        assert arg in command, arg
+    # envgrid and the simulator use the listeners and password files provision made for them.
+    env = compose["services"]["envgrid"]["environment"]
+    assert env["ENVGRID_MQTT__URL"] == f"mqtt://envgrid@mosquitto:{COMPOSE_LAYOUT.service_port}"
+    assert env["ENVGRID_MQTT__PASSWORD_FILE"] == "/fleet/envgrid.password"
+    sim = compose["services"]["simulator"]["environment"]
+    assert sim["ENVGRID_MQTT__URL"] == f"mqtt://simulator@mosquitto:{COMPOSE_LAYOUT.device_port}"
+    assert compose["services"]["mosquitto"]["ports"] == ["${MQTT_PORT:-1883}:1883"]
 
 
 def test_grafana_is_provisioned_with_the_dashboards(compose: dict[str, Any]) -> None:
