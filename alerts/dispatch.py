@@ -123,7 +123,7 @@ class Dispatcher:
         self.console_url = console_url
         self._enrich = enrich
         self.on_enqueue = on_enqueue
-        store.db.executescript(_SCHEMA)
+        ensure_schema(store)
 
     def _now(self) -> int:
         return int(self._clock() * 1000)
@@ -194,6 +194,14 @@ class Dispatcher:
     def tick(self, now_ms: int | None = None) -> int:
         """Reminders and escalations that are due, then groups that are due; outbox rows made."""
         now = self._now() if now_ms is None else now_ms
+        db = self.store.db
+        # Most ticks have nothing to do: look before taking the write lock.
+        busy = db.execute(
+            "SELECT EXISTS (SELECT 1 FROM notify_watch) "
+            "OR EXISTS (SELECT 1 FROM notify_pending WHERE flushed_ms IS NULL)"
+        ).fetchone()[0]
+        if not busy:
+            return 0
         with self.store.transaction():
             self._watch(now)
             made = self._flush(now)
@@ -204,10 +212,10 @@ class Dispatcher:
     def _watch(self, now: int) -> None:
         db = self.store.db
         rows = db.execute(
-            "SELECT w.alert_id, w.route, w.next_repeat_ms, w.escalate_ms, a.state, a.acked_ms "
-            "FROM notify_watch w LEFT JOIN alerts a ON a.id = w.alert_id"
+            "SELECT w.alert_id, w.route, w.next_repeat_ms, w.escalate_ms, a.state, a.acked_ms, "
+            "a.silenced FROM notify_watch w LEFT JOIN alerts a ON a.id = w.alert_id"
         ).fetchall()
-        for alert_id, route_name, repeat_at, escalate_at, state, acked in rows:
+        for alert_id, route_name, repeat_at, escalate_at, state, acked, silenced in rows:
             route = self.routing.route(route_name)
             if route is None or state != "firing" or acked is not None:
                 # Acknowledged, resolved or its route is gone: no more reminders nor escalation.
@@ -216,6 +224,8 @@ class Dispatcher:
                     (alert_id, route_name),
                 )
                 continue
+            if silenced:
+                continue  # a silence mutes reminders and escalation too, while it lasts
             event = self._latest_event(alert_id)
             if event is None:
                 continue
@@ -262,7 +272,7 @@ class Dispatcher:
     def _flush(self, now: int) -> int:
         db = self.store.db
         groups = db.execute(
-            "SELECT p.group_key, MIN(p.created_ms), MIN(p.route), g.last_flush_ms "
+            "SELECT p.group_key, MIN(p.created_ms), MIN(p.route), MAX(g.last_flush_ms) "
             "FROM notify_pending p LEFT JOIN notify_groups g ON g.group_key = p.group_key "
             "WHERE p.flushed_ms IS NULL GROUP BY p.group_key"
         ).fetchall()
@@ -391,7 +401,8 @@ class Dispatcher:
 def notifications(store: AlertStore, alert_id: int) -> list[Sent]:
     """An alert's notifications page: every message that named it, oldest first."""
     db = store.db
-    db.executescript(_SCHEMA)
+    if not _has_tables(store):
+        ensure_schema(store)
     rows = db.execute(
         "SELECT o.target, COALESCE(s.reason, 'event'), o.created_ms, o.delivered_ms, o.failed_ms, "
         "o.attempts, o.last_error, (SELECT COUNT(*) FROM notify_sent x WHERE x.outbox_id = o.id) "
@@ -408,6 +419,18 @@ def notifications(store: AlertStore, alert_id: int) -> list[Sent]:
     for receivers, created in waiting:
         out += [Sent(r, "grouping", created, None, None, 0, None) for r in json.loads(receivers)]
     return out
+
+
+def ensure_schema(store: AlertStore) -> None:
+    """Create the dispatcher's tables in the alert store (idempotent)."""
+    store.db.executescript(_SCHEMA)
+
+
+def _has_tables(store: AlertStore) -> bool:
+    row = store.db.execute(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'notify_sent'"
+    ).fetchone()
+    return bool(row[0])
 
 
 def failed_counts(store: AlertStore) -> dict[str, int]:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from fastapi import APIRouter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -25,7 +27,9 @@ from alerts.receivers import build_receiver
 from alerts.routing import RoutingError, load_routing
 from alerts.rules import RuleError, RuleSet, load_rules
 from alerts.store import AlertStore, KnownDevice, StoreError
+from alerts.store_pg import PgAlertStore
 from devices.registry import Registry
+from envgrid.cluster.leader import Lease
 from envgrid.roles import Role
 from envgrid.settings import Settings
 from ingest.pipeline import Accepted
@@ -67,10 +71,14 @@ class Alerting:
     outbox: Outbox
     router: APIRouter
     dispatcher: Dispatcher | None = None
+    # With a cluster database: the engine acts only while it holds this lease (docs/deploy.md).
+    leader: Leadership | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def sink(self, res: Accepted) -> None:
         """IngestService sink: evaluate one validated reading."""
+        if self.leader is not None and not self.leader.leading:
+            return  # a standby: the leader evaluates this reading (it subscribes unshared too)
         kind, reading, device = res.kind, res.reading, res.device
         series = ""
         for attr, key in kind.payload_tags.items():
@@ -90,7 +98,13 @@ class Alerting:
         )
 
     async def start(self) -> None:
-        """Start the timer and the outbox."""
+        """Start the timer and the outbox (a cluster standby: wait to become the leader)."""
+        if self.leader is not None:
+            self.leader.task = asyncio.get_running_loop().create_task(self._lead())
+            return
+        self._start_engine()
+
+    def _start_engine(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._tick_loop()),
@@ -118,8 +132,60 @@ class Alerting:
                 except Exception:  # the next tick retries: groups stay pending in the store
                     log.exception("notification grouping tick failed")
 
+    async def _lead(self) -> None:
+        """Standby until the lease is ours; lead while we renew it; step down when we cannot."""
+        g = self.leader
+        assert g is not None
+        c = self.settings.cluster
+        renew, step_down_after = c.renew.total_seconds(), (c.failover - c.renew).total_seconds()
+        last_ok = time.monotonic()
+        while True:
+            try:
+                if g.lease is None:
+                    g.lease = await Lease.connect(
+                        c.database_url(), "alerts", c.member(), c.failover
+                    )
+                held = await g.lease.acquire()
+                last_ok = time.monotonic()
+            except psycopg.Error as e:
+                held = g.leading and time.monotonic() - last_ok < step_down_after
+                log.warning("alerts: cluster database: %s", str(e).strip().splitlines()[0])
+                if g.lease is not None:
+                    with contextlib.suppress(Exception):
+                        await g.lease.close()
+                    g.lease = None
+            if held and not g.leading:
+                # Take over from the store: open episodes (pending ones fire on our timer),
+                # silences, grouping and escalation state, the outbox.
+                self.engine.__init__(**g.engine_args)  # type: ignore[misc]
+                g.leading = True
+                self._start_engine()
+                log.warning("alerts: this process is the leader now (member %s)", c.member())
+            elif not held and g.leading:
+                log.error("alerts: lost the leader lease: standing by")
+                g.leading = False
+                await self._stop_engine()
+            await asyncio.sleep(renew)
+
+    async def _stop_engine(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
     async def stop(self, grace_s: float = 3.0) -> None:
         """Stop the timer, persist, deliver what is due within the grace, close the store."""
+        g = self.leader
+        if g is not None:
+            if g.task is not None:
+                g.task.cancel()
+                await asyncio.gather(g.task, return_exceptions=True)
+            if not g.leading:
+                await self.outbox.close()
+                self.store.close()
+                if g.lease is not None:
+                    await g.lease.close()
+                return
         tick = self._tasks[0] if self._tasks else None
         if tick is not None:
             tick.cancel()
@@ -135,6 +201,20 @@ class Alerting:
             log.info("alerts: undelivered notifications stay queued for the next run")
         await self.outbox.close()
         self.store.close()
+        if g is not None and g.lease is not None:
+            with contextlib.suppress(psycopg.Error):
+                await g.lease.release()  # a standby takes over at its next try
+            await g.lease.close()
+
+
+@dataclass
+class Leadership:
+    """The leader lease of a cluster's alert engines, and how to rebuild ours on taking over."""
+
+    engine_args: dict[str, Any]
+    leading: bool = False
+    lease: Lease | None = None
+    task: asyncio.Task[None] | None = None
 
 
 def build_alerting(
@@ -152,8 +232,17 @@ def build_alerting(
         routing = load_routing(a.routing)
     except RoutingError as e:
         raise AlertSetupError("\n".join(e.errors)) from None
+    c = settings.cluster
     try:
-        store = AlertStore(a.store)
+        store = (
+            PgAlertStore(
+                c.database_url(),
+                claimer=c.member(),
+                claim_ms=int(c.failover.total_seconds() * 1000),
+            )
+            if c.enabled
+            else AlertStore(a.store)
+        )
     except StoreError as e:
         raise AlertSetupError(str(e)) from None
     targets: list[Target] = []
@@ -188,13 +277,20 @@ def build_alerting(
     if dispatcher is not None:
         dispatcher.on_enqueue = outbox.wake
     expected = [KnownDevice(d.kind, d.id, d.site, d.county) for d in registry if d.kind is not None]
-    engine = AlertEngine(
-        rules, store, targets=engine_targets, expected=expected, on_enqueue=outbox.wake
-    )
+    engine_args: dict[str, Any] = {
+        "rules": rules,
+        "store": store,
+        "targets": engine_targets,
+        "expected": expected,
+        "on_enqueue": outbox.wake,
+    }
+    engine = AlertEngine(**engine_args)
     token = settings.http.token.get_secret_value() if settings.http.token else None
     router = create_router(engine, token)
     router.include_router(create_notify_router(store, dispatcher, token))
     alerting = Alerting(settings, engine, store, outbox, router, dispatcher)
+    if c.enabled:
+        alerting.leader = Leadership(engine_args)
     service.sinks.append(alerting.sink)
     service.metrics.register(_AlertMetrics(alerting))
     return alerting
@@ -255,3 +351,9 @@ class _AlertMetrics(Collector):
             for name in self.a.outbox.names:
                 failed.add_metric([name], counts.get(name, 0))
         yield failed
+        if self.a.leader is not None:
+            leader = GaugeMetricFamily(
+                "envgrid_alerts_leader", "1 while this alert engine is the cluster's leader"
+            )
+            leader.add_metric([], 1 if self.a.leader.leading else 0)
+            yield leader
