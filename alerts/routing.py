@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alerts.oncall import EMPTY, WEEKDAYS, OnCall, Override, Person, Rota
-from alerts.rules import SEVERITIES, Severity, duration_ms
+from alerts.rules import SEVERITIES, Severity, duration_ms, text_labels
 from devices.errors import Problem, error_lines, yaml_line
 
 RECEIVER_TYPES = ("dingtalk", "wecom", "feishu", "sms", "email")
@@ -151,12 +151,7 @@ class RouteSpec(BaseModel):
         "group_wait", "group_interval", "repeat_interval", "escalate_after", mode="before"
     )(_duration_ms)
 
-    @field_validator("labels", mode="before")
-    @classmethod
-    def _labels(cls, v: Any) -> Any:
-        if isinstance(v, Mapping):
-            return {str(k): str(x).lower() if isinstance(x, bool) else str(x) for k, x in v.items()}
-        return v
+    _labels = field_validator("labels", mode="before")(text_labels)
 
 
 def _clock(v: Any) -> Any:

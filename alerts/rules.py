@@ -160,6 +160,13 @@ def duration_ms(text: str | float) -> int:
 _MS = timedelta(milliseconds=1)
 
 
+def text_labels(v: Any) -> Any:
+    """Label values as text: YAML reads `team: 1` or `paging: yes` as numbers and booleans."""
+    if isinstance(v, Mapping):
+        return {str(k): str(x).lower() if isinstance(x, bool) else str(x) for k, x in v.items()}
+    return v
+
+
 def _as_list(v: Any) -> Any:
     return [v] if isinstance(v, str) else v
 
@@ -215,13 +222,7 @@ class RuleSpec(BaseModel):
             )
         return v
 
-    @field_validator("labels", mode="before")
-    @classmethod
-    def _labels(cls, v: Any) -> Any:
-        # YAML turns `team: 1` or `paging: yes` into numbers and booleans: keep them as text.
-        if isinstance(v, Mapping):
-            return {str(k): str(x).lower() if isinstance(x, bool) else str(x) for k, x in v.items()}
-        return v
+    _labels = field_validator("labels", mode="before")(text_labels)
 
 
 _SPEC_KEYS = [f.alias or n for n, f in RuleSpec.model_fields.items()]
