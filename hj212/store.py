@@ -1,0 +1,153 @@
+"""The command store: every HJ 212 command and its progress, in the alerts' SQLite file.
+
+One table, ``hj212_commands``, keyed by QN. Every change is committed (WAL, synchronous FULL)
+before the gateway acts on it, so a command taken from the broker survives a restart, and one
+that was in flight is sent again with the same QN.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from hj212.commands import OPEN, Command
+
+__all__ = ["CommandStore"]
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS hj212_commands (
+    qn TEXT PRIMARY KEY,
+    mn TEXT NOT NULL,
+    cn TEXT NOT NULL,
+    params TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    status TEXT NOT NULL,
+    qn_rtn INTEGER,
+    exe_rtn INTEGER,
+    packets INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    updated REAL NOT NULL,
+    result TEXT NOT NULL DEFAULT '{}',
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS hj212_commands_mn ON hj212_commands (mn, created);
+CREATE INDEX IF NOT EXISTS hj212_commands_status ON hj212_commands (status);
+CREATE TABLE IF NOT EXISTS hj212_station_pw (
+    mn TEXT PRIMARY KEY,
+    pw TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+"""
+
+_COLUMNS: Final = (
+    "qn", "mn", "cn", "params", "requested_by", "created", "expires", "status", "qn_rtn",
+    "exe_rtn", "packets", "attempts", "updated", "result", "detail",
+)  # fmt: skip
+
+
+def _row(cmd: Command) -> tuple[Any, ...]:
+    return (
+        cmd.qn, cmd.mn, cmd.cn, json.dumps(cmd.params), cmd.requested_by, cmd.created,
+        cmd.expires, cmd.status, cmd.qn_rtn, cmd.exe_rtn, cmd.packets, cmd.attempts,
+        cmd.updated, json.dumps(cmd.result), cmd.detail,
+    )  # fmt: skip
+
+
+def _command(row: sqlite3.Row) -> Command:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    values["params"] = json.loads(values["params"])
+    values["result"] = json.loads(values["result"])
+    return Command(**values)
+
+
+class CommandStore:
+    """Commands by QN; small and synchronous (a command is a few hundred bytes, rarely)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def add(self, cmd: Command) -> bool:
+        """Store a new command; False if its QN is already there (a redelivery)."""
+        cur = self._db.execute(
+            f"INSERT OR IGNORE INTO hj212_commands ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(_COLUMNS))})",
+            _row(cmd),
+        )
+        return cur.rowcount == 1
+
+    def save(self, cmd: Command) -> None:
+        """Write a command's current state."""
+        self._db.execute(
+            f"INSERT OR REPLACE INTO hj212_commands ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(_COLUMNS))})",
+            _row(cmd),
+        )
+
+    def get(self, qn: str) -> Command | None:
+        """The command with this QN."""
+        row = self._db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM hj212_commands WHERE qn = ?", (qn,)
+        ).fetchone()
+        return _command(row) if row is not None else None
+
+    def find(
+        self,
+        mn: str | None = None,
+        status: str | None = None,
+        cn: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[Command]:
+        """Commands, newest first, filtered by MN, status, CN and creation time."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("mn", mn), ("status", status), ("cn", cn)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("updated >= ?")
+            args.append(since)
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM hj212_commands"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created DESC, qn DESC LIMIT ?"
+        args.append(max(1, min(limit, 10_000)))
+        return [_command(r) for r in self._db.execute(sql, args)]
+
+    def open_commands(self, mn: str | None = None) -> list[Command]:
+        """Commands still waiting for their station, oldest first."""
+        marks = ", ".join("?" * len(OPEN))
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM hj212_commands WHERE status IN ({marks})"
+        args: list[Any] = sorted(OPEN)
+        if mn is not None:
+            sql += " AND mn = ?"
+            args.append(mn)
+        sql += " ORDER BY created, qn"
+        return [_command(r) for r in self._db.execute(sql, args)]
+
+    def set_pw(self, mn: str, pw: str) -> None:
+        """A station confirmed a new access password (1072): it replaces the registry's."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO hj212_station_pw (mn, pw, updated) VALUES (?, ?, ?)",
+            (mn, pw, time.time()),
+        )
+
+    def passwords(self) -> dict[str, str]:
+        """Passwords stations confirmed by 1072, by MN (they win over the registry's)."""
+        return dict(self._db.execute("SELECT mn, pw FROM hj212_station_pw").fetchall())
