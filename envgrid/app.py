@@ -63,6 +63,7 @@ async def started(
     # The operator console (docs/console.md) is served with the alerts it works on.
     console = build_console(settings, alerting.engine, registry) if alerting else None
     routers = [r.router for r in (alerting, console) if r is not None]
+    routers.append(hj212.router(settings.http.token))  # /api/hj212: commands, station state
     app = create_app(service.metrics, service.readiness, routers)
     http = HttpServer(app, settings.http.host, settings.http.port, settings.http.trusted_proxies)
     await http.start()

@@ -11,7 +11,13 @@ from prometheus_client.registry import CollectorRegistry
 
 from devices.registry import load_registry
 from envgrid.settings import Settings
-from hj212.gateway import Hj212Gateway, no_messages, publisher_options, wait_for_broker
+from hj212.gateway import (
+    Commands,
+    Hj212Gateway,
+    no_messages,
+    publisher_options,
+    wait_for_broker,
+)
 from hj212.intake import load_stations
 from ingest.http import HttpServer, create_app
 from ingest.mqtt import MqttClient
@@ -38,7 +44,10 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None) -> 
     # Its own client id: an `envgrid run` gateway on the same host uses "-hj212".
     client = MqttClient(publisher_options(settings, "hj212-gateway"), no_messages, on_state)
     metrics = CollectorRegistry()
-    gateway = Hj212Gateway(settings, stations, client, metrics=metrics)
+    commands = Commands(settings, stations, metrics, "hj212-gateway-cmd")
+    gateway = Hj212Gateway(
+        settings, stations, client, metrics=metrics, dispatcher=commands.dispatcher
+    )
 
     def readiness() -> tuple[bool, list[str]]:
         why = []
@@ -62,6 +71,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None) -> 
     await client.start()
     try:
         await wait_for_broker(client, settings)
+        await commands.start()
         await gateway.start()
         await http.start()
         log.info("HTTP on http://%s:%d (/healthz /readyz /metrics)", settings.http.host, http.port)
@@ -69,6 +79,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None) -> 
         log.info("stopping the HJ 212 gateway")
     finally:
         await gateway.stop()
+        await commands.stop()
         await http.stop()
         await client.close()
     return 0

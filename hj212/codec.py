@@ -655,6 +655,8 @@ def build(packet: Packet, crc: CrcVariant = "hj212") -> bytes:
 
 
 def build_reply(packet: Packet, crc: CrcVariant = "hj212") -> bytes:
-    """Build the HJ 212-2017 data reply (ST=91, CN=9014, Flag=4, empty CP) with the same QN."""
-    reply = Packet(qn=packet.qn, st="91", cn="9014", pw=packet.pw, mn=packet.mn, flag=4)
+    """Build the data reply (ST=91, CN=9014, empty CP) with the same QN, in the packet's edition:
+    Flag=4 (HJ 212-2017, and for 2005 packets) or the packet's version bits (2025: Flag=8)."""
+    flag = packet.version << 2 if packet.version > 1 else 4
+    reply = Packet(qn=packet.qn, st="91", cn="9014", pw=packet.pw, mn=packet.mn, flag=flag)
     return build(reply, crc)

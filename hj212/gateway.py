@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
+from zoneinfo import ZoneInfo
 
+from fastapi import APIRouter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
+from pydantic import SecretStr
 
 from devices.registry import Registry
 from hj212.codec import (
@@ -40,8 +44,10 @@ from hj212.codec import (
     build_reply,
     parse,
 )
-from hj212.config import GatewayConfig
+from hj212.config import GatewayConfig, command_store_path
+from hj212.dispatch import Dispatcher, StationLink
 from hj212.intake import PROTOCOL, Station, decoder_factory, load_stations
+from hj212.store import CommandStore
 from ingest.broker import client_options
 from ingest.deadletter import make_deadletter
 from ingest.mqtt import ConnectError, MqttClient, MqttError, MqttOptions
@@ -67,6 +73,7 @@ UNKNOWN_MN = "unknown_mn"
 WRONG_PW = "wrong_pw"
 GARBAGE = "garbage"  # bytes outside any frame, oversize or cut-off frames
 PUBLISH_FAILED = "publish_failed"
+ANSWER = "command_answer"  # 9011, 9012, a read's value, 1013, heartbeat: taken by the dispatcher
 RESULTS: Final = (OK, FORWARDED, BAD_CRC, BAD_LENGTH, BAD_FRAME, UNKNOWN_MN, WRONG_PW, GARBAGE)
 
 # Junk reasons (the start of a garbage run decides its reason).
@@ -214,6 +221,11 @@ class ConnStats:
     rejected: int = 0
     replies: int = 0
     bytes_in: int = 0
+    host: str = ""  # the source address, for per-source limits
+    wrong_pw: int = 0
+    rejects_in_a_row: int = 0
+    deadletters: int = 0
+    link: StationLink | None = None  # set once a station authenticated on this connection
 
 
 @dataclass
@@ -222,6 +234,8 @@ class GatewayStats:
 
     opened: int = 0
     refused: int = 0
+    refused_by: Counter[str] = field(default_factory=Counter)  # by reason
+    deadletters_suppressed: int = 0
     closed: Counter[str] = field(default_factory=Counter)  # by reason
     packets: dict[str, Counter[str]] = field(default_factory=dict)  # MN → result → count
     replies: Counter[str] = field(default_factory=Counter)  # MN → replies sent
@@ -260,9 +274,18 @@ class _Collector(Collector):
         )
         yield CounterMetricFamily(
             "envgrid_hj212_connections_refused",
-            "Connections refused at [hj212] max_connections",
+            "Connections refused (max_connections, per-source limit, wrong-PW back-off)",
             value=s.refused,
         )
+        refused_by = CounterMetricFamily(
+            "envgrid_hj212_connections_refused_by_reason",
+            "Connections refused: max_connections, per_source (one address's share) or backoff "
+            "(a source closed for wrong PWs)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(s.refused_by.items()):
+            refused_by.add_metric([reason], n)
+        yield refused_by
         closed = CounterMetricFamily(
             "envgrid_hj212_connections_closed", "Station connections closed", labels=["reason"]
         )
@@ -287,6 +310,11 @@ class _Collector(Collector):
         for name, doc, value in (
             ("envgrid_hj212_deadlettered", "Dead letters published by the gateway", s.deadlettered),
             ("envgrid_hj212_garbage_bytes", "Bytes dropped outside frames", s.garbage_bytes),
+            (
+                "envgrid_hj212_deadletters_suppressed",
+                "Refusals only counted: the connection had used its dead-letter allowance",
+                s.deadletters_suppressed,
+            ),
             (
                 "envgrid_hj212_publish_failures",
                 "Packets the broker did not take (no reply sent)",
@@ -332,6 +360,16 @@ class _Collector(Collector):
 # ---------------------------------------------------------------------------------------------
 
 
+# Sources remembered for wrong-PW back-off; beyond this the oldest offences are forgotten.
+_MAX_PENALTIES: Final = 10_000
+
+
+@dataclass(slots=True)
+class _Penalty:
+    until: float  # monotonic time until which the source is refused
+    strikes: int
+
+
 class _Closing(Exception):
     """Ends one connection's loop with a reason for the counters."""
 
@@ -350,8 +388,10 @@ class Hj212Gateway:
         client: MqttClient,
         *,
         metrics: CollectorRegistry | None = None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self.cfg = settings.hj212
+        self.dispatcher = dispatcher
         self.prefix = settings.mqtt.topic_prefix
         self.stations = stations
         self.client = client
@@ -362,6 +402,8 @@ class Hj212Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self._logged: dict[tuple[str, str], float] = {}
         self._idle_s = self.cfg.idle_timeout.total_seconds()
+        self._per_source: Counter[str] = Counter()  # open connections by source address
+        self._penalties: dict[str, _Penalty] = {}  # sources closed for wrong PWs
 
     @property
     def port(self) -> int:
@@ -419,14 +461,18 @@ class Hj212Gateway:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if len(self._tasks) >= self.cfg.max_connections:
+        peer = _peer(writer)
+        host = peer.rpartition(":")[0] or peer
+        why = self._refusal(host)
+        if why is not None:
             self.stats.refused += 1
-            self._log("refused", "", "connection refused: [hj212] max_connections reached")
+            self.stats.refused_by[why] += 1
+            self._log("refused", why, f"connection from {host} refused: {why}")
             writer.transport.abort()
             return
         self._tasks.add(task)
-        peer = _peer(writer)
-        conn = ConnStats(peer=peer, opened=time.monotonic())
+        self._per_source[host] += 1
+        conn = ConnStats(peer=peer, opened=time.monotonic(), host=host)
         key = id(conn)
         self.stats.open[key] = conn
         self.stats.opened += 1
@@ -448,14 +494,47 @@ class Hj212Gateway:
             if run is not None and reason != "shutdown":
                 with contextlib.suppress(Exception):
                     await self._junk(conn, run)
+            if conn.link is not None and self.dispatcher is not None:
+                self.dispatcher.detach(conn.mn, conn.link)
             self.stats.closed[reason] += 1
             del self.stats.open[key]
             self._tasks.discard(task)
+            left = self._per_source[host] - 1
+            if left > 0:
+                self._per_source[host] = left
+            else:
+                del self._per_source[host]
             if reason in ("shutdown", "error"):
                 writer.transport.abort()
             else:
                 writer.close()
             log.debug("HJ 212 connection %s (%s) closed: %s", peer, conn.mn or "?", reason)
+
+    def _refusal(self, host: str) -> str | None:
+        """Why a new connection from ``host`` is refused, or None to accept it."""
+        penalty = self._penalties.get(host)
+        if penalty is not None and penalty.until > time.monotonic():
+            return "backoff"
+        if len(self._tasks) >= self.cfg.max_connections:
+            return "max_connections"
+        if self._per_source[host] >= self.cfg.max_connections_per_source:
+            return "per_source"
+        return None
+
+    def _penalise(self, host: str) -> None:
+        """Refuse ``host`` for a while: the back-off doubles with each repeat offence."""
+        now = time.monotonic()
+        old = self._penalties.pop(host, None)
+        strikes = 1 if old is None else old.strikes + 1
+        base = self.cfg.wrong_pw_backoff.total_seconds()
+        cap = self.cfg.wrong_pw_backoff_max.total_seconds()
+        self._penalties[host] = _Penalty(now + min(cap, base * 2 ** min(strikes - 1, 30)), strikes)
+        if len(self._penalties) > _MAX_PENALTIES:
+            # Bounded: expired entries go first, then the oldest offences.
+            for h in [h for h, p in self._penalties.items() if p.until <= now]:
+                del self._penalties[h]
+            while len(self._penalties) > _MAX_PENALTIES:
+                del self._penalties[next(iter(self._penalties))]
 
     async def _loop(
         self,
@@ -522,11 +601,24 @@ class Hj212Gateway:
         pw = packet.pw if packet is not None else head.get("PW", "")
         if not station.pw_ok(pw):
             # Neither password is ever written to a reason or a log line.
+            conn.wrong_pw += 1
             await self._reject(
                 conn, frame, mn, WRONG_PW, f"wrong PW for MN {mn} ({station.device.id})"
             )
+            if conn.wrong_pw >= self.cfg.max_wrong_pw:
+                self._penalise(conn.host)
+                raise _Closing("wrong_pw")
             return
         conn.mn = mn
+        conn.rejects_in_a_row = 0
+        if self.dispatcher is not None and packet is not None:
+            if conn.link is None:
+                conn.link = StationLink(_sender(writer, self._idle_s), "2017", station.leniency.crc)
+            if self.dispatcher.packet(mn, packet, conn.link):
+                self.stats.count(mn, ANSWER)  # a command's answer: nothing to store
+                return
+            if packet.cn == "2011":
+                self.dispatcher.clock_check(mn, packet)
         try:
             await self.client.publish(f"{self.prefix}/{PROTOCOL}/{mn}", frame, qos=1)
         except MqttError as e:
@@ -551,10 +643,19 @@ class Hj212Gateway:
         self, conn: ConnStats, frame: bytes, mn: str | None, result: str, reason: str
     ) -> None:
         conn.rejected += 1
+        # Labels stay bounded: an MN that is not registered is counted as 'unknown'.
         label = mn if mn is not None and mn in self.stations else "unknown"
         self.stats.count(label, result)
-        await self._deadletter(_topic_mn(mn), frame, f"{reason} [HJ 212 gateway, {conn.peer}]")
+        await self._deadletter(
+            conn, _topic_mn(mn), frame, f"{reason} [HJ 212 gateway, {conn.peer}]"
+        )
         self._log(label, result, f"HJ 212 packet refused: {reason} [{conn.peer}]")
+        self._flood_check(conn)
+
+    def _flood_check(self, conn: ConnStats) -> None:
+        conn.rejects_in_a_row += 1
+        if conn.rejects_in_a_row > self.cfg.max_rejects_in_a_row:
+            raise _Closing("flood")
 
     async def _junk(self, conn: ConnStats, run: Junk) -> None:
         self.stats.garbage_bytes += run.size
@@ -563,10 +664,17 @@ class Hj212Gateway:
         conn.rejected += 1
         self.stats.count("unknown", GARBAGE)
         reason = f"{run.reason}: {run.size} bytes dropped [HJ 212 gateway, {conn.peer}]"
-        await self._deadletter("unknown", run.head, reason, size=run.size)
+        await self._deadletter(conn, "unknown", run.head, reason, size=run.size)
         self._log("unknown", GARBAGE, f"HJ 212 {run.reason}: {run.size} bytes [{conn.peer}]")
+        self._flood_check(conn)
 
-    async def _deadletter(self, mn: str, payload: bytes, reason: str, size: int = 0) -> None:
+    async def _deadletter(
+        self, conn: ConnStats, mn: str, payload: bytes, reason: str, size: int = 0
+    ) -> None:
+        if conn.deadletters >= self.cfg.max_deadletters_per_connection:
+            self.stats.deadletters_suppressed += 1
+            return
+        conn.deadletters += 1
         topic = f"{self.prefix}/{PROTOCOL}/{mn}"
         # A garbage run is kept only in part: its size says how big it was.
         dl = make_deadletter(
@@ -613,6 +721,19 @@ def _reply(packet: Packet | None, head: Mapping[str, str], station: Station) -> 
     return build_reply(packet, station.leniency.crc)
 
 
+def _sender(writer: asyncio.StreamWriter, timeout: float) -> Callable[[bytes], Awaitable[None]]:
+    async def send(frame: bytes) -> None:
+        writer.write(frame)
+        try:
+            async with asyncio.timeout(timeout):
+                await writer.drain()
+        except TimeoutError:
+            writer.transport.abort()  # the connection's loop then ends as a reset
+            raise ConnectionError("station not reading") from None
+
+    return send
+
+
 def _why_unreadable(frame: bytes) -> str:
     try:
         parse(frame)
@@ -641,6 +762,49 @@ class _ServiceLike(Protocol):
     metrics: CollectorRegistry
 
 
+class Commands:
+    """The command side of a gateway: store, dispatcher, MQTT inbox and the backfill task."""
+
+    def __init__(
+        self,
+        settings: GatewayConfig,
+        stations: dict[str, Station],
+        metrics: CollectorRegistry | None = None,
+        client_suffix: str = "hj212cmd",
+    ) -> None:
+        from devices.kinds import KINDS
+        from hj212.recovery import Backfill
+        from hj212.routing import CommandInbox
+
+        self.store = CommandStore(command_store_path(settings))
+        # Passwords stations confirmed by 1072 replace the registry's (the dict is shared
+        # with the intake, so both check the new one).
+        for mn, pw in self.store.passwords().items():
+            if mn in stations:
+                stations[mn] = dataclasses.replace(stations[mn], pw=pw)
+        tz = ZoneInfo(settings.standards.timezone)
+        self.dispatcher = Dispatcher(settings.hj212, stations, self.store, tz)
+        if metrics is not None:
+            metrics.register(self.dispatcher.collector())
+        self.backfill = Backfill(
+            settings, self.dispatcher, {k: KINDS[k].measurement for k in ("water", "air")}
+        )
+        self.inbox = CommandInbox(settings, self.dispatcher, client_suffix)
+
+    async def start(self) -> None:
+        """Take routed commands, send queued ones, look for gaps."""
+        self.dispatcher.start()
+        self.backfill.start()
+        await self.inbox.start()
+
+    async def stop(self) -> None:
+        """Stop; open commands stay in the store and go out after the next start."""
+        await self.inbox.close()
+        await self.backfill.stop()
+        await self.dispatcher.stop()
+        self.store.close()
+
+
 class ServiceGateway:
     """HJ 212 in ``envgrid run``: the intake decoder always, the gateway when a port is set."""
 
@@ -653,6 +817,16 @@ class ServiceGateway:
         self.protocols = {PROTOCOL: decoder_factory(self.stations)}
         self.gateway: Hj212Gateway | None = None
         self.client: MqttClient | None = None
+        self.commands: Commands | None = None
+
+    def router(self, token: SecretStr | None) -> APIRouter:
+        """/api/hj212 (commands, station state), answering 503 until the gateway runs."""
+        from hj212.api import create_router
+
+        return create_router(
+            lambda: self.commands.dispatcher if self.commands is not None else None,
+            token.get_secret_value() if token is not None else None,
+        )
 
     async def start(self, service: _ServiceLike) -> None:
         """Start the TCP gateway if ENVGRID_HJ212__PORT is set (not in the alerts role)."""
@@ -664,21 +838,31 @@ class ServiceGateway:
         # packets/s; own, 87 ms), and pausing consumption does not stall the stations.
         client = MqttClient(publisher_options(self.settings, worker=service.worker), no_messages)
         await client.start()
+        commands = Commands(self.settings, self.stations, service.metrics)
         try:
             await wait_for_broker(client, self.settings)
             self.gateway = Hj212Gateway(
-                self.settings, self.stations, client, metrics=service.metrics
+                self.settings,
+                self.stations,
+                client,
+                metrics=service.metrics,
+                dispatcher=commands.dispatcher,
             )
+            await commands.start()
             await self.gateway.start()
         except BaseException:
+            await commands.stop()
             await client.close()
             raise
         self.client = client
+        self.commands = commands
 
     async def stop(self) -> None:
         """Close the gateway and its MQTT connection (unreplied packets are resent)."""
         if self.gateway is not None:
             await self.gateway.stop()
+        if self.commands is not None:
+            await self.commands.stop()
         if self.client is not None:
             await self.client.close()
 

@@ -146,6 +146,10 @@ class StationSettings(BaseModel):
     unknown_factors: bool = False
     split_without_pnum: bool = False
     timezone: str | None = None  # DataTime's zone; default [standards] timezone
+    # The edition the station speaks; auto: from each packet's Flag version bits.
+    edition: Literal["auto", "2017", "2025"] = "auto"
+    overtime: int | None = None  # the station's 1000 OverTime (s); default [hj212] command_timeout
+    recount: int | None = None  # the station's 1000 ReCount; default [hj212] command_retries
 
     @field_validator("units")
     @classmethod
@@ -190,6 +194,9 @@ class Station:
     scale: Mapping[str, float]  # factor code → multiplier from wire unit to envgrid unit
     units: Mapping[str, str]  # factor code → wire unit as configured (the simulator uses it)
     tz: ZoneInfo
+    edition: str = "auto"
+    overtime: int | None = None
+    recount: int | None = None
 
     def pw_ok(self, pw: str) -> bool:
         """Whether ``pw`` is this station's access password (constant-time compare)."""
@@ -279,6 +286,9 @@ def _station(device: Device, default_tz: str) -> Station:
         scale=scale,
         units=dict(cfg.units),
         tz=ZoneInfo(cfg.timezone or default_tz),
+        edition=cfg.edition,
+        overtime=cfg.overtime,
+        recount=cfg.recount,
     )
 
 

@@ -19,6 +19,8 @@ from devices.registry import Device, Registry, load_registry
 from envgrid.settings import Settings
 from hj212.codec import FactorValue, Packet, build, parse
 from hj212.gateway import Hj212Gateway, ServiceGateway
+from hj212.intake import load_stations
+from hj212.station import LoggerState
 from ingest.service import IngestService
 from tests.helpers import running_service
 
@@ -78,6 +80,7 @@ class StationLink:
     writer: asyncio.StreamWriter
     replies: list[str] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
+    requests: list[bytes] = field(default_factory=list)  # the platform's commands (unanswered)
     task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -92,9 +95,13 @@ class StationLink:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
                 line = await self.reader.readuntil(b"\r\n")
-                self.raw.append(line)
                 reply = parse(line)
-                assert (reply.st, reply.cn, reply.flag) == ("91", "9014", 4), line
+                if reply.st != "91":
+                    self.requests.append(line)  # e.g. the backfill's 2061: not a reply
+                    continue
+                self.raw.append(line)
+                # Flag=8 answers a 2025-edition packet (version bits 2), Flag=4 the others.
+                assert (reply.st, reply.cn) == ("91", "9014") and reply.flag in (4, 8), line
                 self.replies.append(reply.qn)
 
     async def send(self, data: bytes) -> None:
@@ -230,3 +237,43 @@ async def station_load(
     await asyncio.gather(*(one(i, d) for i, d in enumerate(devices)))
     result.unreplied = sorted(pending)
     return result
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+@contextlib.asynccontextmanager
+async def service_with_commands(settings: Settings) -> AsyncIterator[ServiceGateway]:
+    """The ingest service with HJ 212 intake, gateway and command side (dispatcher, MQTT inbox,
+    backfill); the ServiceGateway, whose ``gateway`` and ``commands`` are set."""
+    assert settings.devices.registry is not None
+    registry = load_registry(settings.devices.registry)
+    hj = ServiceGateway(settings, registry)
+    async with running_service(settings, protocols=hj.protocols) as service:
+        await hj.start(service)
+        assert hj.gateway is not None and hj.commands is not None
+        try:
+            yield hj
+        finally:
+            await hj.stop()
+
+
+def logger_state(settings: Settings, device: Device, edition: str = "2017") -> LoggerState:
+    """A simulated data logger of a registered station."""
+    assert settings.devices.registry is not None
+    registry = load_registry(settings.devices.registry)
+    stations = load_stations(registry, "Asia/Shanghai")
+    return LoggerState(stations[str(device.facts["mn"])], edition=edition)
+
+
+def hourly_factors(values: Mapping[str, float]) -> dict[str, FactorValue]:
+    """Hourly groups (-Avg/-Min/-Max, flag N) of factor values."""
+    return {
+        c: FactorValue(c, avg=v, min=round(v * 0.95, 4), max=round(v * 1.05, 4), flag="N")
+        for c, v in values.items()
+    }
+
+
+def rtd_factors(values: Mapping[str, float]) -> dict[str, FactorValue]:
+    """Real-time groups (-Rtd, flag N) of factor values."""
+    return {c: FactorValue(c, rtd=v, flag="N") for c, v in values.items()}
