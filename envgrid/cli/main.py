@@ -23,6 +23,7 @@ from envgrid.cli.common import (
 )
 from envgrid.cli.console import operators_app
 from envgrid.cli.dashboards import dashboards_app
+from envgrid.cli.hj212 import commands_app as hj212_commands_app
 from envgrid.cli.hj212 import hj212_app
 from envgrid.cli.report import report_app
 from envgrid.cli.rollup import rollup_app
@@ -42,6 +43,7 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(hj212_app, name="hj212-gateway")
+app.add_typer(hj212_commands_app, name="hj212")
 app.add_typer(operators_app, name="operators")
 app.add_typer(report_app, name="report")
 
