@@ -134,6 +134,7 @@ GRAFANA_UNITS: dict[str, str] = {
     "%": "percent",
     "hPa": "pressurehpa",
     "m/s": "velocityms",
+    "W/m²": "Wm2",
     "°": "degree",
     "AQI": "none",
     "HJ 633 category 1–6": "none",

@@ -72,8 +72,9 @@ def fleet(per_kind: int = 24, seed: int = 7) -> list[dict[str, Any]]:
             elif kind == "pv":
                 d.update(
                     site=f"{county}屋顶光伏{i}",
-                    capacity_kw=rnd.choice([8, 10, 15, 30, 50]),
+                    capacity_kwp=rnd.choice([8, 10, 15, 30, 50]),
                     pilot=county in PV_PILOTS,
+                    **_grid(county, i, per_kind),
                 )
             elif kind == "ev_charger":
                 d.update(site=f"{county}充电站{(i + 1) // 2}", rated_kw=rnd.choice([7, 60, 120]))
@@ -83,7 +84,47 @@ def fleet(per_kind: int = 24, seed: int = 7) -> list[dict[str, Any]]:
             if kind in HJ212_ST:
                 d.update(_hj212(d["id"], kind, i))
             out.append(d)
+    out += _met_stations()
     return out
+
+
+def _met_id(county: str) -> str:
+    return f"MET-{list(COUNTIES).index(county) + 1:03d}"
+
+
+def _met_stations() -> list[dict[str, Any]]:
+    """One PV met station per county, at its centre: the irradiance its inverters are judged by
+    (the simulator gives both the county's weather, devices.met.weather)."""
+    return [
+        {
+            "id": _met_id(county),
+            "kind": "met",
+            "county": county,
+            "lat": lat,
+            "lon": lon,
+            "site": f"{county}光伏气象站",
+            "tilt_deg": 25,
+            "azimuth_deg": 180,
+        }
+        for county, (lat, lon) in COUNTIES.items()
+    ]
+
+
+def _grid(county: str, i: int, per_kind: int) -> dict[str, Any]:
+    """An inverter's met station and grid location: two transformer areas (台区) per county on
+    one 10 kV feeder each, under the county's substation; derived from the index, not from the
+    random stream, so adding them moved no coordinates."""
+    n = (i - 1) // len(COUNTIES)  # the inverter's rank among its county's
+    area = f"{county}台区{n % 2 + 1}"
+    return {
+        "irradiance_from": _met_id(county),
+        "substation": f"{county}110kV变",
+        "feeder": f"{county}10kV{n % 2 + 1}线",
+        "transformer_area": area,
+        "rated_kva": 200 if n % 2 == 0 else 400,
+        "customer_number": f"3208{list(COUNTIES).index(county) + 1:02d}{i:06d}",
+        "commissioned": f"202{3 + i % 3}-0{i % 9 + 1}-15",
+    }
 
 
 def _hj212(device_id: str, kind: str, i: int) -> dict[str, Any]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from devices import air, ev_charger, pv, shore_power, water
+from devices import air, ev_charger, met, pv, shore_power, water
 from devices.base import DeviceKind
 
-_MODULES = (water, air, shore_power, pv, ev_charger)
+_MODULES = (water, air, shore_power, pv, ev_charger, met)
 
 KINDS: dict[str, DeviceKind] = {m.KIND.name: m.KIND for m in _MODULES}
 

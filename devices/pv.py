@@ -5,11 +5,14 @@ Status names follow SunSpec model 101/103 ``St`` (standards.md, "Rooftop PV").
 
 from __future__ import annotations
 
-import math
 import random
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
+from pydantic import Field, model_validator
+
+from devices import met
 from devices.base import DeviceKind, Glance, Label, Reading, rng
 from devices.registry import Device, Facts
 
@@ -55,10 +58,68 @@ class PvReading(Reading):
 
 class PvFacts(Facts):
     """An inverter's registry facts: installed capacity (kWp, for equivalent hours and the
-    capacity factor) and whether it is in a whole-county rooftop PV pilot (整县试点)."""
+    capacity factor) and whether it is in a whole-county rooftop PV pilot (整县试点); for the
+    IEC 61724-1 figures and the grid view (docs/pv.md): AC rating, the met station whose
+    irradiance applies, commissioning date and the grid location.
 
-    capacity_kw: float | None = None
+    ``capacity_kwp`` is the DC capacity P0; ``capacity_kw``, its older name, is still read (and
+    mirrors it), so registries written before stay valid. ``envgrid devices check`` requires
+    one of them (:func:`fleet_problems`)."""
+
+    capacity_kwp: float | None = Field(default=None, gt=0)
+    capacity_kw: float | None = Field(default=None, gt=0)
     pilot: bool = False
+    ac_rating_kw: float | None = Field(default=None, gt=0)
+    irradiance_from: str | None = None
+    commissioned: date | None = None
+    substation: str | None = None
+    feeder: str | None = None
+    transformer_area: str | None = None
+    customer_number: str | None = None
+    # The rating of the entry's transformer area (台区); every entry of an area that gives it
+    # must give the same (fleet_problems).
+    rated_kva: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_name(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            kwp, kw = data.get("capacity_kwp"), data.get("capacity_kw")
+            if kwp is None and kw is not None:
+                data = {**data, "capacity_kwp": kw}
+            elif kw is None and kwp is not None:
+                data = {**data, "capacity_kw": kwp}
+        return data
+
+
+def fleet_problems(devices: Iterable[Device], kind_of: Mapping[str, str]) -> list[str]:
+    """What ``envgrid devices check`` reports of the PV entries as a whole: an inverter without
+    ``capacity_kwp``, an ``irradiance_from`` that names no met station, a transformer area
+    given two ratings. ``kind_of`` maps every registered id to its kind."""
+    out: list[str] = []
+    ratings: dict[str, tuple[float, str]] = {}
+    for d in devices:
+        if d.kind != "pv":
+            continue
+        f = facts(d)
+        if f.capacity_kwp is None:
+            out.append(f"device {d.id}: capacity_kwp is missing; add the DC capacity in kWp")
+        if f.irradiance_from is not None and kind_of.get(f.irradiance_from) != "met":
+            out.append(
+                f"device {d.id}: irradiance_from {f.irradiance_from!r} is not a met station "
+                "of this registry; name a device of kind met"
+            )
+        if f.rated_kva is not None:
+            if f.transformer_area is None:
+                out.append(f"device {d.id}: rated_kva without transformer_area; add the area")
+                continue
+            first = ratings.setdefault(f.transformer_area, (f.rated_kva, d.id))
+            if first[0] != f.rated_kva:
+                out.append(
+                    f"device {d.id}: transformer area {f.transformer_area!r} rated "
+                    f"{f.rated_kva:g} kVA here but {first[0]:g} kVA at {first[1]}; give one rating"
+                )
+    return out
 
 
 def facts(device: Device) -> PvFacts:
@@ -83,12 +144,14 @@ def summary(g: Glance) -> list[str]:
 def simulate(
     device: Device, now: datetime, rnd: random.Random, state: dict[str, Any]
 ) -> dict[str, Any]:
-    """Clear-sky sine from 06:00 to 18:00 local time, passing clouds, rare faults."""
-    capacity = facts(device).capacity_kw
+    """The shared weather of the place (clear-sky sine from 06:00 to 18:00, passing clouds),
+    rare faults."""
+    capacity = facts(device).capacity_kwp
     kw = 10.0 if capacity is None else capacity
-    hour = now.hour + now.minute / 60
-    sun = max(0.0, math.sin((hour - 6) / 12 * math.pi))
-    cloud = state["cloud"] = min(1.0, max(0.3, state.get("cloud", 0.9) + rnd.gauss(0, 0.03)))
+    # The met station of the same place sees the same sky (devices.met.weather).
+    poa, ambient, wind = met.weather(met.place_of(device), now)
+    sun = poa / 1000
+    cloud = 0.87  # the array's losses against its kWp (a plausible performance ratio)
     day = now.date().isoformat()
     if state.get("day") != day:
         state["day"], state["today"] = day, 0.0
@@ -113,7 +176,7 @@ def simulate(
         "grid_freq_hz": round(50 + rnd.gauss(0, 0.02), 3),
         "energy_today_kwh": round(state["today"], 3),
         "energy_total_kwh": round(state["total"], 3),
-        "temp_c": round(15 + 30 * sun + rnd.gauss(0, 0.5), 1),
+        "temp_c": round(met.module_temp(poa, ambient, wind) + rnd.gauss(0, 0.5), 1),
         "status": status,
     }
 
@@ -129,6 +192,14 @@ KIND = DeviceKind(
     fact_labels={
         "capacity_kw": Label("装机容量 kW", "Capacity kW"),
         "pilot": Label("试点", "Pilot"),
+        "ac_rating_kw": Label("交流额定功率 kW", "AC rating kW"),
+        "irradiance_from": Label("辐照度来源", "Irradiance from"),
+        "commissioned": Label("并网日期", "Commissioned"),
+        "substation": Label("变电站", "Substation"),
+        "feeder": Label("10 kV 线路", "Feeder"),
+        "transformer_area": Label("台区", "Transformer area"),
+        "customer_number": Label("户号", "Customer number"),
+        "rated_kva": Label("台区容量 kVA", "Area rating kVA"),
     },
     key_fields=("ac_power_w", "status", "energy_today_kwh"),
     summary=summary,

@@ -48,6 +48,31 @@ class RollupSettings(Section):
         default=1, ge=1, le=24, description="water daily mean valid with this many hours"
     )
 
+    pv_gamma_per_c: float = Field(
+        default=-0.0047,
+        ge=-0.02,
+        le=0,
+        description="PV module P_max temperature coefficient (1/°C) of the temperature-corrected "
+        "PR; default: PVWatts v5 'standard' modules (docs/pv.md)",
+    )
+    pv_irradiance_threshold_w_m2: float = Field(
+        default=50.0,
+        ge=0,
+        le=500,
+        description="POA irradiance above which PV availability counts the time (not fixed by "
+        "IEC 61724-1; docs/pv.md)",
+    )
+    pv_underperformance_margin: float = Field(
+        default=0.15,
+        gt=0,
+        lt=1,
+        description="a PV inverter is an underperformer when its PR (or specific yield) is this "
+        "share below its peers' median",
+    )
+    pv_underperformance_days: int = Field(
+        default=1, ge=1, le=31, description="days the underperformance comparison sums over"
+    )
+
     @field_validator("interval", "lateness", "startup_lookback")
     @classmethod
     def _positive(cls, v: timedelta) -> timedelta:

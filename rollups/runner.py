@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from devices.registry import Registry
 from ingest.influxql import InfluxQLClient, QueryError, Series, finite, quote_ident, time_literal
 from ingest.writer import InfluxWriter, Outcome
+from rollups import pv_job
 from rollups.config import RollupConfig
 from rollups.windows import (
     DATA_KIND_TAG,
@@ -44,7 +45,8 @@ from rollups.windows import (
 
 log = logging.getLogger("envgrid.rollup")
 
-KIND_NAMES: tuple[str, ...] = tuple(ROLLUP_KINDS)
+# "pv" is the PV daily job (rollups.pv_job): closed days only, no hourly points.
+KIND_NAMES: tuple[str, ...] = (*ROLLUP_KINDS, pv_job.NAME)
 # Lines per write; rollups of one day of a large fleet stay well under InfluxDB's body limits.
 _WRITE_BATCH = 5000
 # Rows per chunk of a streamed query answer (InfluxDB 1.x may cap unchunked answers).
@@ -113,13 +115,21 @@ class Rollup:
     ) -> None:
         self.settings = settings
         self.registry = registry
-        self.kinds: tuple[RollupKind, ...] = tuple(ROLLUP_KINDS[k] for k in kinds)
+        kinds = tuple(kinds)
+        self.kinds: tuple[RollupKind, ...] = tuple(
+            ROLLUP_KINDS[k] for k in kinds if k in ROLLUP_KINDS
+        )
         self.opts = options_from(settings)
         self.client = InfluxQLClient(settings.influx)
         self.writer = InfluxWriter(settings.influx)
         # Chunked answers are a v1 /query feature (1.x, 3.x); the 2.x compatibility API may not
         # stream, and one day of one kind is small enough to come in one piece there.
         self._chunk = _CHUNK if settings.influx.api == "v1" else None
+        self.pv = (
+            pv_job.PvDaily(self.client, registry, settings.rollup, self.opts, self._chunk)
+            if pv_job.NAME in kinds
+            else None
+        )
 
     async def __aenter__(self) -> Rollup:
         return self
@@ -146,6 +156,8 @@ class Rollup:
         for day in local_days(start_ms, end_ms, self.opts.tz):
             if day_window(day, self.opts.tz).end_ms <= now_ms:
                 tasks += [Task(k.name, day, None, True) for k in self.kinds]
+                if self.pv is not None:
+                    tasks.append(Task(pv_job.NAME, day, None, True))
                 continue
             hours = tuple(
                 i
@@ -192,6 +204,10 @@ class Rollup:
 
     async def run_task(self, task: Task) -> list[Point]:
         """Fetch one task's readings, compute its points and write them; the points."""
+        if task.kind == pv_job.NAME and self.pv is not None:
+            points = await self.pv.compute(task.day)
+            await self.write(points)
+            return points
         kind = ROLLUP_KINDS[task.kind]
         hours = hour_windows(task.day, self.opts.tz)
         if task.daily or task.hours is None:

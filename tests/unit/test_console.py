@@ -31,7 +31,7 @@ from devices.kinds import KINDS
 from envgrid.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = ROOT / "ingest" / "console" / "templates"
+TEMPLATES = ROOT / "console" / "templates"
 SVG = "{http://www.w3.org/2000/svg}"
 
 

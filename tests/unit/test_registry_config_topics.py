@@ -15,7 +15,7 @@ from ingest.topics import TopicMap
 
 def test_shipped_fleet_loads() -> None:
     reg = load_registry(Path("devices/fleet.yaml"))
-    assert len(reg) == 120
+    assert len(reg) == 127  # 24 of each kind, and a met station in each of the 7 counties
     assert {d.kind for d in reg} == set(KINDS)
     assert sum(1 for d in reg if d.facts.get("section_type") == "lake") > 0
 

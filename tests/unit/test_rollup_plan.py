@@ -33,7 +33,8 @@ def test_period_is_capped_at_now_and_future_periods_are_empty() -> None:
     tasks = r.plan(at("2026-02-27T00:00+08:00"), at("2026-03-03T00:00+08:00"), now)
     days = [(t.kind, t.day, t.daily) for t in tasks]
     assert days[:2] == [("air", date(2026, 2, 27), True), ("water", date(2026, 2, 27), True)]
-    assert len([t for t in tasks if t.daily]) == 6  # 27 Feb, 28 Feb, 1 Mar closed; × 2 kinds
+    # 27 Feb, 28 Feb, 1 Mar closed; × 3 kinds (air, water and the PV daily job)
+    assert len([t for t in tasks if t.daily]) == 9
     assert [t.hours for t in tasks if not t.daily] == [(0,), (0,)]
     assert r.plan(at("2026-03-05T00:00+08:00"), at("2026-03-06T00:00+08:00"), now) == []
 
