@@ -12,7 +12,7 @@ from pydantic import (
     field_validator,
 )
 
-from devices.config import Duration, Section
+from devices.config import PositiveDuration, Section
 
 
 class AlertsSettings(Section):
@@ -37,10 +37,10 @@ class AlertsSettings(Section):
     influx: bool = Field(
         default=True, description="write the `alerts` measurement (Grafana annotations)"
     )
-    tick_interval: Duration = Field(
+    tick_interval: PositiveDuration = Field(
         default=timedelta(seconds=1), description="timer for `for` durations, no-data, silences"
     )
-    retry_max: Duration = Field(
+    retry_max: PositiveDuration = Field(
         default=timedelta(seconds=60), description="longest wait between delivery attempts"
     )
     routing: Path | None = Field(
@@ -60,11 +60,4 @@ class AlertsSettings(Section):
             urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).hostname
         ):
             raise ValueError("expected http(s)://host[:port]/path")
-        return v
-
-    @field_validator("tick_interval", "retry_max")
-    @classmethod
-    def _positive(cls, v: timedelta) -> timedelta:
-        if v <= timedelta(0):
-            raise ValueError("must be a positive duration, e.g. '1s', '30s'")
         return v

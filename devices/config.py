@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -133,7 +134,15 @@ def _duration(v: Any) -> Any:
     return parse_duration(v)
 
 
+def _positive(v: timedelta) -> timedelta:
+    if v <= timedelta(0):
+        raise ValueError("must be a positive duration, e.g. 30s, 10m, 12h")
+    return v
+
+
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+# For intervals, timeouts and windows, where zero would mean "never" or a busy loop.
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 
 
 class Section(BaseModel):

@@ -153,3 +153,16 @@ def test_the_readme_examples_parse() -> None:
     assert len(examples) >= 9, examples
     for text in examples:
         assert parse_duration(text) > timedelta(0), text
+
+
+def test_positive_durations_refuse_zero() -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings(None, alerts={"tick_interval": "0s"}, console={"lookback": "PT0S"})
+    assert str(e.value).splitlines() == [
+        "config error: alerts.tick_interval [ENVGRID_ALERTS__TICK_INTERVAL]: must be a positive "
+        "duration, e.g. 30s, 10m, 12h (got '0s')",
+        "config error: console.lookback [ENVGRID_CONSOLE__LOOKBACK]: must be a positive "
+        "duration, e.g. 30s, 10m, 12h (got 'PT0S')",
+    ]
+    settings = load_settings(None, console={"session_lifetime": "1h30m"})
+    assert settings.console.session_lifetime == timedelta(minutes=90)
