@@ -35,6 +35,9 @@ _NOW_MS = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"
 _PG_EXTRA = """
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_by TEXT;
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_until BIGINT;
+-- Modules that keep tables in the store look them up the SQLite way (alerts/dispatch.py).
+CREATE OR REPLACE VIEW sqlite_master AS SELECT 'table'::TEXT AS type, table_name::TEXT AS name
+    FROM information_schema.tables WHERE table_schema = current_schema();
 """
 
 
