@@ -123,10 +123,7 @@ def render(
                 "",
             ]
         else:
-            line = (
-                f"{state}·{sev} {a.get('device_id')}{_series(a)} {a.get('site') or ''} "
-                f"{a.get('county') or ''}: {value} ({a.get('limit') or '—'})"
-            )
+            line = _line(a, lang)
             md.append(f"- {line}")
             txt.append(line)
         hl.append(
@@ -144,6 +141,22 @@ def render(
     if mentions:
         md.append("\n" + " ".join(mentions))
     return Rendered(title, "\n".join(md).strip(), "\n".join(txt).strip(), "\n".join(hl))
+
+
+def _line(a: Mapping[str, Any], lang: str) -> str:
+    """One alert on one line (groups of more than FULL_UP_TO)."""
+    t = _T.get(lang, _T["zh"])
+    state = t["resolved"] if a.get("event") == "resolved" else t["firing"]
+    sev = _SEV.get(lang, _SEV["zh"]).get(str(a.get("severity")), str(a.get("severity")))
+    return (
+        f"{state}·{sev} {a.get('device_id')}{_series(a)} {a.get('site') or ''} "
+        f"{a.get('county') or ''}: {_value(a)} ({a.get('limit') or '—'})"
+    )
+
+
+def line_bytes(a: Mapping[str, Any], lang: str = "zh") -> int:
+    """Bytes one alert adds to a markdown message of many (to split a storm into messages)."""
+    return len(_line(a, lang).encode()) + 3  # "- " and the newline
 
 
 def _title(alerts: Sequence[Mapping[str, Any]], reason: str, lang: str) -> str:

@@ -9,9 +9,11 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from alerts.messages import Rendered, render
+from alerts.messages import FULL_UP_TO, Rendered, line_bytes, render
 from alerts.notify import DeliveryError
 from alerts.routing import Receiver, redact
+
+UNLIMITED = 10**9  # a receiver whose message is not limited (e-mail) or not a list (SMS)
 
 
 class ReceiverTarget:
@@ -54,19 +56,45 @@ class ReceiverTarget:
     def split(
         self, base: Mapping[str, Any], alerts: Sequence[Mapping[str, Any]]
     ) -> list[list[Any]]:
-        """Alerts cut into as few messages as fit the vendor's size limit (at least one each)."""
+        """Alerts cut into as few messages as fit the vendor's size limit (at least one each).
+
+        Sizes are estimated per alert line and each message is rendered once to confirm, so a
+        storm of thousands costs a few renders per message rather than one per alert.
+        """
+        alerts = list(alerts)
+        if self.max_bytes >= UNLIMITED:
+            return [alerts]
+        if self.body_size({**base, "alerts": alerts}) <= self.max_bytes:
+            return [alerts]
+        lang = self.spec.language
+        # The header, title and closing link: a message of many, less its lines.
+        sample = alerts[: FULL_UP_TO + 1]
+        head = self.body_size({**base, "alerts": sample}) - sum(line_bytes(a, lang) for a in sample)
         chunks: list[list[Any]] = []
         cur: list[Any] = []
+        est = head
         for a in alerts:
-            trial = [*cur, a]
-            if cur and self.body_size({**base, "alerts": trial}) > self.max_bytes:
+            size = line_bytes(a, lang)
+            if cur and est + size > self.max_bytes:
                 chunks.append(cur)
-                cur = [a]
-            else:
-                cur = trial
-        if cur or not chunks:
+                cur, est = [], head
+            cur.append(a)
+            est += size
+        if cur:
             chunks.append(cur)
-        return chunks
+        # Confirm each estimate; one that was short moves alerts on to the next message.
+        out: list[list[Any]] = []
+        while chunks:
+            c = chunks.pop(0)
+            spill: list[Any] = []
+            while len(c) > 1 and self.body_size({**base, "alerts": c}) > self.max_bytes:
+                spill.insert(0, c.pop())
+            out.append(c)
+            if spill and chunks:
+                chunks[0] = spill + chunks[0]
+            elif spill:
+                chunks.append(spill)
+        return out
 
     @staticmethod
     def mobiles(payload: Mapping[str, Any]) -> list[str]:
@@ -108,7 +136,9 @@ class ReceiverTarget:
                     )
                 return answer
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            raise DeliveryError(f"{where}: {type(e).__name__}: {e}".rstrip(": ")) from e
+            # aiohttp may quote the whole URL, token or key included: keep only the redacted one.
+            why = str(e).replace(url, where)
+            raise DeliveryError(f"{where}: {type(e).__name__}: {why}".rstrip(": ")) from e
 
     def check(self, code: object, message: object) -> None:
         """Turn a vendor's answer code into success or the right kind of DeliveryError."""

@@ -16,13 +16,13 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 
 from alerts.notify import DeliveryError
-from alerts.receivers.base import ReceiverTarget
+from alerts.receivers.base import UNLIMITED, ReceiverTarget
 
 
 class EmailReceiver(ReceiverTarget):
     """Sends one e-mail per message to ``to`` and the person on duty."""
 
-    MAX_BYTES = 10**9  # an e-mail lists the whole group
+    MAX_BYTES = UNLIMITED  # an e-mail lists the whole group
 
     def recipients(self, payload: dict[str, Any]) -> list[str]:
         """Addresses: the receiver's ``to`` and the on-duty person's e-mail."""

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from alerts.notify import DeliveryError
-from alerts.receivers.base import ReceiverTarget
+from alerts.receivers.base import UNLIMITED, ReceiverTarget
 
 VERSION = "2017-05-25"
 
@@ -64,7 +64,7 @@ class AliyunSmsReceiver(ReceiverTarget):
     RATE_LIMIT = frozenset(
         {"isv.BUSINESS_LIMIT_CONTROL", "Throttling.User", "isv.DAY_LIMIT_CONTROL"}
     )
-    MAX_BYTES = 10**9  # one SMS per group: its text is the template, not the alerts
+    MAX_BYTES = UNLIMITED  # one SMS per group: its text is the template, not the alerts
 
     def template_params(self, payload: Mapping[str, Any]) -> dict[str, str]:
         """``template_params`` filled in: ``{count}`` and the first alert's fields."""

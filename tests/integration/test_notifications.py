@@ -171,7 +171,8 @@ class _Handler:
 
 
 def _auth(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"duty", b"pw")
+    ok = isinstance(data, LoginPassword) and data.login == b"duty"
+    ok = ok and data.password in (b"pw", b"MAIL-SECRET-4")
     return AuthResult(success=ok)
 
 
@@ -467,4 +468,45 @@ async def test_restart_in_group_wait_and_escalation_loses_and_repeats_nothing(
     rig.open()
     await rig.run(3600)
     assert len(vendors.sms) == 1 and len(vendors.ding) == 1
+    await rig.close()
+
+
+async def test_secrets_stay_out_of_logs_and_the_store(
+    tmp_path: Path, vendors: Vendors, smtp: Mailbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    from envgrid.localstack import free_port
+
+    dead = free_port()  # nothing listens there: a connection error quoting the URL
+    text = f"""
+receivers:
+  - name: gone
+    type: dingtalk
+    url: http://127.0.0.1:{dead}/robot/send?access_token=AT-SECRET-1
+    secret: SEC-SECRET-2
+  - name: refused
+    type: feishu
+    url: http://127.0.0.1:{vendors.port}/open-apis/bot/v2/hook/hook-1
+    secret: FS-SECRET-3
+  - name: mail
+    type: email
+    url: smtp://duty:MAIL-SECRET-4@127.0.0.1:{smtp.port}
+    ca_file: {smtp.ca_file}
+    from: envgrid@example.cn
+    to: [x@example.cn]
+routes:
+  - {{name: all, receivers: [gone, refused, mail], group_wait: 0s}}
+"""
+    rig = Rig(tmp_path / "a.db", text, TUESDAY_10)
+    caplog.set_level("DEBUG")
+    rig.breach("WQ-001")
+    await rig.run()
+    await rig.run(1)
+    await rig.run(10)
+    errors = [r[0] for r in rig.store.db.execute("SELECT last_error FROM outbox").fetchall()]
+    assert any(e and "ClientConnectorError" in e for e in errors)  # the failures were recorded
+    assert any(e and "19021" in e for e in errors)
+    assert len(smtp.messages) == 1  # the password from the URL logged in
+    seen = caplog.text + "\n".join(e or "" for e in errors)
+    for secret in ("AT-SECRET-1", "SEC-SECRET-2", "FS-SECRET-3", "MAIL-SECRET-4"):
+        assert secret not in seen
     await rig.close()

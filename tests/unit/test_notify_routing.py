@@ -12,6 +12,7 @@ from urllib.parse import unquote_plus
 import pytest
 
 from alerts.messages import render
+from alerts.receivers import build_receiver
 from alerts.receivers.dingtalk import dingtalk_sign
 from alerts.receivers.feishu import feishu_sign
 from alerts.receivers.sms import aliyun_signature
@@ -169,3 +170,35 @@ def test_docs_routing_example_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_path
     event = {"severity": "critical", "kind": "water", "county": "", "site": "", "rule_id": "x"}
     assert [r.name for r in routing.match(event)] == ["water-critical", "everything-else"]
     assert [r.name for r in routing.match({**event, "kind": "pv"})] == ["everything-else"]
+
+
+def test_a_storm_is_split_into_messages_that_fit() -> None:
+    routing, errors = parse_routing(
+        "receivers:\n"
+        "  - {name: w, type: wecom, url: 'https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k'}\n"
+        "  - {name: m, type: email, url: 'smtp://h:25', from: a@b.cn, to: [c@d.cn]}\n"
+    )
+    assert errors == []
+    wecom = build_receiver(routing.receivers["w"])
+    mail = build_receiver(routing.receivers["m"])
+    alerts = [
+        {
+            "event": "firing",
+            "alert_id": i,
+            "severity": "major",
+            "device_id": f"WQ-{i:04d}",
+            "site": "淮河入海水道清江浦区断面",
+            "county": "清江浦区",
+            "field": "do_mg_l",
+            "value": 2.5,
+            "limit": "do_mg_l < 3",
+        }
+        for i in range(1000)
+    ]
+    base = {"reason": "notify", "console_url": "https://c.example"}
+    chunks = wecom.split(base, alerts)
+    assert [a for c in chunks for a in c] == alerts  # all of them, in order, once
+    for c in chunks:
+        assert len(wecom.rendered({**base, "alerts": c}).markdown.encode()) <= 4096
+    assert len(chunks) <= 1000 * 120 // 3500 + 2  # full messages, not one per alert
+    assert mail.split(base, alerts) == [alerts]
