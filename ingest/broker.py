@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
+from pathlib import Path
 
 from ingest.config import MqttSettings
 from ingest.mqtt import MqttOptions
@@ -25,10 +26,14 @@ def tls_context(m: MqttSettings) -> ssl.SSLContext | None:
 
 
 def client_options(
-    m: MqttSettings, client_id: str, subscriptions: Sequence[str] | None = None
+    m: MqttSettings,
+    client_id: str,
+    subscriptions: Sequence[str] | None = None,
+    subscriptions_file: Path | None = None,
 ) -> MqttOptions:
     """Options for one connection: with subscriptions a persistent session that survives
-    restarts (unacked messages wait for us); without, a publish-only clean session."""
+    restarts (unacked messages wait for us); without, a publish-only clean session.
+    ``subscriptions_file`` records the session's filters, so dropped ones are unsubscribed."""
     persistent = subscriptions is not None
     return MqttOptions(
         host=m.host,
@@ -43,4 +48,5 @@ def client_options(
         receive_maximum=m.receive_maximum,
         subscriptions=list(subscriptions or []),
         connect_timeout_s=m.connect_timeout_s,
+        subscriptions_file=subscriptions_file if persistent else None,
     )

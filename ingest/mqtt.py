@@ -1,4 +1,7 @@
-"""A small asyncio MQTT 5 client for the ingest hot path: QoS 0/1, persistent session, batched acks.
+"""A small asyncio MQTT 5 client for the ingest hot path: persistent session, batched acks.
+
+Receives QoS 0, 1 and 2 (QoS 2 only from a broker that upgrades: we subscribe with QoS 1; it is
+acknowledged with PUBREC once durable and completed with PUBCOMP on PUBREL); publishes QoS 0/1.
 
 Why hand-written (project rule: only where it measurably beats the library): paho-mqtt reads every
 packet with several recv() calls and one event-loop wake-up per packet. This client parses all the
@@ -22,8 +25,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from ssl import SSLCertVerificationError, SSLContext
 from typing import Any, cast
+
+from ingest.subscriptions import read_subscriptions, write_subscriptions
 
 __all__ = [
     "ConnectError",
@@ -135,6 +141,10 @@ class ProtocolError(MqttError):
     """The broker sent a malformed or unexpected packet."""
 
 
+class MalformedPacket(ProtocolError):
+    """A packet that cannot be parsed (answered with DISCONNECT 0x81, not 0x82)."""
+
+
 class ConnectionLost(MqttError):
     """The connection ended (or the client was closed) before the operation completed."""
 
@@ -176,11 +186,21 @@ class MqttOptions:
     connect_timeout_s: float = 5.0
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 30.0
+    # After a protocol error the next attempt waits at least this long, doubling per repeated
+    # error up to reconnect_max_s, however long the connection lasted: a broker that sends the
+    # same bad packet on every connection is not reconnected to in a tight loop.
+    protocol_error_backoff_s: float = 1.0
+    # Where the filters of this client id's stored session are recorded (JSON, written after
+    # each SUBACK): on reconnect, filters no longer configured are UNSUBSCRIBEd. None: not
+    # recorded (filters dropped from the config keep delivering while the session lives).
+    subscriptions_file: Path | None = None
 
 
 # ------------------------------------------------------------------------------- wire helpers
 
 _PUBACK = struct.Struct(">BBH").pack  # fixed header, remaining length 2, packet id: reason 0x00
+_PUBREC = 0x50  # first bytes for _PUBACK(first, 2, packet_id): QoS 2 receipt and completion
+_PUBCOMP = 0x70
 _PINGREQ = b"\xc0\x00"
 _DISCONNECT_NORMAL = b"\xe0\x00"  # reason 0x00 keeps the session (Session Expiry unchanged)
 # SUBSCRIBE options: maximum QoS 1; Retain Handling 1 = send retained messages only for a new
@@ -249,7 +269,7 @@ class _Reader:
 
     def take(self, n: int) -> bytes:
         if self.i + n > self.end:
-            raise ProtocolError("packet shorter than its fields")
+            raise MalformedPacket("packet shorter than its fields")
         chunk = self.data[self.i : self.i + n]
         self.i += n
         return chunk
@@ -270,20 +290,20 @@ class _Reader:
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
                 return value
-        raise ProtocolError("variable byte integer longer than 4 bytes")
+        raise MalformedPacket("variable byte integer longer than 4 bytes")
 
     def string(self) -> str:
         try:
             return self.take(self.u16()).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ProtocolError(f"invalid UTF-8 string: {exc}") from None
+            raise MalformedPacket(f"invalid UTF-8 string: {exc}") from None
 
     def properties(self) -> dict[int, Any]:
         """A property list (length prefix included); user properties collect into a list."""
         length = self.varint()
         stop = self.i + length
         if stop > self.end:
-            raise ProtocolError("properties longer than the packet")
+            raise MalformedPacket("properties longer than the packet")
         outer_end, self.end = self.end, stop
         props: dict[int, Any] = {}
         try:
@@ -306,7 +326,7 @@ class _Reader:
                     props.setdefault(ident, []).append((self.string(), self.string()))
                     continue
                 else:
-                    raise ProtocolError(f"unknown property identifier 0x{ident:02X}")
+                    raise MalformedPacket(f"unknown property identifier 0x{ident:02X}")
                 props[ident] = value
         finally:
             self.end = outer_end
@@ -324,7 +344,7 @@ def _read_length(data: bytes, i: int, n: int) -> tuple[int, int]:
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
             return value, i
-    raise ProtocolError("remaining length longer than 4 bytes (over 256 MiB)")
+    raise MalformedPacket("remaining length longer than 4 bytes (over 256 MiB)")
 
 
 # --------------------------------------------------------------------------------- connection
@@ -353,13 +373,15 @@ class _Connection(asyncio.Protocol):
         self.buf = bytearray()  # an incomplete packet (or packets held while paused)
         self.need = 0  # bytes the first buffered packet needs; below that, skip parsing
         self.epoch = 0  # set by CONNACK; PUBLISH before that is a protocol error
-        self.unacked: set[int] = set()  # QoS 1 packet ids delivered and not acked yet
+        self.unacked: set[int] = set()  # QoS 1 and 2 packet ids delivered and not acked yet
+        self.qos2: set[int] = set()  # those of them that are QoS 2 (acked with PUBREC)
         self.aliases: dict[int, str] = {}  # topic aliases, in case a broker uses them anyway
         self.connacked: asyncio.Future[None] = self.loop.create_future()
         self.ready: asyncio.Future[None] = self.loop.create_future()  # after SUBACK
         self.lost: asyncio.Future[str] = self.loop.create_future()
         self.lost_reason: str | None = None
         self.suback_id = 0
+        self.unsuback_id = 0
         self.hold = False  # stop parsing (paused by the application, or closing)
         self.yielding = False  # a slice was parsed; the rest waits for the next loop iteration
         self.yield_paused = False  # reading paused by that, not by the application
@@ -474,7 +496,8 @@ class _Connection(asyncio.Protocol):
         pos = 0
         self.need = 0
         on_message = self.on_message
-        unacked_add = self.unacked.add
+        unacked = self.unacked
+        unacked_add = unacked.add
         epoch = self.epoch
         # At most one slice per call: a 256 KiB read of a backlog is ~1,400 messages, ~20 ms of
         # pipeline work, and the InfluxDB write that acks them needs several loop iterations
@@ -501,14 +524,14 @@ class _Connection(asyncio.Protocol):
                 qos = (first >> 1) & 3
                 p = head + 2 + ((data[head] << 8) | data[head + 1]) if length >= 2 else end + 1
                 if p + (3 if qos else 1) > end:
-                    raise ProtocolError("PUBLISH shorter than its topic and header fields")
+                    raise MalformedPacket("PUBLISH shorter than its topic and header fields")
                 try:
                     topic = data[head + 2 : p].decode()
                 except UnicodeDecodeError as exc:
-                    raise ProtocolError(f"PUBLISH topic is not valid UTF-8: {exc}") from None
+                    raise MalformedPacket(f"PUBLISH topic is not valid UTF-8: {exc}") from None
                 if qos:
-                    if qos != 1:
-                        raise ProtocolError(f"PUBLISH with QoS {qos}; we subscribe with QoS 1")
+                    if qos == 3:
+                        raise MalformedPacket("PUBLISH with QoS 3")
                     packet_id = (data[p] << 8) | data[p + 1]
                     p += 2
                 else:
@@ -523,8 +546,17 @@ class _Connection(asyncio.Protocol):
                     topic, data[p:end], qos, packet_id, epoch, first & 1 == 1, first & 8 == 8
                 )
                 if qos:
-                    unacked_add(packet_id)
-                    if len(self.unacked) >= self.max_unacked and not self.client._out:
+                    if qos != 1:
+                        if not self._qos2_arrived(packet_id):
+                            pos = end
+                            continue  # a redelivery we hold already: not delivered twice
+                    elif packet_id in unacked:
+                        # Acking the first would ack this one too, and its own ack would be
+                        # lost: reconnect instead, and the session redelivers both.
+                        raise ProtocolError(f"packet identifier {packet_id} reused while unacked")
+                    else:
+                        unacked_add(packet_id)
+                    if len(unacked) >= self.max_unacked and not self.client._awaiting_puback():
                         self._throttle()
                 try:
                     on_message(msg)
@@ -535,6 +567,21 @@ class _Connection(asyncio.Protocol):
                 epoch = self.epoch
             pos = end
         return pos
+
+    def _qos2_arrived(self, packet_id: int) -> bool:
+        """Book a QoS 2 PUBLISH; False if it is one we hold already (not to deliver again)."""
+        client = self.client
+        if packet_id in client._released_wait:
+            # We sent PUBREC (the message is durable) and the broker did not get it: again.
+            self.write(_PUBACK(_PUBREC, 2, packet_id))
+            return False
+        if packet_id in self.qos2:
+            return False  # delivered on this connection, not durable yet: its ack will come
+        if packet_id in self.unacked:
+            raise ProtocolError(f"packet identifier {packet_id} reused while unacked")
+        self.unacked.add(packet_id)
+        self.qos2.add(packet_id)
+        return True
 
     def _publish_properties(self, data: bytes, p: int, end: int, topic: str) -> tuple[int, str]:
         reader = _Reader(data, p, end)
@@ -566,6 +613,18 @@ class _Connection(asyncio.Protocol):
             self.client._puback(packet_id, code, props.get(0x1F))
         elif kind == 13:  # PINGRESP
             pass
+        elif kind == 6:  # PUBREL: the broker got our PUBREC; complete the QoS 2 exchange
+            if first != 0x62:
+                raise MalformedPacket(f"PUBREL flags 0x{first & 0x0F:X}")
+            packet_id = reader.u16()
+            known = packet_id in self.client._released_wait
+            self.client._released_wait.discard(packet_id)
+            # 0x92 packet identifier not found: a PUBREL for nothing we received.
+            self.write(
+                _PUBACK(_PUBCOMP, 2, packet_id)
+                if known
+                else b"\x70\x03" + packet_id.to_bytes(2, "big") + b"\x92"
+            )
         elif kind == 2:  # CONNACK
             if self.connacked.done():
                 raise ProtocolError("second CONNACK on one connection")
@@ -582,6 +641,12 @@ class _Connection(asyncio.Protocol):
             if packet_id != self.suback_id or self.ready.done():
                 raise ProtocolError(f"SUBACK for packet id {packet_id} we did not send")
             self.client._suback(self, codes, props.get(0x1F))
+        elif kind == 11:  # UNSUBACK
+            packet_id = reader.u16()
+            if not packet_id or packet_id != self.unsuback_id:
+                raise ProtocolError(f"UNSUBACK for packet id {packet_id} we did not send")
+            reader.properties()
+            self.client._unsuback(self, list(reader.take(reader.remaining())))
         elif kind == 14:  # DISCONNECT from the broker
             code = reader.u8() if reader.remaining() else 0
             props = reader.properties() if reader.remaining() else {}
@@ -738,6 +803,11 @@ class MqttClient:
         self._retain_ok = True
         self._handler_errors = 0
         self._handler_logged_at = -1e9
+        # QoS 2 packet ids we sent PUBREC for and await PUBREL: session state, kept across
+        # connections so a redelivered PUBLISH of one is answered, not delivered again.
+        self._released_wait: set[int] = set()
+        self._protocol_errors = 0  # consecutive connections ended by a protocol error
+        self._unsub_id = 0  # packet id of the UNSUBSCRIBE of dropped filters until UNSUBACK
         # When a PUBACK of ours last went out (or the connection began): the service's stall
         # watch compares it with the messages still unacknowledged.
         self._last_ack_at = time.monotonic()
@@ -856,9 +926,13 @@ class MqttClient:
             # After a reconnect the broker reuses packet ids: acking a stale id could ack a
             # different, not yet durable message. The stale one will be redelivered instead.
             return False
-        if not conn.write(_PUBACK(0x40, 2, packet_id)):
+        qos2 = packet_id in conn.qos2
+        if not conn.write(_PUBACK(_PUBREC if qos2 else 0x40, 2, packet_id)):
             return False
         conn.unacked.discard(packet_id)
+        if qos2:
+            conn.qos2.discard(packet_id)
+            self._released_wait.add(packet_id)
         self._last_ack_at = time.monotonic()
         if conn.throttled:
             conn.unthrottle()
@@ -871,17 +945,29 @@ class MqttClient:
             return 0
         current = conn.epoch
         unacked = conn.unacked
+        qos2 = conn.qos2  # empty (falsy) unless a broker upgraded to QoS 2
         parts = []
         for packet_id, epoch in items:
             if epoch == current and packet_id in unacked:
                 unacked.discard(packet_id)
-                parts.append(_PUBACK(0x40, 2, packet_id))
+                if qos2 and packet_id in qos2:
+                    # Durable now: PUBREC, and PUBCOMP when the broker's PUBREL comes.
+                    qos2.discard(packet_id)
+                    self._released_wait.add(packet_id)
+                    parts.append(_PUBACK(_PUBREC, 2, packet_id))
+                else:
+                    parts.append(_PUBACK(0x40, 2, packet_id))
         if parts:
             conn.write(b"".join(parts))
             self._last_ack_at = time.monotonic()
             if conn.throttled:
                 conn.unthrottle()
         return len(parts)
+
+    def _awaiting_puback(self) -> bool:
+        """A publish of ours whose caller still waits for its PUBACK (see _Connection.max_unacked);
+        a cancelled one does not count, or it would switch the Receive Maximum off for good."""
+        return any(not pub.future.done() for pub in self._out.values())
 
     # -- flow control
 
@@ -933,13 +1019,22 @@ class MqttClient:
             if pub.sent_epoch == 0 and self._out.get(packet_id) is pub:
                 del self._out[packet_id]  # never sent: forget it (the queue skips it)
                 self._wake(self._id_waiters)
+            # Sent: its id stays taken until the PUBACK (or the next connection, which drops
+            # it); it is never resent, and it no longer keeps reading past Receive Maximum.
+            conn = self._conn
+            if conn is not None and conn.throttled:
+                conn.unthrottle()
             raise
 
     def _free_id(self) -> int:
         """The next packet id in 1..65535 not in flight (publishes or our SUBSCRIBE)."""
         while True:
             self._next_id = self._next_id % 65535 + 1
-            if self._next_id not in self._out and self._next_id != self._sub_id:
+            if (
+                self._next_id not in self._out
+                and self._next_id != self._sub_id
+                and self._next_id != self._unsub_id
+            ):
                 return self._next_id
 
     async def _allocate_id(self) -> int:
@@ -1024,6 +1119,7 @@ class MqttClient:
         attempt = 0
         while not self._closed:
             began = time.monotonic()
+            errors_before = self._protocol_errors
             try:
                 reason = await self._connect_once()
             except asyncio.CancelledError:
@@ -1034,9 +1130,16 @@ class MqttClient:
                 log.warning("disconnected from %s:%d: %s", self._opts.host, self._opts.port, reason)
                 if time.monotonic() - began >= STABLE_CONNECTION_S:
                     attempt = 0
+                    if self._protocol_errors == errors_before:
+                        self._protocol_errors = 0  # a good connection ended for another reason
             if self._closed:
                 return
-            delay = min(self._opts.reconnect_max_s, self._opts.reconnect_min_s * 2**attempt)
+            opts = self._opts
+            delay = min(opts.reconnect_max_s, opts.reconnect_min_s * 2**attempt)
+            if self._protocol_errors > errors_before:
+                # Not reset by a long connection: the same bad packet may come after a while.
+                floor = opts.protocol_error_backoff_s * 2 ** min(self._protocol_errors - 1, 30)
+                delay = max(delay, min(opts.reconnect_max_s, floor))
             attempt = min(attempt + 1, 30)
             # Jitter spreads the reconnects of many workers after a broker restart.
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
@@ -1132,6 +1235,11 @@ class MqttClient:
             conn.connacked.set_exception(exc)
             conn.close(f"refused: {_describe(code)}")
             return
+        # Zero is not a value these may take (MQTT 5 3.2.2.3.3 and 3.2.2.3.6).
+        if props.get(0x21) == 0:
+            raise ProtocolError("CONNACK with Receive Maximum 0")
+        if props.get(0x27) == 0:
+            raise ProtocolError("CONNACK with Maximum Packet Size 0")
         self._epoch += 1
         conn.epoch = self._epoch
         self._last_ack_at = time.monotonic()
@@ -1151,6 +1259,12 @@ class MqttClient:
                 self._client_id,
             )
         self._clean_start = False  # resume the session on every reconnect
+        if not session:
+            self._released_wait.clear()  # a new session: the broker holds no PUBREL for us
+        # Publishes whose callers gave up after sending: not resent (the broker keeps no state
+        # of a QoS 1 publish it did not ack), so their ids are free again.
+        for packet_id in [i for i, pub in self._out.items() if pub.future.done()]:
+            del self._out[packet_id]
         conn.connacked.set_result(None)
         conn.start_keepalive(props.get(0x13, opts.keepalive_s))
         if opts.subscriptions:
@@ -1159,12 +1273,50 @@ class MqttClient:
             for topic_filter in opts.subscriptions:
                 body += _utf8(topic_filter) + bytes((_SUB_OPTIONS,))
             conn.write(_packet(0x82, body))
+        if session:
+            # After SUBSCRIBE: a message matching only a new filter is never missed in between.
+            self._unsubscribe_dropped(conn)
         # Unacked publishes go again (DUP set), then the queued ones, in publish order.
         self._inflight = 0
         self._queue = deque(self._out)
         self._pump()
         if not opts.subscriptions:
             self._established(conn, "")
+
+    def _unsubscribe_dropped(self, conn: _Connection) -> None:
+        """UNSUBSCRIBE the filters the resumed session holds and the options no longer list."""
+        path = self._opts.subscriptions_file
+        if path is None:
+            return
+        recorded = read_subscriptions(path, self._record_key())
+        dropped = [f for f in recorded or () if f not in self._opts.subscriptions]
+        if not dropped:
+            return
+        log.info("unsubscribing from filters no longer configured: %s", ", ".join(dropped))
+        conn.unsuback_id = self._unsub_id = self._free_id()
+        body = conn.unsuback_id.to_bytes(2, "big") + b"\x00"
+        body += b"".join(_utf8(f) for f in dropped)
+        conn.write(_packet(0xA2, body))
+
+    def _unsuback(self, conn: _Connection, codes: list[int]) -> None:
+        self._unsub_id = conn.unsuback_id = 0
+        # 0x11 "no subscription existed" is fine; any other refusal is only logged.
+        for code in codes:
+            if code >= 0x80:
+                log.warning("broker refused to unsubscribe a dropped filter: %s", _describe(code))
+        self._record_subscriptions(conn)
+
+    def _record_key(self) -> str:
+        return f"{self._opts.host}:{self._opts.port}/{self._client_id}"
+
+    def _record_subscriptions(self, conn: _Connection) -> None:
+        path = self._opts.subscriptions_file
+        if path is None or conn.unsuback_id or not conn.ready.done():
+            return  # after both SUBACK and UNSUBACK
+        try:
+            write_subscriptions(path, self._record_key(), self._opts.subscriptions)
+        except OSError as exc:
+            log.warning("cannot record the subscribed filters in %s: %s", path, exc)
 
     def _suback(self, conn: _Connection, codes: list[int], reason_string: str | None) -> None:
         self._sub_id = 0
@@ -1184,6 +1336,7 @@ class MqttClient:
                 # Granted QoS 0: the broker may drop these messages, which breaks our delivery.
                 log.warning("broker granted only QoS 0 for %r", topic_filter)
         self._established(conn, "; ".join(problems), refused)
+        self._record_subscriptions(conn)
 
     def _established(
         self, conn: _Connection, problems: str, refused: SubscribeError | None = None
@@ -1211,6 +1364,7 @@ class MqttClient:
         self._connected = False
         self._inflight = 0
         self._sub_id = 0
+        self._unsub_id = 0
         if was_connected and not self._closed:
             self._notify(False, reason)
         self._wake(self._waiters)
@@ -1236,9 +1390,11 @@ class MqttClient:
             exc_info=exc,
         )
         self._last_error = exc
+        self._protocol_errors += 1
         if not conn.connacked.done():
             conn.connacked.set_exception(exc)
-        disconnect = b"\xe0\x01\x81" if "malformed" in str(exc) else b"\xe0\x01\x82"
+        # DISCONNECT 0x81 malformed packet, or 0x82 protocol error.
+        disconnect = b"\xe0\x01\x81" if isinstance(exc, MalformedPacket) else b"\xe0\x01\x82"
         conn.close(f"protocol error: {exc}", disconnect=disconnect)
 
     def _attempt_failed(self, exc: Exception) -> None:

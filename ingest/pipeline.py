@@ -65,6 +65,11 @@ class Rejected:
     reason: str
 
 
+# envgrid's own topic (a dead letter, an alert, a command) under the subscribed <prefix>/#:
+# acknowledged, neither stored nor dead-lettered again (see ingest/topics.py).
+OWN_TOPIC = Rejected("own_topic", "published by envgrid itself")
+
+
 class Pipeline:
     """Decodes, validates and encodes one message at a time; never raises on bad input."""
 
@@ -104,7 +109,9 @@ class Pipeline:
             )
         route = self.topics.match(topic)
         if route is None:
-            return Rejected(UNKNOWN_TOPIC, f"no topic route matches {topic!r}")
+            if self.topics.is_own(topic):
+                return OWN_TOPIC
+            return Rejected(UNKNOWN_TOPIC, _unknown_reason(topic, self.topics))
         kind_name, device_id = route
         decoder = self.decoders.get(kind_name)
         if decoder is not None:
@@ -163,6 +170,19 @@ class Pipeline:
         if line is None:
             return Rejected(EMPTY, "no storable value (every reading null or not finite)")
         return Accepted(line, kind, reading, device, ts_ms)
+
+
+def _unknown_reason(topic: str, topics: TopicMap) -> str:
+    # Say what is wrong with the common mistakes, for the people reading dead letters.
+    parts = topic.split("/")
+    hint = f"expected {topics.prefix}/<kind>/<device id> with kind one of {', '.join(topics.kinds)}"
+    if topic.startswith("/"):
+        hint += "; the topic starts with '/'"
+    elif topic.endswith("/"):
+        hint += "; the topic ends with '/'"
+    elif len(parts) >= 2 and parts[-2].lower() in topics.kinds and parts[-2] not in topics.kinds:
+        hint += f"; kinds are lower case ({parts[-2]!r})"
+    return f"no topic route matches {topic!r}: {hint}"
 
 
 def _iso(ts_ms: int) -> str:

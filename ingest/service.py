@@ -29,7 +29,14 @@ from ingest.broker import client_options
 from ingest.config import IngestConfig, redact_url
 from ingest.deadletter import DeadLetter, LocalDeadLetters, make_deadletter
 from ingest.mqtt import ConnectError, ConnectionLost, Message, MqttClient, MqttError, MqttOptions
-from ingest.pipeline import STORAGE_REJECTED, Accepted, Decoder, Pipeline, Rejected
+from ingest.pipeline import (
+    OWN_TOPIC,
+    STORAGE_REJECTED,
+    Accepted,
+    Decoder,
+    Pipeline,
+    Rejected,
+)
 from ingest.spool import Spool, SpoolFull
 from ingest.stats import Stats, new_registry
 from ingest.topics import TopicMap
@@ -122,7 +129,9 @@ class IngestService:
     def _mqtt_options(self, subscribe: bool) -> MqttOptions:
         m = self.settings.mqtt
         subscriptions = self.topics.subscriptions() if subscribe else []
-        return client_options(m, m.effective_client_id(self.worker), subscriptions)
+        # Next to the spool: per worker, like the session it records.
+        record = self.spool.directory / "subscriptions.json" if subscribe else None
+        return client_options(m, m.effective_client_id(self.worker), subscriptions, record)
 
     async def start(self) -> None:
         """Connect and start the background tasks; returns once subscribed."""
@@ -177,6 +186,10 @@ class IngestService:
                     sink(res)
                 except Exception:  # an alert bug must not stop ingestion
                     log.exception("reading sink failed")
+        elif res is OWN_TOPIC:
+            # Our own dead letters, alerts, commands, under the subscribed <prefix>/#.
+            if msg.qos:
+                batch.acks.append((msg.packet_id, msg.epoch))
         else:
             assert isinstance(res, Rejected)
             self.stats.received["unrouted" if res.category == "unknown_topic" else "rejected"] += 1

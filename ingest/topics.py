@@ -2,6 +2,13 @@
 
 The default scheme is ``<prefix>/<kind>/<device_id>``; a site whose devices publish elsewhere
 adds routes in config (``[[mqtt.topics]] pattern = "plant/+/meters/{device_id}" kind = "pv"``).
+
+envgrid subscribes to everything under the prefix (``<prefix>/#``, and ``/<prefix>/#`` for the
+leading-slash mistake), not just to the routes, so that a message on a topic no route matches
+(``envgrid/PV/x``, ``envgrid/solar/x``, ``envgrid/pv/a/b``, ``envgrid/pv/x/``) is dead-lettered
+with its reason instead of never arriving. envgrid's own topics under the prefix (dead letters,
+alerts, HJ 212 commands) then arrive too: ``is_own`` names them, and they are acknowledged
+without being processed or dead-lettered again.
 """
 
 from __future__ import annotations
@@ -10,6 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ingest.config import TopicRoute
+
+# Segments after the prefix of the topics envgrid publishes: dead letters (ingest, gateway),
+# alerts (alerts/notify.py) and commands to HJ 212 stations (hj212/routing.py).
+OWN_SEGMENTS = ("deadletter", "alerts", "hj212cmd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +48,8 @@ class TopicMap:
         self.kinds = (*kinds, *protocols)
         self.shared_group = shared_group
         all_routes = [*routes, TopicRoute(pattern=prefix + "/{kind}/{device_id}")]
+        # What envgrid itself publishes under the prefix (ingest, alerts, HJ 212 gateway).
+        self._own = tuple(f"{prefix}/{segment}/" for segment in OWN_SEGMENTS)
         self._routes = [self._compile(r) for r in all_routes]
         # Fast path: routes whose only variable is a trailing {device_id} resolve by dict lookup.
         self._heads: dict[str, str] = {}
@@ -55,14 +68,21 @@ class TopicMap:
         return _Route(segs, route.kind, kind_idx, segs.index("{device_id}"))
 
     def subscriptions(self) -> list[str]:
-        """MQTT topic filters covering every route (through ``$share`` when workers split)."""
-        out: list[str] = []
+        """MQTT topic filters covering the whole prefix and every route outside it (through
+        ``$share`` when workers split)."""
+        wide = [f"{self.prefix}/#", f"/{self.prefix}/#"]
+        out: list[str] = (
+            [f"$share/{self.shared_group}/{f}" for f in wide] if self.shared_group else wide
+        )
+        under = self.prefix + "/"
         for r in self._routes:
             for kind in [r.kind] if r.kind else self.kinds:
                 f = "/".join(
                     kind if i == r.kind_idx else ("+" if i == r.id_idx else s)
                     for i, s in enumerate(r.segments)
                 )
+                if f.startswith(under):
+                    continue  # <prefix>/# has it; an overlapping filter could deliver it twice
                 if self.shared_group:
                     f = f"$share/{self.shared_group}/{f}"
                 if f not in out:
@@ -91,6 +111,10 @@ class TopicMap:
                 if parts[r.id_idx] and kind_found:
                     return kind_found, parts[r.id_idx]
         return None
+
+    def is_own(self, topic: str) -> bool:
+        """Whether envgrid published ``topic`` itself (a dead letter, an alert, a command)."""
+        return topic.startswith(self._own)
 
     def deadletter(self, topic: str) -> str:
         """Where a rejected message of ``topic`` is published."""

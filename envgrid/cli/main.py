@@ -267,12 +267,6 @@ def devices_provision(
     out: Annotated[Path, typer.Option(help="Folder for the broker's files and credentials.")],
     config: ConfigOpt = None,
     device_port: Annotated[int, typer.Option(help="The devices' listener.")] = 1883,
-    from devices import pv
-
-    # Across entries: PV capacity, irradiance_from naming a met station, one rating per area.
-    problems = pv.fleet_problems(reg, {d.id: d.kind or "" for d in reg})
-    if problems:
-        raise fail("\n".join(f"{path}: {p}" for p in problems))
     service_port: Annotated[
         int, typer.Option(help="envgrid's own listener (service, workers, HJ 212 gateway).")
     ] = 1884,

@@ -113,10 +113,13 @@ def test_topic_routes() -> None:
     assert tm.match("plant/north/meter/INV-9") is None
     assert tm.match("city/envgrid/noise/N-1") is None
     assert tm.match("city/envgrid/water/") is None
-    assert "plant/+/inv/+" in tm.subscriptions()
-    assert "city/envgrid/ev_charger/+" in tm.subscriptions()
+    # The whole prefix (so that a topic outside the routes is dead-lettered, not unheard),
+    # the leading-slash mistake, and routes outside the prefix; no overlapping filters.
+    assert tm.subscriptions() == ["city/envgrid/#", "/city/envgrid/#", "plant/+/inv/+"]
     shared = TopicMap("envgrid", KINDS, shared_group="ingest")
-    assert shared.subscriptions()[0] == "$share/ingest/envgrid/water/+"
+    assert shared.subscriptions() == ["$share/ingest/envgrid/#", "$share/ingest//envgrid/#"]
+    assert tm.is_own("city/envgrid/deadletter/x/y") and tm.is_own("city/envgrid/alerts/major/a")
+    assert tm.is_own("city/envgrid/hj212cmd/MN1") and not tm.is_own("city/envgrid/alerts")
     assert tm.deadletter("plant/north/inv/X") == "city/envgrid/deadletter/plant/north/inv/X"
     with pytest.raises(ValueError, match=r"needs a \{device_id\}"):
         TopicRoute(pattern="a/b")
