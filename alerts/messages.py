@@ -84,7 +84,7 @@ def render(
     reason = str(payload.get("reason") or "notify")
     title = _title(alerts, reason, lang)
     if reason == "test":
-        body = t["test_body"]
+        body = t["test_body"] + ("\n\n" + " ".join(mentions) if mentions else "")
         return Rendered(
             title, f"### {title}\n\n{body}", f"{title}\n{body}", f"<p>{html.escape(body)}</p>"
         )

@@ -286,7 +286,8 @@ def build_alerting(
     }
     engine = AlertEngine(**engine_args)
     token = settings.http.token.get_secret_value() if settings.http.token else None
-    router = create_router(engine, token)
+    router = APIRouter()
+    router.include_router(create_router(engine, token))
     router.include_router(create_notify_router(store, dispatcher, token))
     alerting = Alerting(settings, engine, store, outbox, router, dispatcher)
     if c.enabled:

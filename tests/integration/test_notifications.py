@@ -8,6 +8,7 @@ vendors' real endpoints (no network), their IP allow-lists and message rendering
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import aiohttp
 import pytest
 import pytest_asyncio
 import trustme
@@ -510,3 +512,86 @@ routes:
     for secret in ("AT-SECRET-1", "SEC-SECRET-2", "FS-SECRET-3", "MAIL-SECRET-4"):
         assert secret not in seen
     await rig.close()
+
+
+@pytest.mark.slow
+async def test_service_path_breach_to_dingtalk_and_a_wrong_secret_on_the_page_and_metrics(
+    mosquitto: Any, influxdb: Any, influx_db: str, tmp_path: Path, vendors: Vendors
+) -> None:
+    """The real wiring: MQTT reading → engine → route → group → DingTalk; Feishu refuses."""
+    from tests.helpers import make_settings, mqtt_client, wait_for
+    from tests.integration.test_alerts import api, publish, running
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES, encoding="utf-8")
+    base = f"http://127.0.0.1:{vendors.port}"
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(
+        f"""
+receivers:
+  - name: duty-dingtalk
+    type: dingtalk
+    url: {base}/robot/send?access_token=tok
+    secret: {DING_SECRET}
+    keyword: 告警
+    oncall: duty
+  - name: duty-feishu
+    type: feishu
+    url: {base}/open-apis/bot/v2/hook/hook-1
+    secret: not-the-secret
+routes:
+  - {{name: critical, severity: critical, receivers: [duty-dingtalk, duty-feishu], group_wait: 1s}}
+oncall:
+  people: [{{id: wang, name: 王工, mobile: "13800000001"}}]
+  rotas:
+    - {{name: duty, weekly: {{mon: wang, tue: wang, wed: wang, thu: wang, fri: wang,
+                             sat: wang, sun: wang}}}}
+""",
+        encoding="utf-8",
+    )
+    prefix = f"n{int(time.time() * 1000) % 10**8}"
+    settings = make_settings(
+        mosquitto,
+        influxdb,
+        influx_db,
+        tmp_path,
+        mqtt={"topic_prefix": prefix},
+        http={"port": 0, "token": "t"},
+        alerts={
+            "rules": rules,
+            "store": tmp_path / "alerts.db",
+            "routing": routing,
+            "console_url": "https://console.example",
+            "tick_interval": 0.2,
+            "retry_max": 0.5,
+        },
+    )
+    async with running(settings) as run, mqtt_client(mosquitto, client_id=f"p-{prefix}") as pub:
+        now = int(time.time() * 1000)
+        await publish(pub, prefix, "water", "WQ-001", [{"ts": now, "do_mg_l": 1.2}])
+        await wait_for(lambda: len(vendors.ding) == 1, 15, "the DingTalk message")
+        assert vendors.ding[0]["at"]["atMobiles"] == ["13800000001"]
+        status, alerts = await api("GET", f"{run.url}/api/alerts?state=firing")
+        assert status == 200 and len(alerts) == 1
+        page_url = f"{run.url}/api/alerts/{alerts[0]['id']}/notifications"
+
+        async def page() -> dict[str, str]:
+            _, rows = await api("GET", page_url)
+            return {r["receiver"]: r["result"] for r in rows}
+
+        for _ in range(50):
+            if (await page()).get("duty-feishu") == "failed":
+                break
+            await asyncio.sleep(0.2)
+        got = await page()
+        assert got["duty-dingtalk"] == "delivered" and got["duty-feishu"] == "failed"
+        async with aiohttp.ClientSession() as s, s.get(f"{run.url}/metrics") as r:
+            metrics = await r.text()
+        assert 'envgrid_alert_notifications_failed{target="duty-feishu"} 1.0' in metrics
+        assert 'envgrid_alert_notifications_failed{target="duty-dingtalk"} 0.0' in metrics
+        status, oncall = await api("GET", f"{run.url}/api/oncall")
+        assert oncall[0]["rota"] == "duty" and oncall[0]["name"] == "王工"
+        status, _ = await api("POST", f"{run.url}/api/receivers/duty-dingtalk/test", "t")
+        assert status == 202
+        await wait_for(lambda: len(vendors.ding) == 2, 10, "the test message")
+        assert "测试消息" in vendors.ding[1]["markdown"]["text"]
