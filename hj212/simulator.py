@@ -20,9 +20,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from devices.kinds import KINDS
-from hj212.codec import FACTORS, FactorValue, Packet, build
+from hj212.codec import FACTORS, FactorValue, Hj212Error, Packet, build, parse
 from hj212.config import GatewayConfig
 from hj212.intake import Station
+from hj212.station import LoggerState
 
 __all__ = ["Hj212Simulator", "SimReport", "gateway_address", "wire_codes"]
 
@@ -43,6 +44,8 @@ class SimReport:
     bad: int = 0  # packets sent with a broken CRC on purpose
     replies: int = 0
     connects: int = 0
+    dropped_hours: int = 0  # hourly uploads skipped on purpose (kept for a re-request)
+    commands: int = 0  # platform requests answered
     sent_qns: dict[str, list[str]] = field(default_factory=dict)  # MN → QNs asking a reply
     replied_qns: dict[str, list[str]] = field(default_factory=dict)  # MN → QNs replied
 
@@ -68,6 +71,7 @@ class _Sim:
     maintenance_codes: tuple[str, ...] = ()
     phase: float = 0.0  # simulated seconds after the start of this logger's first packet
     last_qn_ms: int = 0
+    logger: LoggerState | None = None  # history, clock and settings the commands act on
 
 
 class Hj212Simulator:
@@ -86,6 +90,8 @@ class Hj212Simulator:
         speed: float = 1.0,
         start: datetime | None = None,
         count: int = 0,
+        drop_hourly: float = 0.0,
+        clock_drift: float = 0.0,
     ) -> None:
         self.stations = list(stations)
         self.host, self.port = host, port
@@ -97,6 +103,10 @@ class Hj212Simulator:
         self.speed = speed
         self.start = start
         self.count = count
+        # Chance that an hourly upload is skipped (the logger keeps it and sends it when the
+        # platform asks), and how far (s) each logger's clock is off: the demo of recovery.
+        self.drop_hourly = drop_hourly
+        self.clock_drift = clock_drift
         self.report = SimReport(stations=len(self.stations))
         self._done = asyncio.Event()
 
@@ -129,7 +139,13 @@ class Hj212Simulator:
         codes = wire_codes(station.kind)
         alias_of = {code: name for name, code in station.aliases.items()}
         names = {code: alias_of.get(code, code) for code in codes.values()}
-        return _Sim(station, random.Random(master.random()), codes, names)
+        sim = _Sim(station, random.Random(master.random()), codes, names)
+        # Flag 9 (see _packet) is the 2025 edition's version bits: answer commands in it too.
+        edition = "2025" if station.kind == "water" and station.mn[-1] in "13579" else "2017"
+        sim.logger = LoggerState(
+            station, edition=edition, clock_offset=timedelta(seconds=self.clock_drift)
+        )
+        return sim
 
     async def _station(self, sim: _Sim, t0: float, start: datetime) -> None:
         # Loggers are not synchronised: spread the stations over one interval (each connects
@@ -146,7 +162,7 @@ class Hj212Simulator:
                 continue
             backoff = 0.5
             self.report.connects += 1
-            replies = asyncio.create_task(self._replies(sim, reader))
+            replies = asyncio.create_task(self._replies(sim, reader, writer))
             try:
                 await self._send_loop(sim, writer, t0, start)
             except (ConnectionError, OSError) as e:
@@ -157,15 +173,26 @@ class Hj212Simulator:
                     await replies
                 writer.close()
 
-    async def _replies(self, sim: _Sim, reader: asyncio.StreamReader) -> None:
+    async def _replies(
+        self, sim: _Sim, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         mn = sim.station.mn
+        assert sim.logger is not None
         while True:
             line = await reader.readuntil(b"\r\n")
-            at = line.find(b"QN=")
-            if at >= 0:
-                self.report.replies += 1
-                qn = line[at + 3 : at + 20].decode("ascii", "replace")
-                self.report.replied_qns.setdefault(mn, []).append(qn)
+            try:
+                packet = parse(line, sim.logger.station.leniency)
+            except Hj212Error:
+                continue
+            if packet.st != "91":
+                # A platform request (re-send, clock, intervals...): answer as a logger does.
+                self.report.commands += 1
+                for frame in sim.logger.answer(packet):
+                    writer.write(frame)
+                await writer.drain()
+                continue
+            self.report.replies += 1
+            self.report.replied_qns.setdefault(mn, []).append(packet.qn)
 
     async def _send_loop(
         self, sim: _Sim, writer: asyncio.StreamWriter, t0: float, start: datetime
@@ -176,10 +203,14 @@ class Hj212Simulator:
             await asyncio.sleep(first / self.speed)
         while not self._done.is_set():
             now = self._now(t0, start).astimezone(tz).replace(microsecond=0, tzinfo=None)
+            if sim.logger is not None:
+                now += sim.logger.clock_offset  # the logger's own clock (1012 corrects it)
             hour = now.replace(minute=0, second=0)
             frames: list[bytes] = []
             if sim.hour is not None and hour > sim.hour:
-                frames.append(self._hourly(sim, sim.hour, now))
+                hourly = self._hourly(sim, sim.hour, now)
+                if hourly is not None:
+                    frames.append(hourly)
             if sim.hour is None or hour > sim.hour:
                 sim.hour, sim.samples, sim.invalid = hour, {}, {}
             frames.append(self._rtd(sim, now))
@@ -196,11 +227,12 @@ class Hj212Simulator:
 
     # ---------------------------------------------------------------- packets
     def _packet(self, sim: _Sim, cn: str, t: datetime, factors: dict[str, FactorValue]) -> bytes:
-        st = sim.station
+        st = sim.logger.station if sim.logger is not None else sim.station  # 1072 changes PW
         # Surface-water loggers are often seen with Flag=9; both ask for a reply (bit A).
         flag = 9 if st.kind == "water" and st.mn[-1] in "13579" else 5
         # QN: the send time in ms, kept unique per station (two packets may leave in one ms).
-        ms = max(int(time.time() * 1000), sim.last_qn_ms + 1)
+        drift = sim.logger.clock_offset.total_seconds() if sim.logger is not None else 0.0
+        ms = max(int((time.time() + drift) * 1000), sim.last_qn_ms + 1)
         sim.last_qn_ms = ms
         sent = datetime.fromtimestamp(ms / 1000, tz=st.tz)
         qn = sent.strftime("%Y%m%d%H%M%S") + f"{ms % 1000:03d}"
@@ -245,7 +277,7 @@ class Hj212Simulator:
         self.report.rtd += 1
         return self._packet(sim, "2011", t, _by_name(factors.values()))
 
-    def _hourly(self, sim: _Sim, hour: datetime, now: datetime) -> bytes:
+    def _hourly(self, sim: _Sim, hour: datetime, now: datetime) -> bytes | None:
         factors: dict[str, FactorValue] = {}
         for code in sorted(set(sim.samples) | set(sim.invalid)):
             valid = sim.samples.get(code, [])
@@ -260,8 +292,14 @@ class Hj212Simulator:
                 max=max(values),
                 flag=flag,
             )
+        factors = _by_name(factors.values())
+        if sim.logger is not None:
+            sim.logger.keep("2061", hour, factors)
+        if self.drop_hourly and sim.rnd.random() < self.drop_hourly:
+            self.report.dropped_hours += 1
+            return None
         self.report.hourly += 1
-        return self._packet(sim, "2061", hour, _by_name(factors.values()))
+        return self._packet(sim, "2061", hour, factors)
 
 
 def _by_name(values: Iterable[FactorValue]) -> dict[str, FactorValue]:

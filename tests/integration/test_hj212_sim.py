@@ -4,6 +4,7 @@ arrive in InfluxDB in envgrid's units. Simulated time runs 60× faster so an hou
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -75,3 +76,65 @@ async def test_simulated_stations_real_time_hourly_and_maintenance(
             assert 5 < r["pm25_ug_m3"] < 300  # sent in ng/m³, stored in µg/m³
         if r["device_id"] in ("AQ-005", "AQ-010") and r.get("pressure_hpa") is not None:
             assert 990 < r["pressure_hpa"] < 1040  # sent in kPa
+
+
+async def test_simulated_loggers_recover_a_dropped_hour_and_take_the_clock(
+    mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
+) -> None:
+    """Issue 15's demo: a logger that skips its hourly upload is asked for it (2061) and sends
+    it; a logger whose clock is 10 minutes fast gets one 1012 and follows it."""
+    from tests.hj212_support import service_with_commands
+
+    loaded = load_stations(load_registry(DEFAULT_REGISTRY), "Asia/Shanghai")
+    by_id = {s.device.id: s for s in loaded.values()}
+    now = datetime.now(SHANGHAI)
+    # 30 simulated seconds before an hour two hours ago: at 60× that hour ends after 0.5 s.
+    start = (now - timedelta(hours=2)).replace(minute=59, second=30, microsecond=0)
+    hour = start.replace(minute=0, second=0, tzinfo=None)
+    settings = make_settings(
+        mosquitto, influxdb, influx_db, tmp_path,
+        hj212={"port": 0, "host": "127.0.0.1", "command_store": tmp_path / "commands.db",
+               "backfill_lookback": "3h"},
+    )  # fmt: skip
+    async with service_with_commands(settings) as hj:
+        assert hj.gateway is not None and hj.commands is not None
+        port = hj.gateway.port
+        dropping = Hj212Simulator(
+            [by_id["WQ-002"]], "127.0.0.1", port, interval=30, maintenance=0, seed=1, speed=60,
+            start=start, drop_hourly=1.0,
+        )  # fmt: skip
+        drifting = Hj212Simulator(
+            [by_id["AQ-002"]], "127.0.0.1", port, interval=1, maintenance=0, seed=2,
+            clock_drift=600,
+        )  # fmt: skip
+        store = hj.commands.store
+        mn_w, mn_a = by_id["WQ-002"].mn, by_id["AQ-002"].mn
+
+        def done() -> bool:
+            got = [c.status for c in store.find(mn=mn_w, cn="2061")]
+            return "succeeded" in got and [c.status for c in store.find(mn=mn_a)] == ["succeeded"]
+
+        stop = asyncio.Event()
+        runs = asyncio.gather(dropping.run(30, stop), drifting.run(30, stop))
+        try:
+            await wait_for(done, 25, "the hour recovered and the clock set")
+        finally:
+            stop.set()
+            report_w, report_a = await runs
+
+        def hourly() -> list[dict]:
+            return influxdb.points(
+                "SELECT * FROM water_quality WHERE device_id = 'WQ-002' AND data_kind = 'hourly'",
+                influx_db,
+            )
+
+        await wait_for(lambda: len(hourly()) == 1, 10, "the recovered hour stored")
+        assert report_w.dropped_hours == 1 and report_w.hourly == 0
+        ok = [c for c in store.find(mn=mn_w, cn="2061") if c.status == "succeeded"]
+        assert [c.packets for c in ok] == [1]
+        assert [int(p["time"]) for p in hourly()] == [
+            int(hour.replace(tzinfo=SHANGHAI).timestamp() * 1000)
+        ]
+        (sync,) = store.find(mn=mn_a)
+        assert sync.cn == "1012" and sync.requested_by == "auto"
+        assert report_a.commands == 1
