@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from alerts.dispatch import notifications
 from alerts.notify import DeliveryError
 from alerts.receivers import build_receiver
 from alerts.routing import RoutingError, check_routing, is_routing_file, load_routing
@@ -63,6 +64,30 @@ def _check_routing(path: Path) -> None:
     for rota, person, until in routing.oncall.board(now):
         who = f"{person.label} ({person.id})" if person else "nobody"
         typer.echo(f"  on call now in {rota}: {who} until {until:%Y-%m-%d %H:%M %Z}")
+
+
+@alerts_app.command("notifications")
+def alerts_notifications(
+    alert_id: Annotated[int, typer.Argument(help="The alert's id (see `envgrid alerts list`).")],
+    config: ConfigOpt = None,
+) -> None:
+    """What was sent for an alert, to whom, when, and with what result."""
+    store, tz = _open_store(config)
+    try:
+        rows = notifications(store, alert_id)
+    finally:
+        store.close()
+    if not rows:
+        typer.echo(f"no notifications for alert {alert_id}")
+        return
+    for n in rows:
+        when = datetime.fromtimestamp(n.created_ms / 1000, tz)
+        group = f" (one message for {n.alerts_in_message})" if n.alerts_in_message > 1 else ""
+        err = f": {n.last_error}" if n.last_error and n.result != "delivered" else ""
+        typer.echo(
+            f"{when:%Y-%m-%d %H:%M:%S} {n.target:<16} {n.reason:<10} {n.result}"
+            f"{' after ' + str(n.attempts) + ' failed attempts' if n.attempts else ''}{group}{err}"
+        )
 
 
 @alerts_app.command("test-receiver")
