@@ -172,8 +172,10 @@ def service_acl(prefix: str) -> str:
             "# envgrid services' listener ACL (written by `envgrid devices provision`).",
             f"user {SERVICE_USER}",
             f"topic readwrite {prefix}/#",
-            # --workers splits the stream through a shared subscription.
-            f"topic read $share/+/{prefix}/#",
+            # The service also subscribes here, to dead-letter topics that miss the pattern.
+            f"topic read /{prefix}/#",
+            # Mosquitto 2.0 grants every subscription (shared ones of --workers too) and checks
+            # read access per message against its topic: these lines cover both.
             "topic read $SYS/#",
             "",
         ]

@@ -55,7 +55,14 @@ def _creds(out: Path) -> dict[str, dict[str, str]]:
         return {row["user"]: row for row in csv.DictReader(f)}
 
 
-async def _device_client(port: int, user: str, password: str, client_id: str) -> MqttClient:
+async def _device_client(
+    port: int,
+    user: str,
+    password: str,
+    client_id: str,
+    subscriptions: list[str] | None = None,
+    seen: list[str] | None = None,
+) -> MqttClient:
     opts = MqttOptions(
         host="127.0.0.1",
         port=port,
@@ -64,10 +71,10 @@ async def _device_client(port: int, user: str, password: str, client_id: str) ->
         password=password,
         clean_start=True,
         session_expiry_s=0,
-        subscriptions=[],
+        subscriptions=subscriptions or [],
         connect_timeout_s=5.0,
     )
-    client = MqttClient(opts, lambda m: None)
+    client = MqttClient(opts, lambda m: seen.append(m.topic) if seen is not None else None)
     await client.start()
     await client.wait_connected(timeout=10)
     return client
@@ -135,6 +142,13 @@ async def test_a_device_speaks_only_for_itself(
             with pytest.raises(ConnectError):
                 await _device_client(broker.service_port, me.id, pw, envgrid_id)
 
+            # A device may read nothing: its subscription delivers no one's readings.
+            seen: list[str] = []
+            snoop_pw = creds[other.id]["password"]
+            snoop = await _device_client(
+                broker.port, other.id, snoop_pw, other.id, ["envgrid/#", "#"], seen
+            )
+
             # Nothing the refused publishes carried was stored; envgrid still stores.
             later = await _device_client(broker.port, me.id, pw, me.id)
             try:
@@ -142,6 +156,8 @@ async def test_a_device_speaks_only_for_itself(
             finally:
                 await later.close()
             await wait_for(lambda: stored_total(influxdb, influx_db) == 2, 15, "second reading")
+            await snoop.close()
+            assert seen == [], seen
             rows = influxdb.points('SELECT * FROM /.*/ GROUP BY "device_id"', influx_db)
             assert {r["device_id"] for r in rows} == {me.id}
         finally:
