@@ -40,6 +40,10 @@ class PvReading(Reading):
     energy_total_kwh: Annotated[float, rng(0, None, "kWh")] | None = None
     temp_c: Annotated[float, rng(-40, 125, "°C")] | None = None
     status: Status | None = None
+    # Set by the PV daily job (rollups/pv_job.py), not by inverters: the day's verdict against
+    # the inverter's peers, so the alert rules can use it (docs/pv.md).
+    underperforming: bool | None = None
+    pr_shortfall: Annotated[float, rng(-100, 1, "")] | None = None
 
     MEASURED: ClassVar[tuple[str, ...]] = (
         "ac_power_w",
@@ -53,6 +57,8 @@ class PvReading(Reading):
         "energy_total_kwh",
         "temp_c",
         "status",
+        "underperforming",
+        "pr_shortfall",
     )
 
 

@@ -9,16 +9,20 @@ kind ``pv`` of ``rollups.runner``: closed days only.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections import defaultdict
-from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Protocol
 
 from devices import pv
 from devices.lineproto import FieldValue
 from devices.registry import Device, Registry
+from ingest.broker import client_options
+from ingest.config import MqttSettings
 from ingest.influxql import InfluxQLClient, Series, finite, quote_ident, time_literal
+from ingest.mqtt import MqttClient
 from rollups.config import RollupSettings
 from rollups.pv import (
     PV_DAILY,
@@ -44,10 +48,40 @@ PEAK_BIN_MS = 5 * 60_000
 _BEFORE = timedelta(days=1)
 
 
-class Writer(Protocol):
-    """Where points go (rollups.runner.Rollup.write)."""
+class Publisher(Protocol):
+    """Where the day's verdicts go as readings (an MQTT client of the service's broker)."""
 
-    async def write(self, points: Sequence[Point]) -> None: ...
+    async def publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+    ) -> None: ...
+
+
+class MqttPublisher:
+    """A publish-only MQTT connection, opened on first use (the rollup task may never need it)."""
+
+    def __init__(self, mqtt: MqttSettings) -> None:
+        self.mqtt = mqtt
+        self._client: MqttClient | None = None
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Publish with QoS 1; connects first when needed."""
+        if self._client is None:
+            opts = client_options(self.mqtt, f"envgrid-pv-daily-{os.getpid()}")
+            client = MqttClient(opts, lambda _m: None)
+            await client.start()
+            try:
+                await client.wait_connected(timeout=self.mqtt.connect_timeout_s)
+            except BaseException:
+                await client.close()
+                raise
+            self._client = client
+        await self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    async def close(self) -> None:
+        """Close the connection, if one was opened."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
 
 def pv_options(r: RollupSettings) -> PvOptions:
@@ -67,8 +101,12 @@ class PvDaily:
         settings: RollupSettings,
         opts: Options,
         chunk: int | None = None,
+        publisher: Publisher | None = None,
+        prefix: str = "envgrid",
     ) -> None:
         self.client = client
+        self.publisher = publisher
+        self.prefix = prefix
         self.registry = registry
         self.settings = settings
         self.opts = opts
@@ -81,21 +119,38 @@ class PvDaily:
     def _where(self, span: Window) -> str:
         return f"WHERE time >= {time_literal(span.start_ms)} AND time < {time_literal(span.end_ms)}"
 
-    async def compute(self, day: date) -> list[Point]:
-        """The day's ``pv_daily`` and ``pv_grid_daily`` points."""
+    async def compute(self, day: date) -> tuple[list[Point], dict[str, dict[str, FieldValue]]]:
+        """The day's ``pv_daily`` and ``pv_grid_daily`` points, and the judged inverters' rows
+        (those with three or more peers to compare with)."""
         span = day_window(day, self.opts.tz)
         inverters, tags, power = await self._inverters(span)
         if not inverters:
-            return []
+            return [], {}
         mets = await self._mets(span)
         rows: dict[str, dict[str, FieldValue]] = {}
         for dev_id, inv in inverters.items():
             met = mets.get(self._met_of(dev_id, tags[dev_id]) or "")
             rows[dev_id] = daily_figures(inv, met, span.end_ms, self.pv_opts)
-        await self._flag(day, rows, inverters, tags)
+        judged = await self._flag(day, rows, inverters, tags)
         points = [Point(PV_DAILY, tags[d], rows[d], span.start_ms) for d in sorted(rows)]
         points += self._grid(span, rows, inverters, tags, power)
-        return points
+        return points, {d: rows[d] for d in judged}
+
+    async def publish(self, day: date, verdicts: dict[str, dict[str, FieldValue]]) -> int:
+        """Send each judged inverter's verdict as a PV reading stamped a second before the day
+        ends, so the alert rules of kind ``pv`` see it (``underperforming``, ``pr_shortfall``).
+        The same day sent again is the same reading: stored once, no new alert."""
+        if self.publisher is None:
+            return 0
+        ts = day_window(day, self.opts.tz).end_ms - 1000
+        for d, row in sorted(verdicts.items()):
+            body: dict[str, object] = {"ts": ts, "underperforming": bool(row["underperforming"])}
+            shortfall = row.get("shortfall")
+            if isinstance(shortfall, float):
+                body["pr_shortfall"] = round(shortfall, 6)
+            payload = json.dumps(body).encode()
+            await self.publisher.publish(f"{self.prefix}/{NAME}/{d}", payload, qos=1)
+        return len(verdicts)
 
     # --------------------------------------------------------------------------- reading
 
@@ -203,8 +258,9 @@ class PvDaily:
         rows: dict[str, dict[str, FieldValue]],
         inverters: dict[str, Inverter],
         tags: dict[str, dict[str, str]],
-    ) -> None:
-        """Mark underperformers (window of ``pv_underperformance_days`` ending with the day)."""
+    ) -> set[str]:
+        """Mark underperformers (window of ``pv_underperformance_days`` ending with the day);
+        the inverters judged (three or more peers with the metric)."""
         days = self.settings.pv_underperformance_days
         history: dict[str, list[dict[str, FieldValue]]] = defaultdict(list)
         if days > 1:
@@ -226,6 +282,13 @@ class PvDaily:
                 groups[f"met:{met}"].append(d)
             if t.get("transformer_area"):
                 groups[f"area:{t['transformer_area']}"].append(d)
+        judged = {
+            m
+            for members in groups.values()
+            if sum(1 for m in members if window[m]) >= 3
+            for m in members
+            if window[m]
+        }
         found = {
             u.device_id: u
             for u in underperformers(
@@ -239,6 +302,7 @@ class PvDaily:
                 row["shortfall"] = u.shortfall
                 row["energy_lost_kwh"] = u.energy_lost_kwh
                 row["peer_median"] = u.median
+        return judged
 
     # ----------------------------------------------------------------------------- grid view
 

@@ -24,7 +24,9 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from devices.registry import Registry
+from ingest.config import MqttSettings
 from ingest.influxql import InfluxQLClient, QueryError, Series, finite, quote_ident, time_literal
+from ingest.mqtt import MqttError
 from ingest.writer import InfluxWriter, Outcome
 from rollups import pv_job
 from rollups.config import RollupConfig
@@ -125,8 +127,19 @@ class Rollup:
         # Chunked answers are a v1 /query feature (1.x, 3.x); the 2.x compatibility API may not
         # stream, and one day of one kind is small enough to come in one piece there.
         self._chunk = _CHUNK if settings.influx.api == "v1" else None
+        # The PV daily job sends its verdicts as readings through the broker, to the alert rules.
+        mqtt = getattr(settings, "mqtt", None)
+        self._publisher = pv_job.MqttPublisher(mqtt) if isinstance(mqtt, MqttSettings) else None
         self.pv = (
-            pv_job.PvDaily(self.client, registry, settings.rollup, self.opts, self._chunk)
+            pv_job.PvDaily(
+                self.client,
+                registry,
+                settings.rollup,
+                self.opts,
+                self._chunk,
+                self._publisher,
+                mqtt.topic_prefix if isinstance(mqtt, MqttSettings) else "envgrid",
+            )
             if pv_job.NAME in kinds
             else None
         )
@@ -141,6 +154,8 @@ class Rollup:
         """Close the HTTP sessions."""
         await self.client.close()
         await self.writer.close()
+        if self._publisher is not None:
+            await self._publisher.close()
 
     # ------------------------------------------------------------------------------ planning
 
@@ -205,8 +220,13 @@ class Rollup:
     async def run_task(self, task: Task) -> list[Point]:
         """Fetch one task's readings, compute its points and write them; the points."""
         if task.kind == pv_job.NAME and self.pv is not None:
-            points = await self.pv.compute(task.day)
+            points, verdicts = await self.pv.compute(task.day)
             await self.write(points)
+            try:
+                await self.pv.publish(task.day, verdicts)
+            except (MqttError, OSError, TimeoutError) as e:
+                # The figures are stored; the verdicts go out on the next pass over the day.
+                log.warning("PV verdicts of %s not published: %s", task.day, e)
             return points
         kind = ROLLUP_KINDS[task.kind]
         hours = hour_windows(task.day, self.opts.tz)

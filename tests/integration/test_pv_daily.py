@@ -8,9 +8,12 @@ docs/pv.md), never by calling the code under test.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,10 +22,17 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from devices.kinds import KINDS
+from devices.registry import load_registry
+from envgrid.alerting import build_alerting
+from envgrid.app import configure_standards
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto
+from envgrid.settings import Settings
 from envgrid.simulator import SimMessage, publish_all
+from ingest.mqtt import Message
+from ingest.service import IngestService
 from rollups.runner import Rollup
-from tests.helpers import make_settings, mqtt_client, running_service, wait_for
+from tests.helpers import make_settings, mqtt_client, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -103,11 +113,11 @@ def ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
 
 
-def messages() -> list[SimMessage]:
+def messages(prefix: str) -> list[SimMessage]:
     out = []
 
     def msg(kind: str, dev: str, t: datetime, body: dict[str, Any]) -> None:
-        out.append(SimMessage(f"envgrid/{kind}/{dev}", json.dumps({"ts": ms(t), **body}).encode()))
+        out.append(SimMessage(f"{prefix}/{kind}/{dev}", json.dumps({"ts": ms(t), **body}).encode()))
 
     before = DAY - timedelta(minutes=STEP_MIN)
     for dev in ("PV-OK", "PV-DIRTY", "PV-THR", "PV-NEW"):
@@ -141,32 +151,69 @@ def messages() -> list[SimMessage]:
     return out
 
 
+@contextlib.asynccontextmanager
+async def running_with_alerts(settings: Settings) -> AsyncIterator[IngestService]:
+    """The ingest service with the alert engine attached, as ``envgrid run`` wires them."""
+    configure_standards(settings)
+    service = IngestService(settings, KINDS, load_registry(settings.devices.registry))
+    alerting = build_alerting(settings, service, load_registry(settings.devices.registry))
+    assert alerting is not None
+    await service.start()
+    await alerting.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+        await alerting.stop()
+
+
 async def test_seeded_day(
     mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
 ) -> None:
     reg = tmp_path / "registry.yaml"
     reg.write_text(yaml.safe_dump(REGISTRY, allow_unicode=True), encoding="utf-8")
+    prefix = f"t{uuid.uuid4().hex[:8]}"  # the session broker is shared: topics of our own
     settings = make_settings(
         mosquitto,
         influxdb,
         influx_db,
         tmp_path,
+        mqtt={"topic_prefix": prefix},
         devices={"registry": reg},
         rollup={"enabled": False},
         ingest={"max_age": "3650d"},  # a fixed day in the past
+        alerts={"store": tmp_path / "alerts.db", "tick_interval": 0.2},  # the shipped rules
     )
-    msgs = messages()
-    async with running_service(settings) as service, mqtt_client(mosquitto, client_id="pub") as pub:
+    msgs = messages(prefix)
+    alerts: list[Message] = []
+    async with (
+        running_with_alerts(settings) as service,
+        mqtt_client(mosquitto, [f"{prefix}/alerts/#"], alerts.append, "alerts") as _,
+        mqtt_client(mosquitto, client_id="pub") as pub,
+    ):
         await publish_all(pub, iter(msgs), window=500)
         await wait_for(lambda: service.stats.acked >= len(msgs), 60, "every reading stored")
 
-    from devices.registry import load_registry
+        async with Rollup(settings, load_registry(reg), kinds=["pv"]) as rollup:
+            await rollup.run_range(DAY, DAY + timedelta(days=1), now=NOW)
+            first = influxdb.points('SELECT * FROM "pv_daily" GROUP BY *', influx_db)
+            await rollup.run_range(DAY, DAY + timedelta(days=1), now=NOW)  # idempotent
+            assert influxdb.points('SELECT * FROM "pv_daily" GROUP BY *', influx_db) == first
 
-    async with Rollup(settings, load_registry(reg), kinds=["pv"]) as rollup:
-        await rollup.run_range(DAY, DAY + timedelta(days=1), now=NOW)
-        first = influxdb.points('SELECT * FROM "pv_daily" GROUP BY *', influx_db)
-        await rollup.run_range(DAY, DAY + timedelta(days=1), now=NOW)  # idempotent
-        assert influxdb.points('SELECT * FROM "pv_daily" GROUP BY *', influx_db) == first
+        # The verdicts travel as PV readings to the shipped rule pv-underperforming: one alert,
+        # for the dirty inverter only, though the day was computed (and sent) twice.
+        def fired() -> list[tuple[str, str]]:
+            out = []
+            for m in alerts:
+                body = json.loads(m.payload)
+                if body["rule_id"] == "pv-underperforming":
+                    out.append((body["event"], body["device_id"]))
+            return out
+
+        await wait_for(lambda: fired() != [], 20, "the underperformer alert")
+        await asyncio.sleep(1.0)  # a second alert would have come by now
+        assert fired() == [("firing", "PV-DIRTY")]
+        assert alerts[0].topic == f"{prefix}/alerts/minor/pv/PV-DIRTY"
     rows = {r["device_id"]: r for r in first}
     assert set(rows) == {"PV-OK", "PV-DIRTY", "PV-THR", "PV-NEW", "PV-DAYREG"}
     assert all(r["time"] == ms(DAY) for r in first)

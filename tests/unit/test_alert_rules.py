@@ -361,7 +361,7 @@ def test_rules_check_cli(tmp_path: Path) -> None:
     runner = CliRunner()
     ok = runner.invoke(app, ["rules", "check", str(DEFAULT_RULES)])
     assert ok.exit_code == 0, ok.output
-    assert "19 rules OK" in ok.output
+    assert "20 rules OK" in ok.output
     broken = tmp_path / "rules.yaml"
     broken.write_text(
         "rules:\n  - id: do-low\n    kind: water\n    when: do_mg_l => 3\n    severity: major\n"
