@@ -23,6 +23,7 @@ from envgrid.provision import FleetMosquitto, provision
 from envgrid.settings import load_settings
 from ingest.mqtt import ConnectError, MqttClient, MqttError, MqttOptions
 from ingest.service import IngestService
+from tests.service_proc import run_envgrid
 
 NOT_AUTHORIZED = 0x87
 FLEET = Path(__file__).resolve().parents[2] / "devices" / "fleet.yaml"
@@ -185,3 +186,21 @@ def test_rerun_keeps_credentials_and_adds_devices(tmp_path: Path) -> None:
     pruned = provision(devices[1:4], out, kinds=KINDS, prune=True)
     assert pruned.removed == (devices[0].id,) and devices[0].id not in _creds(out)
     assert f"user {devices[0].id}\n" not in (out / "devices.acl").read_text()
+
+
+def test_the_command_as_docs_security_shows_it(tmp_path: Path) -> None:
+    """`envgrid devices provision devices/fleet.yaml --out DIR`, run twice, and a bad registry."""
+    out = tmp_path / "envgrid-mqtt"
+    r = run_envgrid("devices", "provision", str(FLEET), "--out", str(out))
+    n = len(_devices())
+    assert r.returncode == 0, r.stderr
+    assert f"{n} credentials added, 0 kept" in r.stdout
+    assert "ENVGRID_MQTT__PASSWORD_FILE=" in r.stdout
+    assert (out / "envgrid.password").read_text().strip() not in r.stdout + r.stderr
+    r = run_envgrid("devices", "provision", str(FLEET), "--out", str(out))
+    assert r.returncode == 0 and f"0 credentials added, {n} kept" in r.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("devices:\n  - {id: envgrid-x, kind: pv, site: a, county: b}\n")
+    r = run_envgrid("devices", "provision", str(bad), "--out", str(tmp_path / "bad"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "'envgrid-x' starts with 'envgrid'" in r.stderr and len(r.stderr.splitlines()) == 1
