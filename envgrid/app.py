@@ -15,6 +15,7 @@ from devices import air
 from devices.kinds import KINDS
 from devices.registry import FLEET, Registry, load_registry
 from envgrid.alerting import build_alerting, role_settings
+from envgrid.recovered import recompute_recovered
 from envgrid.roles import Role
 from envgrid.settings import Settings
 from hj212.gateway import ServiceGateway
@@ -79,6 +80,8 @@ async def started(
     if alerting is not None:
         await alerting.start()
     rollups = start_background(settings, registry, worker) if role.ingests else None
+    if rollups is not None and hj212.commands is not None:
+        recompute_recovered(hj212.commands.dispatcher, rollups.rollup)  # 补传 fills windows
     try:
         yield Running(service, http, registry)
     finally:

@@ -286,3 +286,55 @@ def test_request_frames_parse_back() -> None:
     p = parse(build(request_packet(cmd, "21", "123456", "2017")))
     assert (p.cn, p.flag, p.cp_extra["BeginTime"]) == ("2061", 5, "20260101000000")
     assert time.time() < cmd.expires
+
+
+async def test_recovered_hours_make_yesterdays_daily_rollup_valid(
+    mosquitto: LocalMosquitto, influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
+) -> None:
+    from devices.registry import load_registry
+    from envgrid.recovered import recompute_recovered
+    from rollups.runner import Rollup
+
+    settings = _settings(mosquitto, influxdb, influx_db, tmp_path, backfill_lookback="48h")
+    hours = [h for h in _window()]
+    today = datetime.now(SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0)
+    yesterday = today - timedelta(days=1)
+    day = [yesterday.replace(tzinfo=None) + k * HOUR for k in range(24)]
+    skipped = day[8:13]  # five hours lost: 19 valid hours, under GB 3095's 20
+    assert set(day) <= set(hours)
+
+    def daily() -> list[dict]:
+        return influxdb.points(
+            "SELECT * FROM air_quality_daily WHERE device_id = 'AQ-001'", influx_db
+        )
+
+    async with (
+        service_with_commands(settings) as hj,
+        Rollup(settings, load_registry(settings.devices.registry)) as rollup,
+    ):
+        assert hj.gateway is not None and hj.commands is not None
+        link = await StationLink.open(hj.gateway.port)
+        qns = []
+        for h in hours:
+            if h not in skipped:
+                qn, frame = packet(AQ, "2061", h, hourly(AIR))
+                qns.append(qn)
+                await link.send(frame)
+        await wait_for(lambda: sorted(link.replies) == sorted(qns), 20, "the live uploads")
+        await link.close()
+        await asyncio.sleep(1.0)  # the intake's last batch
+        await rollup.run_range(yesterday, today)
+        (before,) = daily()
+        assert before["valid"] is False
+        recompute_recovered(hj.commands.dispatcher, rollup, delay_s=2.0)
+        state = logger_state(settings, AQ)
+        for h in day:
+            state.keep("2061", h, hourly_factors(AIR))
+        logger = await _logger(hj, state)
+        await wait_for(
+            lambda: [c.status for c in _commands(hj, AQ_MN, "2061")] == ["succeeded"],
+            20,
+            "the re-request succeeded",
+        )
+        await wait_for(lambda: daily()[0]["valid"] is True, 20, "yesterday's daily rollup valid")
+        await logger.close()
