@@ -152,13 +152,16 @@ class Dispatcher:
                     now,
                 )
                 if event.get("event") == "firing" and (r.repeat_ms or r.escalate_ms):
+                    # Counted from the firing itself: a notification that waited in the outbox
+                    # (the service was down) does not push the escalation back.
+                    fired = _ms(event.get("fired_at")) or now
                     db.execute(
                         "INSERT OR IGNORE INTO notify_watch VALUES (?, ?, ?, ?)",
                         (
                             alert_id,
                             r.name,
-                            now + r.repeat_ms if r.repeat_ms else None,
-                            now + r.escalate_ms if r.escalate_ms else None,
+                            fired + r.repeat_ms if r.repeat_ms else None,
+                            fired + r.escalate_ms if r.escalate_ms else None,
                         ),
                     )
             if event.get("event") == "resolved":
@@ -393,6 +396,15 @@ class Dispatcher:
             self._enqueue(receiver, payload, "test", now)
         if self.on_enqueue is not None:
             self.on_enqueue()
+
+
+def _ms(iso: object) -> int | None:
+    if not isinstance(iso, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(iso).timestamp() * 1000)
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------- reading

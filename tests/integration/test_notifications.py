@@ -204,7 +204,9 @@ def smtp(tmp_path: Path) -> Iterator[Mailbox]:
     ctl.stop()
 
 
-def _routing(v: Vendors, box: Mailbox, *, ding_secret: str = DING_SECRET, extra: str = "") -> str:
+def _routing(
+    v: Vendors, box: Mailbox, *, ding_secret: str = DING_SECRET, repeat: str = "off"
+) -> str:
     base = f"http://127.0.0.1:{v.port}"
     return f"""
 receivers:
@@ -246,7 +248,7 @@ routes:
     group_wait: 30s
     escalate_after: 10m
     escalate_to: [chief-sms]
-{extra}
+{"    repeat_interval: " + repeat if repeat != "off" else ""}
 oncall:
   people:
     - {{id: wang, name: 王工, mobile: "13800000001", email: wang@example.cn}}
@@ -595,3 +597,25 @@ oncall:
         assert status == 202
         await wait_for(lambda: len(vendors.ding) == 2, 10, "the test message")
         assert "测试消息" in vendors.ding[1]["markdown"]["text"]
+
+
+async def test_reminders_while_unacknowledged_stop_on_ack(
+    tmp_path: Path, vendors: Vendors, smtp: Mailbox
+) -> None:
+    rig = Rig(tmp_path / "a.db", _routing(vendors, smtp, repeat="1h"), TUESDAY_10)
+    rig.breach("WQ-001")
+    await rig.run()
+    await rig.run(31)
+    assert len(vendors.ding) == 1
+    await rig.run(3600)  # an hour after firing: the reminder, then its group's wait
+    await rig.run(31)
+    assert len(vendors.ding) == 2
+    assert "提醒" in vendors.ding[1]["markdown"]["title"]
+    (alert,) = rig.engine.alerts()
+    rig.engine.ack(alert.id, "王工", "on site")
+    await rig.run(3600)
+    await rig.run(31)
+    assert len(vendors.ding) == 2  # acknowledged: no more reminders
+    reasons = {s.reason for s in notifications(rig.store, alert.id)}
+    assert {"notify", "reminder", "escalation"} <= reasons  # escalated at 10 min, before the ack
+    await rig.close()
