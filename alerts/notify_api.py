@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 
-from alerts.api import bearer_guard
+from alerts.api import ERRORS, NOT_FOUND, Id, bearer_guard
 from alerts.dispatch import Dispatcher, notifications
 from alerts.store import AlertStore
 
@@ -46,7 +46,7 @@ def create_notify_router(
     write = [Depends(bearer_guard(token))]
 
     @router.get("/alerts/{alert_id}/notifications", response_model=list[SentOut])
-    async def alert_notifications(alert_id: int) -> list[SentOut]:
+    async def alert_notifications(alert_id: Id) -> list[SentOut]:
         return [
             SentOut(
                 receiver=s.target,
@@ -71,7 +71,12 @@ def create_notify_router(
             for r, p, u in dispatcher.routing.oncall.board(now)
         ]
 
-    @router.post("/receivers/{name}/test", dependencies=write, status_code=202)
+    @router.post(
+        "/receivers/{name}/test",
+        dependencies=write,
+        status_code=202,
+        responses={**ERRORS, **NOT_FOUND},
+    )
     async def test_receiver(name: str) -> dict[str, str]:
         if dispatcher is None or name not in dispatcher.receivers:
             raise HTTPException(404, f"no receiver {name!r} in ENVGRID_ALERTS__ROUTING")

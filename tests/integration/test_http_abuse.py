@@ -30,6 +30,7 @@ from schemathesis.specs.openapi.checks import (
 
 from alerts.api import create_router
 from alerts.engine import AlertEngine
+from alerts.notify_api import create_notify_router
 from alerts.rules import load_rules
 from alerts.store import AlertRecord, AlertStore
 from console.auth import Operator, OperatorBook, Sessions, hash_password, save_operators
@@ -70,9 +71,8 @@ def build_app(tmp: Path, trusted: Sequence[str] = ()) -> tuple[FastAPI, Console,
     book = OperatorBook(ops)
     sessions = Sessions(b"s" * 32, 3600, book, tmp / "key.signed-out")
     console = Console(settings, engine, Registry(), book, sessions, InfluxQLClient(settings.influx))
-    app = create_app(
-        CollectorRegistry(), lambda: (True, []), [create_router(engine, TOKEN), console.router]
-    )
+    routers = [create_router(engine, TOKEN), create_notify_router(store, None, TOKEN)]
+    app = create_app(CollectorRegistry(), lambda: (True, []), [*routers, console.router])
     return app, console, settings
 
 
@@ -150,7 +150,11 @@ async def test_behind_a_trusted_proxy_throttling_is_per_client(tmp_path: Path) -
 async def test_huge_numbers_and_foreign_names_are_refused_with_a_message(tmp_path: Path) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     async with serving(tmp_path) as web:
-        for path in (f"/api/alerts?offset={HUGE}", f"/api/alerts/{HUGE}"):
+        for path in (
+            f"/api/alerts?offset={HUGE}",
+            f"/api/alerts/{HUGE}",
+            f"/api/alerts/{HUGE}/notifications",
+        ):
             r = await web.get(path)
             assert r.status_code == 422, (path, r.text)
             assert "less than or equal" in r.text
