@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 
+from fastapi import APIRouter
 from prometheus_client.registry import CollectorRegistry
 
 from devices.registry import load_registry
@@ -23,6 +24,16 @@ from ingest.http import HttpServer, create_app
 from ingest.mqtt import MqttClient
 
 log = logging.getLogger("envgrid.hj212")
+
+
+def commands_router(commands: Commands, settings: Settings) -> APIRouter:
+    """/api/hj212 (commands, station state) of this gateway; writes need ENVGRID_HTTP__TOKEN."""
+    from hj212.api import create_router
+
+    token = settings.http.token
+    return create_router(
+        lambda: commands.dispatcher, token.get_secret_value() if token is not None else None
+    )
 
 
 async def run_gateway(settings: Settings, stop: asyncio.Event | None = None) -> int:
@@ -63,7 +74,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None) -> 
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     http = HttpServer(
-        create_app(metrics, readiness),
+        create_app(metrics, readiness, [commands_router(commands, settings)]),
         settings.http.host,
         settings.http.port,
         settings.http.trusted_proxies,

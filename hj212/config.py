@@ -105,6 +105,12 @@ class Hj212Settings(Section):
         default=timedelta(hours=24),
         description="a command for a station that does not connect ends 'expired' after this",
     )
+    max_queued_commands: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="open commands one station may have; more are refused until some finish",
+    )
     backfill: bool = Field(
         default=True, description="re-request missing hourly data (2061) from connected stations"
     )

@@ -152,6 +152,12 @@ class Dispatcher:
         """Store a command (idempotent by QN) and send it when its station is connected."""
         if cmd.mn not in self.stations:
             raise CommandError(f"unknown MN {cmd.mn[:30]!r}: no station in the registry has it")
+        waiting = self.store.open_commands(cmd.mn)
+        if len(waiting) >= self.cfg.max_queued_commands and cmd.qn not in {c.qn for c in waiting}:
+            raise CommandError(
+                f"MN {cmd.mn} already has {len(waiting)} open commands "
+                "([hj212] max_queued_commands): wait for them to finish or expire"
+            )
         added = self.store.add(cmd)
         self.kick(cmd.mn)
         return added

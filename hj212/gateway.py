@@ -74,7 +74,10 @@ WRONG_PW = "wrong_pw"
 GARBAGE = "garbage"  # bytes outside any frame, oversize or cut-off frames
 PUBLISH_FAILED = "publish_failed"
 ANSWER = "command_answer"  # 9011, 9012, a read's value, 1013, heartbeat: taken by the dispatcher
-RESULTS: Final = (OK, FORWARDED, BAD_CRC, BAD_LENGTH, BAD_FRAME, UNKNOWN_MN, WRONG_PW, GARBAGE)
+RESULTS: Final = (
+    OK, FORWARDED, BAD_CRC, BAD_LENGTH, BAD_FRAME, UNKNOWN_MN, WRONG_PW, GARBAGE, ANSWER,
+)  # fmt: skip
+
 
 # Junk reasons (the start of a garbage run decides its reason).
 OUTSIDE = "bytes outside an HJ 212 frame (## ... CR LF)"

@@ -89,6 +89,7 @@ async def test_standalone_gateway_and_the_simulator_command(
         "ENVGRID_HJ212__PORT": str(port),
         "ENVGRID_HJ212__HOST": "127.0.0.1",
         "ENVGRID_HTTP__PORT": str(http_port),
+        "ENVGRID_HJ212__COMMAND_STORE": str(tmp_path / "commands.db"),
     }
     log = (tmp_path / "gateway.log").open("wb")
     gw = subprocess.Popen([ENVGRID, "hj212-gateway"], env=env, stdout=log, stderr=log)
@@ -132,6 +133,100 @@ async def test_standalone_gateway_and_the_simulator_command(
             opened = re.search(r"^envgrid_hj212_connections_opened_total (\S+)$", metrics, re.M)
             assert opened is not None and float(opened.group(1)) >= 5  # one per station
     finally:
+        gw.terminate()
+        assert gw.wait(15) == 0, (tmp_path / "gateway.log").read_text()
+        log.close()
+
+
+async def test_commands_from_the_cli_and_the_api_reach_a_station_of_the_standalone_gateway(
+    mosquitto: LocalMosquitto, tmp_path: Path
+) -> None:
+    from hj212.station import DataLogger
+    from tests.hj212_support import rtd_factors
+    from tests.integration.test_hj212_gateway import WATER
+
+    port, http_port = free_port(), free_port()
+    env = {
+        **clean_env(),
+        "ENVGRID_MQTT__URL": mosquitto.url,
+        "ENVGRID_MQTT__CLIENT_ID": f"gw-{tmp_path.name}",
+        "ENVGRID_DEVICES__REGISTRY": str(DEFAULT_REGISTRY),
+        "ENVGRID_HJ212__PORT": str(port),
+        "ENVGRID_HJ212__HOST": "127.0.0.1",
+        "ENVGRID_HJ212__BACKFILL": "false",
+        "ENVGRID_HJ212__COMMAND_STORE": str(tmp_path / "commands.db"),
+        "ENVGRID_HTTP__PORT": str(http_port),
+        "ENVGRID_HTTP__TOKEN": "s3cret-token",
+    }
+    from hj212.intake import load_stations
+    from hj212.station import LoggerState
+
+    wq = load_stations(REG, "Asia/Shanghai")["320800210000000000000003"]
+    log = (tmp_path / "gateway.log").open("wb")
+    gw = subprocess.Popen([ENVGRID, "hj212-gateway"], env=env, stdout=log, stderr=log)
+    logger = DataLogger(LoggerState(wq))
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{http_port}", trust_env=False
+        ) as http:
+            for _ in range(100):
+                try:
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError((tmp_path / "gateway.log").read_text())
+            # Queued while the station is offline, sent once it connects.
+            r = await asyncio.to_thread(envgrid, "hj212", "command", wq.mn, "1063", env=env)
+            assert r.returncode == 0, r.stderr
+            assert re.fullmatch(r"\d{17} queued: CN 1063 for MN " + wq.mn, r.stdout.strip())
+            await logger.connect("127.0.0.1", port)
+            await logger.upload("2011", logger.state.now(), rtd_factors(WATER))
+            r = await asyncio.to_thread(
+                envgrid, "hj212", "command", wq.mn, "1062", "RtdInterval=60", "--wait", "15",
+                env=env,
+            )  # fmt: skip
+            assert r.returncode == 0, r.stderr
+            assert r.stdout.strip().endswith("succeeded (0 data packets)"), r.stdout
+            assert logger.state.rtd_interval == 60
+            # A typo is one line, no traceback.
+            r = await asyncio.to_thread(
+                envgrid, "hj212", "command", wq.mn, "1062", "RtdIntervl=60", env=env
+            )
+            assert r.returncode == 2 and "Traceback" not in r.stderr
+            assert "takes no 'RtdIntervl'" in r.stderr, r.stderr
+            # The HTTP API: writes need the bearer token.
+            body = {"mn": wq.mn, "cn": "1011", "params": {}}
+            assert (await http.post("/api/hj212/commands", json=body)).status_code == 401
+            r2 = await http.post(
+                "/api/hj212/commands",
+                json=body,
+                headers={"Authorization": "Bearer s3cret-token"},
+            )
+            assert r2.status_code == 201, r2.text
+            qn = r2.json()["qn"]
+            for _ in range(50):
+                listed = (await http.get("/api/hj212/commands", params={"mn": wq.mn})).json()
+                if listed[0]["status"] == "succeeded":
+                    break
+                await asyncio.sleep(0.2)
+            assert [c["cn"] for c in listed] == ["1011", "1062", "1063"]  # newest first
+            assert listed[0]["qn"] == qn and "SystemTime" in listed[0]["result"]
+            assert [c["status"] for c in listed] == ["succeeded"] * 3
+            stations = (await http.get("/api/hj212/stations")).json()
+            mine = next(s for s in stations if s["mn"] == wq.mn)
+            assert mine["online"] is True and mine["last_result"] == "succeeded"
+            metrics = (await http.get("/metrics")).text
+            assert (
+                f'envgrid_hj212_station_online{{device_id="{wq.device.id}",mn="{wq.mn}"}} 1.0'
+                in metrics
+            )
+            r = await asyncio.to_thread(envgrid, "hj212", "commands", "--mn", wq.mn, env=env)
+            assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 3, r.stdout
+    finally:
+        await logger.close()
         gw.terminate()
         assert gw.wait(15) == 0, (tmp_path / "gateway.log").read_text()
         log.close()
