@@ -46,6 +46,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from envgrid.localstack import free_port
 from envgrid.roles import Role
 from envgrid.settings import Settings
+from ingest.http import client_address
 
 log = logging.getLogger("envgrid.workers")
 
@@ -122,6 +123,9 @@ class Supervisor:
         env = dict(os.environ)
         env["ENVGRID_HTTP__HOST"] = "127.0.0.1"
         env["ENVGRID_HTTP__PORT"] = str(child.port)
+        # Console and API requests reach the child through _proxy, which names the client in
+        # X-Forwarded-For: the supervisor is the one proxy the child believes.
+        env["ENVGRID_HTTP__TRUSTED_PROXIES"] = '["127.0.0.1"]'
         if child.role is Role.INGEST:
             env["ENVGRID_MQTT__SHARED_GROUP"] = self.group
         return env
@@ -289,7 +293,18 @@ class Supervisor:
             return web.json_response({"detail": "Not Found"}, status=404)
         if not target.running:
             return web.json_response({"detail": "alerts process restarting"}, status=503)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in _HOP and k.lower() != "x-forwarded-for"
+        }
+        # The client as ENVGRID_HTTP__TRUSTED_PROXIES lets us find it: a client's own
+        # X-Forwarded-For must not reach the child, which believes ours (sign-in throttling).
+        headers["X-Forwarded-For"] = client_address(
+            request.remote,
+            request.headers.get("X-Forwarded-For"),
+            self.settings.http.trusted_proxies,
+        )
         url = f"http://127.0.0.1:{target.port}{request.rel_url}"
         try:
             async with self._session.request(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -74,6 +75,28 @@ def create_app(
     for r in routers or []:
         app.include_router(r)
     return app
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[str]) -> str:
+    """The client's address as uvicorn finds it: walking X-Forwarded-For from the right while
+    the hop is a trusted proxy; the connecting ``peer`` itself when it is not one."""
+    nets = [ipaddress.ip_network(t, strict=False) for t in trusted]
+
+    def is_trusted(addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in n for n in nets)
+
+    hop = peer or "?"
+    if not forwarded_for or not is_trusted(hop):
+        return hop
+    for entry in reversed([e.strip() for e in forwarded_for.split(",") if e.strip()]):
+        hop = entry
+        if not is_trusted(hop):
+            break
+    return hop
 
 
 class _Server(uvicorn.Server):
