@@ -241,6 +241,7 @@ receivers:
     template_code: SMS_100
     template_params: {{count: "{{count}}", device: "{{device_id}}"}}
     mobiles: ["13900000009"]
+    oncall: duty
 routes:
   - name: critical
     severity: critical
@@ -423,7 +424,8 @@ async def test_escalation_only_for_the_unacknowledged(
     assert len(vendors.sms) == 1
     params = json.loads(vendors.sms[0]["TemplateParam"])
     assert params == {"count": "1", "device": "WQ-001"}
-    assert vendors.sms[0]["PhoneNumbers"] == "13900000009"
+    # The chief, and whoever is on duty (li on Tuesdays) is texted too.
+    assert vendors.sms[0]["PhoneNumbers"] == "13900000009,13800000002"
     await rig.run(3600)
     assert len(vendors.sms) == 1
     await rig.close()
