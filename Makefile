@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint bench bench-peer clean
+.PHONY: setup demo test test-fast lint bench bench-cluster bench-peer clean
 
 setup:
 	scripts/setup
@@ -33,6 +33,10 @@ lint: setup
 ## make bench: end-to-end throughput, drain, CPU/point, RSS and latency (not part of make test)
 bench: setup
 	$(BIN)/python bench/run.py
+
+## make bench-cluster: throughput with one and two cluster members on this machine (docs/deploy.md)
+bench-cluster: setup
+	$(BIN)/python bench/cluster.py
 
 ## make bench-peer: the shared side-by-side harness against Node-RED (installs Node-RED under /tmp)
 bench-peer: setup

@@ -42,6 +42,7 @@ __all__ = [
     "InfluxQueryError",
     "LocalInfluxDB",
     "LocalMosquitto",
+    "LocalPostgres",
     "LocalServer",
     "LocalServerError",
     "LocalVictoriaMetrics",
@@ -824,3 +825,134 @@ class LocalVictoriaMetrics(LocalServer):
         series = [json.loads(line) for line in body.splitlines() if line.strip()]
         series.sort(key=lambda s: sorted(s["metric"].items()))
         return series
+
+
+# ------------------------------------------------------------------------ postgresql
+
+
+class LocalPostgres(LocalServer):
+    """A PostgreSQL server on ``postgresql://envgrid@127.0.0.1:PORT/envgrid`` (trust auth).
+
+    ``initdb`` runs on the first start. PostgreSQL refuses to run as root, so as root the
+    cluster lives in a folder of its own under the system temp folder, owned by the
+    ``postgres`` user (else ``nobody``), and the server runs as that user through ``setpriv``
+    (which execs, so the process we watch is the server itself). ``cleanup()`` removes it.
+    """
+
+    name = "postgres"
+    binary_name = "postgres"
+    debian_package = "postgresql"
+    start_timeout = 60.0
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        port: int | None = None,
+        *,
+        binary: str | None = None,
+        database: str = "envgrid",
+        user: str = "envgrid",
+    ) -> None:
+        super().__init__(data_dir, port, binary=binary)
+        self.database = database
+        self.user = user
+        self._run_as: tuple[int, int] | None = None
+        self.cluster_dir = self.data_dir / "pgdata"
+        if os.geteuid() == 0:
+            import pwd
+            import tempfile
+
+            for name in ("postgres", "nobody"):
+                try:
+                    pw = pwd.getpwnam(name)
+                except KeyError:
+                    continue
+                self._run_as = (pw.pw_uid, pw.pw_gid)
+                break
+            if self._run_as is None:
+                raise LocalServerError("postgres: running as root and no 'postgres' user")
+            # pytest's temp folders are 0700 root: an unprivileged server cannot reach them.
+            self.cluster_dir = Path(tempfile.mkdtemp(prefix="envgrid-pg-")) / "pgdata"
+            os.chown(self.cluster_dir.parent, *self._run_as)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@{LOCALHOST}:{self.port}/{self.database}"
+
+    def _as_user(self, argv: list[str]) -> list[str]:
+        if self._run_as is None:
+            return argv
+        uid, gid = self._run_as
+        setpriv = _find_binary("setpriv") or "setpriv"
+        return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *argv]
+
+    def _write_config(self) -> None:
+        if (self.cluster_dir / "PG_VERSION").exists():
+            return
+        initdb = _find_binary("initdb")
+        if initdb is None:
+            raise LocalServerError("postgres: initdb not found; apt-get install postgresql")
+        done = subprocess.run(
+            self._as_user(
+                [
+                    initdb,
+                    "-D",
+                    str(self.cluster_dir),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",  # a test server: speed over crash safety of its catalog
+                ]
+            ),
+            capture_output=True,
+            cwd=self.cluster_dir.parent,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise LocalServerError(
+                f"postgres: initdb failed: {done.stderr.decode(errors='replace').strip()}"
+            )
+
+    def _command(self, binary: str) -> list[str]:
+        return self._as_user(
+            [
+                binary,
+                "-D",
+                str(self.cluster_dir),
+                "-p",
+                str(self.port),
+                "-h",
+                LOCALHOST,
+                "-k",
+                str(self.cluster_dir),  # the Unix socket stays inside the cluster folder
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ]
+        )
+
+    def _ready(self) -> bool:
+        isready = _find_binary("pg_isready")
+        if isready is None:
+            return _tcp_accepts(self.port)
+        args = [isready, "-q", "-h", LOCALHOST, "-p", str(self.port), "-U", self.user]
+        if subprocess.run([*args, "-d", "postgres"], check=False).returncode != 0:
+            return False
+        created = self.cluster_dir.parent / ".created"
+        if not created.exists():
+            # The database of our URL, made once (createdb is a client: no user switch needed).
+            createdb = _find_binary("createdb") or "createdb"
+            subprocess.run(
+                [createdb, "-h", LOCALHOST, "-p", str(self.port), "-U", self.user, self.database],
+                capture_output=True,
+                check=False,
+            )
+            created.touch()
+        return True
+
+    def cleanup(self) -> None:
+        """Stop the server and remove its cluster folder."""
+        self.stop()
+        shutil.rmtree(self.cluster_dir.parent if self._run_as else self.cluster_dir, True)

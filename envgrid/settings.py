@@ -22,6 +22,7 @@ from pydantic_settings import (
 from alerts.config import AlertsSettings
 from console.config import ConsoleSettings
 from devices.errors import Problem, problems, toml_line
+from envgrid.cluster.config import ClusterSettings
 from hj212.config import Hj212Settings
 from ingest.config import (
     DevicesSettings,
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
     alerts: AlertsSettings = AlertsSettings()
     hj212: Hj212Settings = Hj212Settings()
     console: ConsoleSettings = ConsoleSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -126,4 +128,6 @@ def _explain(p: Problem, config: Path | None, text: str | None) -> str:
 
 def _secret(loc: list[str]) -> bool:
     words = ("token", "password", "url", "secret")
+    if loc[:2] == ["cluster", "database"]:  # a PostgreSQL URL with its password
+        return True
     return any(p in words or p.endswith(tuple("_" + w for w in words)) for p in loc)

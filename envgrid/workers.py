@@ -32,9 +32,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -43,6 +44,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from envgrid.cluster.member import ClusterMember
 from envgrid.localstack import free_port
 from envgrid.roles import Role
 from envgrid.settings import Settings
@@ -108,6 +110,12 @@ class Supervisor:
         self.port = settings.http.port
         self.metrics = CollectorRegistry()
         self.metrics.register(_Merged(self))
+        # With a cluster database: this host is one member (docs/deploy.md).
+        self.cluster = (
+            ClusterMember(settings, workers, self.group, config, log_level, _die_with_parent)
+            if settings.cluster.enabled
+            else None
+        )
 
     # ------------------------------------------------------------------ children
     def _command(self, child: Child) -> list[str]:
@@ -128,6 +136,8 @@ class Supervisor:
         env["ENVGRID_HTTP__TRUSTED_PROXIES"] = '["127.0.0.1"]'
         if child.role is Role.INGEST:
             env["ENVGRID_MQTT__SHARED_GROUP"] = self.group
+        if self.cluster is not None:
+            env["ENVGRID_MQTT__CLIENT_ID"] = self.cluster.client_id_base()
         return env
 
     async def _spawn(self, child: Child) -> None:
@@ -166,6 +176,11 @@ class Supervisor:
                 return
             child.backoff = min(child.backoff * 2, BACKOFF_MAX_S)
             child.restarts += 1
+            if self.cluster is not None and child.role is Role.INGEST:
+                # Fenced (our lease lost): restart only once we hold our sessions again.
+                await _first(self.cluster.joined.wait(), self._stopping.wait())
+                if self._stopping.is_set():
+                    return
             await self._spawn(child)
 
     async def run(self) -> int:
@@ -176,6 +191,14 @@ class Supervisor:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         try:
             await self._serve()
+            cluster_tasks: list[asyncio.Task[None]] = []
+            if self.cluster is not None:
+                if not await self.cluster.join(self._stopping):
+                    return 0
+                cluster_tasks = [
+                    asyncio.create_task(self.cluster.run(self._stopping)),
+                    asyncio.create_task(self._fence_loop(self.cluster)),
+                ]
             for child in self.children:
                 await self._spawn(child)
             log.info(
@@ -191,12 +214,29 @@ class Supervisor:
             log.info("signal received: stopping %d processes", len(self.children))
             await self._stop_children()
             await asyncio.gather(*watchers, return_exceptions=True)
+            if self.cluster is not None:
+                await asyncio.gather(*cluster_tasks, return_exceptions=True)
+                await self.cluster.leave()
         finally:
             if self._runner is not None:
                 await self._runner.cleanup()
             await self._session.close()
         last = [c.exit_codes[-1] if c.exit_codes else None for c in self.children]
         return 0 if all(code == 0 for code in last) else 1
+
+    async def _fence_loop(self, cluster: ClusterMember) -> None:
+        """Our lease is lost: kill the ingest workers at once (before anyone may adopt their
+        sessions; what they had not acked is redelivered), then wait to join again."""
+        while not self._stopping.is_set():
+            await _first(cluster.fenced.wait(), self._stopping.wait())
+            if self._stopping.is_set():
+                return
+            for c in self.children:
+                if c.role is Role.INGEST and c.running and c.proc is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        c.proc.kill()
+            if not await cluster.join(self._stopping):
+                return
 
     async def _stop_children(self) -> None:
         running = [c for c in self.children if c.running]
@@ -365,6 +405,16 @@ class _Merged(Collector):
             restarts.add_metric([c.label], c.restarts)
         yield up
         yield restarts
+
+
+async def _first(*aws: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of ``aws`` completes; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
 
 
 def _die_with_parent() -> None:

@@ -17,8 +17,8 @@ class ClusterSettings(Section):
 
     database: SecretStr | None = Field(
         default=None,
-        description="PostgreSQL URL `postgresql://user:pass@host/db` of the member leases; "
-        "unset: one host, no cluster; never logged",
+        description="PostgreSQL URL `postgresql://user:pass@host/db`: member leases and the "
+        "alert store; unset: one host, no cluster; never logged",
     )
     database_file: Path | None = Field(
         default=None, description="file holding that URL (preferred: keeps the password out of env)"
