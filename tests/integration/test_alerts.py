@@ -336,7 +336,7 @@ async def test_short_breach_silence_ack_and_the_token(
             # Deleting the silence while WQ-003 still breaches: it notifies now, once.
             sid = created["id"]
             status, deleted = await api("DELETE", f"{run.url}/api/silences/{sid}?by=李工", TOKEN)
-            assert status == 200 and not deleted["active"] and deleted["deleted_by"] == "李工"
+            assert status == 200 and not deleted["active"] and deleted["deleted_by"] == "api:李工"
             await wait_for(lambda: got.counts() == (2, 2, 2), 10, "WQ-003's late firing")
             status, current = await api("GET", f"{run.url}/api/silences")
             assert current == []
