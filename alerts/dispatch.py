@@ -102,6 +102,19 @@ class Sent:
         return "retrying" if self.attempts else "queued"
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiverStatus:
+    """A receiver as admins see it."""
+
+    name: str
+    type: str
+    queued: int
+    delivered: int
+    failed: int
+    last_error: str | None
+    last_test: Sent | None
+
+
 class Dispatcher:
     """Routes notifications into groups and flushes them to receivers through the outbox."""
 
@@ -216,7 +229,12 @@ class Dispatcher:
         db = self.store.db
         rows = db.execute(
             "SELECT w.alert_id, w.route, w.next_repeat_ms, w.escalate_ms, a.state, a.acked_ms, "
-            "a.silenced FROM notify_watch w LEFT JOIN alerts a ON a.id = w.alert_id"
+            "a.silenced FROM notify_watch w LEFT JOIN alerts a ON a.id = w.alert_id "
+            # Only what is due or over: thousands of quiet watches cost one index scan.
+            "WHERE w.next_repeat_ms <= ? OR w.escalate_ms <= ? OR a.state IS NULL "
+            "OR a.state != 'firing' "
+            "OR a.acked_ms IS NOT NULL",
+            (now, now),
         ).fetchall()
         for alert_id, route_name, repeat_at, escalate_at, state, acked, silenced in rows:
             route = self.routing.route(route_name)
@@ -382,9 +400,10 @@ class Dispatcher:
             (first, target, json.dumps(payload, ensure_ascii=False), now, now),
         )
         oid = int(cur.lastrowid or 0)
+        # A test message names no alert: it is recorded against alert 0.
+        ids = [int(a["alert_id"]) for a in alerts] or [0]
         self.store.db.executemany(
-            "INSERT OR IGNORE INTO notify_sent VALUES (?, ?, ?)",
-            [(oid, int(a["alert_id"]), reason) for a in alerts],
+            "INSERT OR IGNORE INTO notify_sent VALUES (?, ?, ?)", [(oid, i, reason) for i in ids]
         )
         return 1
 
@@ -396,6 +415,44 @@ class Dispatcher:
             self._enqueue(receiver, payload, "test", now)
         if self.on_enqueue is not None:
             self.on_enqueue()
+
+    def status(self) -> list[ReceiverStatus]:
+        """Each receiver: its type, queue, totals, last error and last test (for admins)."""
+        db = self.store.db
+        out = []
+        for name, conf in self.routing.receivers.items():
+            queued, delivered, failed = db.execute(
+                "SELECT COALESCE(SUM(CASE WHEN delivered_ms IS NULL AND failed_ms IS NULL "
+                "THEN 1 ELSE 0 END), 0), "
+                "COUNT(delivered_ms), COUNT(failed_ms) FROM outbox WHERE target = ?",
+                (name,),
+            ).fetchone()
+            err = db.execute(
+                "SELECT last_error FROM outbox WHERE target = ? AND last_error IS NOT NULL "
+                "ORDER BY id DESC LIMIT 1",
+                (name,),
+            ).fetchone()
+            test = db.execute(
+                "SELECT o.created_ms, o.delivered_ms, o.failed_ms, o.attempts, o.last_error "
+                "FROM outbox o JOIN notify_sent s ON s.outbox_id = o.id AND s.reason = 'test' "
+                "WHERE o.target = ? ORDER BY o.id DESC LIMIT 1",
+                (name,),
+            ).fetchone()
+            last_test = (
+                Sent(name, "test", test[0], test[1], test[2], test[3], test[4]) if test else None
+            )
+            out.append(
+                ReceiverStatus(
+                    name,
+                    conf.spec.type,
+                    int(queued),
+                    int(delivered),
+                    int(failed),
+                    err[0] if err else None,
+                    last_test,
+                )
+            )
+        return out
 
 
 def _ms(iso: object) -> int | None:

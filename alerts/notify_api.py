@@ -1,4 +1,4 @@
-"""HTTP API of notifications: what was sent for an alert, who is on call, test a receiver."""
+"""HTTP API of notifications: what was sent for an alert, who is on call, receivers, tests."""
 
 from __future__ import annotations
 
@@ -23,6 +23,20 @@ class SentOut(BaseModel):
     attempts: int
     error: str | None
     alerts_in_message: int
+
+
+class ReceiverOut(BaseModel):
+    """A receiver: its queue, totals, last error and last test message (secrets never shown)."""
+
+    name: str
+    type: str
+    queued: int
+    delivered: int
+    failed: int
+    last_error: str | None
+    last_test: str | None
+    last_test_at: datetime | None
+    last_test_error: str | None
 
 
 class OnCallOut(BaseModel):
@@ -81,6 +95,25 @@ def create_notify_router(
         if dispatcher is None or name not in dispatcher.receivers:
             raise HTTPException(404, f"no receiver {name!r} in ENVGRID_ALERTS__ROUTING")
         dispatcher.send_test(name)
-        return {"queued": name, "see": "GET /api/receivers/{name}/test results in envgrid logs"}
+        return {"queued": name, "result": "see last_test in GET /api/receivers"}
+
+    @router.get("/receivers", response_model=list[ReceiverOut])
+    async def receivers() -> list[ReceiverOut]:
+        if dispatcher is None:
+            return []
+        return [
+            ReceiverOut(
+                name=r.name,
+                type=r.type,
+                queued=r.queued,
+                delivered=r.delivered,
+                failed=r.failed,
+                last_error=r.last_error,
+                last_test=r.last_test.result if r.last_test else None,
+                last_test_at=_dt(r.last_test.created_ms) if r.last_test else None,
+                last_test_error=r.last_test.last_error if r.last_test else None,
+            )
+            for r in dispatcher.status()
+        ]
 
     return router

@@ -599,6 +599,14 @@ oncall:
         assert status == 202
         await wait_for(lambda: len(vendors.ding) == 2, 10, "the test message")
         assert "测试消息" in vendors.ding[1]["markdown"]["text"]
+        await asyncio.sleep(0.3)  # marked delivered after the vendor's answer
+        status, rx = await api("GET", f"{run.url}/api/receivers")
+        assert status == 200, rx
+        by = {r["name"]: r for r in rx}
+        assert by["duty-dingtalk"]["last_test"] == "delivered"
+        assert by["duty-dingtalk"]["delivered"] == 2 and by["duty-feishu"]["failed"] == 1
+        assert "19021" in by["duty-feishu"]["last_error"]
+        assert "not-the-secret" not in json.dumps(rx)
 
 
 async def test_reminders_while_unacknowledged_stop_on_ack(
