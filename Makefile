@@ -3,7 +3,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint bench bench-cluster bench-peer clean
+.PHONY: setup demo test test-fast lint bench bench-cluster bench-peer fuzz clean
+FUZZ_SECONDS ?= 600
 
 setup:
 	scripts/setup
@@ -37,6 +38,14 @@ bench: setup
 ## make bench-cluster: throughput with one and two cluster members on this machine (docs/deploy.md)
 bench-cluster: setup
 	$(BIN)/python bench/cluster.py
+
+## make fuzz: each parser (HJ 212 frames and framer, MQTT packets, payloads) under atheris for
+## FUZZ_SECONDS (600) each; make test runs 2 s of each (tests/unit/test_fuzz_short.py)
+fuzz: setup
+	for t in hj212_frame hj212_framer mqtt_packets payloads; do \
+		$(BIN)/python -m tests.fuzz.run $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			|| exit 1; \
+	done
 
 ## make bench-peer: the shared side-by-side harness against Node-RED (installs Node-RED under /tmp)
 bench-peer: setup

@@ -502,6 +502,10 @@ def _parse_cp(
             key, eq, value = item.partition("=")
             if not eq or not key:
                 raise FieldError(f"bad CP field {_show(item)}: expected key=value")
+            # A second '=', a lone '&' or a control character: no frame build() could write, and
+            # a key that would reach line protocol (issue 20, found by tests/fuzz).
+            _safe("CP field", key)
+            _safe(key, value)
             code, dash, suffix = key.partition("-")
             if not dash:
                 if key == "DataTime":
