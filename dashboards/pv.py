@@ -48,11 +48,17 @@ from dashboards.panels import (
     value_mappings,
 )
 from dashboards.schema import unit
+from devices import pv
 from devices.registry import Registry
+from rollups.pv import PV_DAILY, PV_GRID_DAILY
 
 UID = "envgrid-pv"
 M = "pv_inverter"
 TODAY = "now/d"  # panel time override: from the city's midnight to now
+WEEK = "now-7d"  # the daily figures' panels: the last seven closed days
+MET = "pv_met"
+DAILY_SCOPE = SCOPE  # pv_daily carries device_id, site and county like the raw points
+COUNTY_ONLY = matches("county", "county")
 
 # GB/T 12325: 220 V single-phase supply within +7 % / −10 %; GB/T 15945: 50 Hz ± 0.2 Hz.
 VOLTAGE_LIMITS = (198.0, 235.4)
@@ -63,7 +69,7 @@ def capacity_by_county(registry: Registry) -> dict[str, float]:
     """Installed kWp of the registry's inverters, per county (sorted by county)."""
     out: dict[str, float] = defaultdict(float)
     for d in registry.of_kind("pv"):
-        out[d.county] += float(d.facts.get("capacity_kw", 0) or 0)
+        out[d.county] += pv.facts(d).capacity_kwp or 0.0
     return {c: round(kw, 3) for c, kw in sorted(out.items()) if kw > 0}
 
 
@@ -238,6 +244,7 @@ def build(ctx: Ctx) -> db.Dashboard:
             )
         )
     )
+    _performance(ctx, d)
     d.with_row(row("Grid at the inverters"))
     lo, hi = VOLTAGE_LIMITS
     d.with_panel(
@@ -287,3 +294,149 @@ def _min_max(field: str) -> str:
 
 def _ref(i: int) -> str:
     return chr(ord("A") + i)
+
+
+def _performance(ctx: Ctx, d: db.Dashboard) -> None:
+    """IEC 61724-1 daily figures (rollups/pv_job.py, docs/pv.md), underperformers, curtailment
+    and the grid view, over the last seven closed days."""
+    d.with_row(row("Performance (IEC 61724-1), last 7 days"))
+    week = where(TIME_FILTER, DAILY_SCOPE)
+    d.with_panel(
+        stat_panel(
+            "Fleet PR (7 days)",
+            "Performance ratio of the inverters with irradiance: Σ energy ÷ Σ (P0 × Yr), "
+            "IEC 61724-1 (PR = Yf / Yr, summed quantities, not a mean of ratios).",
+            unit(PV_DAILY, "pr"),
+            decimals=1,
+        )
+        .time_from(WEEK)
+        .with_target(
+            ctx.q(
+                f'SELECT sum("e") / sum("ref") AS {ident("pr")} FROM (SELECT '
+                f'{ident("energy_kwh")} AS "e", {ident("p0_kwp")} * {ident("yr_h")} AS "ref" '
+                f"FROM {ident(PV_DAILY)} WHERE {where(week, ident('yr_h') + ' > 0')})"
+            )
+        )
+    )
+    d.with_panel(
+        timeseries_panel(
+            "PR per inverter (daily)",
+            "Each inverter's daily performance ratio; absent on days without irradiance.",
+            unit(PV_DAILY, "pr"),
+            w=18,
+            decimals=2,
+        )
+        .time_from(WEEK)
+        .with_target(
+            ctx.q(
+                f"SELECT {ident('pr')} FROM {ident(PV_DAILY)} WHERE {week} {group_by('device_id')}",
+                alias="$tag_device_id",
+            )
+        )
+    )
+    d.with_panel(
+        bargauge_panel(
+            "Specific yield by county (kWh/kWp per day)",
+            "Σ energy ÷ Σ installed kWp of the county's inverter-days: the mean daily final "
+            "yield Yf; for pilot counties it is the plan's equivalent hours.",
+            unit(PV_DAILY, "yf_kwh_kwp"),
+            w=8,
+            decimals=2,
+        )
+        .time_from(WEEK)
+        .with_target(
+            ctx.q(
+                f'SELECT sum("e") / sum("p") AS {ident("yf_kwh_kwp")} FROM (SELECT '
+                f'{ident("energy_kwh")} AS "e", {ident("p0_kwp")} AS "p" FROM {ident(PV_DAILY)} '
+                f"WHERE {where(week, ident('p0_kwp') + ' > 0', ident('energy_kwh') + ' >= 0')} "
+                f"{group_by('county')}) {group_by('county')}",
+                alias="$tag_county",
+            )
+        )
+    )
+    cols = ("availability", "curtailed_h", "curtailed_kwh", "fault_h", "energy_kwh")
+    d.with_panel(
+        table_panel(
+            "Availability, curtailment and faults",
+            "Per inverter over the days: mean availability (time producing or THROTTLED while "
+            "the sun is up), hours and estimated energy held back while THROTTLED, hours in "
+            "FAULT, energy.",
+            w=16,
+            units=unit_overrides(PV_DAILY, cols),
+            transformations=[organize(["device_id", *cols])],
+            sort="curtailed_kwh",
+        )
+        .time_from(WEEK)
+        .with_target(
+            ctx.q(
+                f"SELECT mean({ident('availability')}) AS {ident('availability')}, "
+                + ", ".join(f"sum({ident(c)}) AS {ident(c)}" for c in cols[1:])
+                + f" FROM {ident(PV_DAILY)} WHERE {week} {group_by('device_id')}",
+                table=True,
+            )
+        )
+    )
+    lost = ("energy_lost_kwh", "shortfall", "pr", "peer_median")
+    d.with_panel(
+        table_panel(
+            "Underperformers (ranked by energy lost)",
+            "Inverter-days whose PR (or, without irradiance, specific yield) was below the "
+            "median of their peers (same met station or transformer area) by more than "
+            "rollup.pv_underperformance_margin; energy lost = (median − PR) × P0 × Yr. These "
+            "raise the alert pv-underperforming.",
+            w=24,
+            units=unit_overrides(PV_DAILY, lost),
+            transformations=[organize(["Time", "device_id", "site", "county", *lost])],
+            no_value="No underperformer",
+            sort="energy_lost_kwh",
+        )
+        .time_from(WEEK)
+        .with_target(
+            ctx.q(
+                f"SELECT {', '.join(ident(c) for c in lost)}, {ident('site')}, "
+                f"{ident('county')} FROM {ident(PV_DAILY)} WHERE "
+                f"{where(week, ident('underperforming') + ' = true')} {group_by('device_id')}",
+                table=True,
+            )
+        )
+    )
+    grid = ("installed_kwp", "energy_kwh", "peak_kw", "rated_kva", "peak_to_rated")
+    d.with_panel(
+        table_panel(
+            "Grid view: transformer areas, feeders, substations, counties",
+            "Latest closed day per grid location: installed kWp, energy, peak simultaneous "
+            "output (largest Σ of the inverters' 5-minute mean outputs) and that peak ÷ the "
+            "transformer area's rated_kva (feeders and substations: Σ of their areas' ratings, "
+            "where all are known). Near or above 1: reverse power flow is likely. Follows the "
+            "county filter only.",
+            w=24,
+            units=[*unit_overrides(PV_GRID_DAILY, grid)],
+            transformations=[organize(["level", "name", *grid])],
+            sort="peak_to_rated",
+        )
+        .time_from(WEEK)
+        .with_target(
+            ctx.q(
+                f"SELECT {', '.join(f'last({ident(c)}) AS {ident(c)}' for c in grid)} "
+                f"FROM {ident(PV_GRID_DAILY)} WHERE {where(TIME_FILTER, COUNTY_ONLY)} "
+                f"{group_by('level', 'name')}",
+                table=True,
+            )
+        )
+    )
+    d.with_panel(
+        timeseries_panel(
+            "Plane-of-array irradiance (met stations)",
+            "POA irradiance at each county's PV met station (follows the county filter only).",
+            unit(MET, "poa_w_m2"),
+            w=24,
+            interval="1m",
+        ).with_target(
+            ctx.q(
+                f"SELECT mean({ident('poa_w_m2')}) AS {ident('poa_w_m2')} FROM {ident(MET)} "
+                f"WHERE {where(TIME_FILTER, COUNTY_ONLY)} "
+                f"{group_by('device_id', interval=INTERVAL)} fill(none)",
+                alias="$tag_device_id",
+            )
+        )
+    )

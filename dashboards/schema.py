@@ -18,6 +18,14 @@ from devices import air, water
 from devices.aqi import O3, POLLUTANTS
 from devices.kinds import KINDS
 from ingest.pipeline import CATEGORIES
+from rollups.pv import (
+    PV_DAILY,
+    PV_DAILY_FIELDS,
+    PV_DAILY_TAGS,
+    PV_GRID_DAILY,
+    PV_GRID_FIELDS,
+    PV_GRID_TAGS,
+)
 from rollups.windows import CITY_AIR_DAILY, O3_1H_MAX, O3_8H, WATER_SECTION_DAILY
 
 STATS = "envgrid_stats"
@@ -116,6 +124,8 @@ def measurements() -> dict[str, Measurement]:
         water_section_daily_fields(),
     )
     out[PLAN_PROGRESS] = Measurement(PLAN_PROGRESS, PLAN_PROGRESS_TAGS, PLAN_PROGRESS_FIELDS)
+    out[PV_DAILY] = Measurement(PV_DAILY, PV_DAILY_TAGS, PV_DAILY_FIELDS)
+    out[PV_GRID_DAILY] = Measurement(PV_GRID_DAILY, PV_GRID_TAGS, PV_GRID_FIELDS)
     return out
 
 
@@ -135,6 +145,11 @@ GRAFANA_UNITS: dict[str, str] = {
     "hPa": "pressurehpa",
     "m/s": "velocityms",
     "W/m²": "Wm2",
+    "kWp": "suffix:kWp",
+    "kWh/kWp": "suffix:kWh/kWp",
+    "kWh/m²": "suffix:kWh/m²",
+    "kVA": "kvoltamp",
+    "ratio": "percentunit",  # a share 0–1 (PV performance ratio, availability)
     "°": "degree",
     "AQI": "none",
     "HJ 633 category 1–6": "none",

@@ -43,7 +43,7 @@ class PvReading(Reading):
     # Set by the PV daily job (rollups/pv_job.py), not by inverters: the day's verdict against
     # the inverter's peers, so the alert rules can use it (docs/pv.md).
     underperforming: bool | None = None
-    pr_shortfall: Annotated[float, rng(-100, 1, "")] | None = None
+    pr_shortfall: Annotated[float, rng(-100, 1, "ratio")] | None = None
 
     MEASURED: ClassVar[tuple[str, ...]] = (
         "ac_power_w",

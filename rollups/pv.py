@@ -31,6 +31,45 @@ _RESET_EPS_KWH = 0.01
 
 Sample = tuple[int, float]  # (epoch ms, value)
 
+# The fields of pv_daily and pv_grid_daily with their units (the dashboards' schema reads them);
+# "ratio" is a share 0–1 (shown as a percentage).
+PV_DAILY_TAGS = (
+    "device_id",
+    "site",
+    "county",
+    "pilot",
+    "met",
+    "transformer_area",
+    "feeder",
+    "substation",
+)
+PV_DAILY_FIELDS: dict[str, str] = {
+    "energy_kwh": "kWh",
+    "p0_kwp": "kWp",
+    "yf_kwh_kwp": "kWh/kWp",
+    "h_poa_kwh_m2": "kWh/m²",
+    "yr_h": "h",
+    "pr": "ratio",
+    "pr_temp_corrected": "ratio",
+    "availability": "ratio",
+    "curtailed_h": "h",
+    "curtailed_kwh": "kWh",
+    "fault_h": "h",
+    "underperforming": "",
+    "shortfall": "ratio",
+    "energy_lost_kwh": "kWh",
+    "peer_median": "ratio",
+}
+PV_GRID_TAGS = ("level", "name", "county")
+PV_GRID_FIELDS: dict[str, str] = {
+    "inverters": "count",
+    "installed_kwp": "kWp",
+    "energy_kwh": "kWh",
+    "peak_kw": "kW",
+    "rated_kva": "kVA",
+    "peak_to_rated": "ratio",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class PvOptions:
@@ -131,6 +170,8 @@ def daily_figures(
     if energy is not None:
         out["energy_kwh"] = energy
     p0 = inv.capacity_kwp
+    if p0:
+        out["p0_kwp"] = p0
     if energy is not None and p0:
         out["yf_kwh_kwp"] = energy / p0  # final yield Yf = E / P0
 

@@ -360,7 +360,10 @@ class PvDaily:
                     fields["rated_kva"] = rated
                     if "peak_kw" in fields:
                         fields["peak_to_rated"] = float(fields["peak_kw"]) / rated
-                points.append(
-                    Point(PV_GRID_DAILY, {"level": level, "name": name}, fields, span.start_ms)
-                )
+                # The county tag lets the dashboards' county filter apply (one county: its name).
+                counties = {tags[d].get("county", "") for d in ids}
+                tag = {"level": level, "name": name}
+                if len(counties) == 1 and (county := counties.pop()):
+                    tag["county"] = county
+                points.append(Point(PV_GRID_DAILY, tag, fields, span.start_ms))
         return points

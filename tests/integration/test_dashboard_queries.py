@@ -19,7 +19,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -137,6 +137,38 @@ async def _seed_plan(
         report = await reporter.run(first, last)
     assert await store(settings, report) == sum(f.value is not None for f in report.figures)
     return report
+
+
+async def _seed_pv_yesterday(
+    settings: Settings,
+    registry: Registry,
+    influxdb: LocalInfluxDB,
+    db: str,
+    devices: Sequence[Device],
+    dirty: Device,
+) -> None:
+    """Yesterday's PV and met readings, back-filled and rolled up by the PV daily job, with
+    ``dirty``'s array producing 40 % less: the PV dashboard's daily panels (last 7 days) get a
+    closed day to show, and an underperformer."""
+    tz = ZoneInfo(CITY_TZ)
+    yesterday = datetime.now(tz).date() - timedelta(days=1)
+    pv_met = [d for d in devices if d.kind in ("pv", "met")]
+    start = day_window(yesterday, tz).start_ms
+    pipeline = Pipeline(KINDS, registry, TopicMap("envgrid", KINDS), max_age_ms=10**13)
+    lines = []
+    for m in generate(pv_met, 24 * 12 * len(pv_met), start_ms=start, step_ms=5 * MIN):
+        if m.device_id == dirty.id:
+            body = json.loads(m.payload)
+            scaled = ("ac_power_w", "dc_power_w", "energy_total_kwh", "energy_today_kwh")
+            m = _changed(m, **{k: round(body[k] * 0.6, 3) for k in scaled if k in body})
+        result = pipeline.process(m.topic, m.payload)
+        assert isinstance(result, Accepted), result
+        lines.append(result.line)
+    influxdb.write("\n".join(lines), db)
+    begin = datetime.fromtimestamp(start / 1000, tz)
+    async with Rollup(settings, registry, kinds=["pv"]) as rollup:
+        done = await rollup.run_range(begin, begin + timedelta(days=1))
+    assert done.by_measurement["pv_daily"] == sum(d.kind == "pv" for d in devices)
 
 
 def _run(influxdb: LocalInfluxDB, db: str, q: str) -> list[dict[str, Any]]:
@@ -307,6 +339,7 @@ async def test_every_dashboard_query_returns_rows(
     )
 
     report = await _seed_plan(settings, registry, influxdb, influx_db, backfill, *PLAN_DAYS)
+    await _seed_pv_yesterday(settings, registry, influxdb, influx_db, devices, faulty_pv)
 
     # What was stored is what the dashboards may name: the schema holds every tag and field.
     schema = measurements()

@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from dashboards import queries as Q
+from dashboards.build import build_all
 from devices.kinds import KINDS
 from devices.registry import load_registry
 from envgrid.alerting import build_alerting
@@ -33,6 +35,7 @@ from ingest.mqtt import Message
 from ingest.service import IngestService
 from rollups.runner import Rollup
 from tests.helpers import make_settings, mqtt_client, wait_for
+from tests.integration.test_dashboard_queries import Grafana
 
 pytestmark = pytest.mark.slow
 
@@ -277,3 +280,26 @@ async def test_seeded_day(
     assert area["peak_to_rated"] == pytest.approx(peak / 50, rel=0.01)
     assert grid[("county", "洪泽区")]["installed_kwp"] == 50
     assert ("feeder", "洪11线") in grid and ("substation", "洪泽变") in grid
+
+    # Every panel of the PV dashboard's performance row (and the met panel) returns rows for the
+    # seeded day, with All selected and with the dirty inverter alone, as Grafana would ask.
+    registry = load_registry(reg)
+    (built,) = [b for b in build_all(registry) if b.uid == "envgrid-pv"]
+    grafana = Grafana(built, influxdb, influx_db, NOW)
+    new = [
+        q
+        for q in Q.queries(built.model)
+        if q.origin == "panel"
+        and ("pv_daily" in q.query or "pv_grid_daily" in q.query or "pv_met" in q.query)
+    ]
+    assert len(new) == 7
+    for selection in ({}, {"county": "洪泽区", "site": "屋顶A", "device": "PV-DIRTY"}):
+        texts, problems = grafana.resolve(selection)
+        assert not problems
+        for q in new:
+            got = influxdb.points(grafana.prepare(q, texts), influx_db)
+            assert got, (q.title, selection)
+    (under,) = [q for q in new if q.title.startswith("Underperformers")]
+    texts, _ = grafana.resolve({})
+    listed = influxdb.points(grafana.prepare(under, texts), influx_db)
+    assert [r["device_id"] for r in listed] == ["PV-DIRTY"]
