@@ -72,6 +72,8 @@ async def main(connections: int, seconds: float, rate: float) -> int:
                 devices__registry=str(tmp / "stations.yaml"),
                 hj212__port=str(port),
                 hj212__host="127.0.0.1",
+                # Every simulated station connects from this one address.
+                hj212__max_connections_per_source=str(max(connections, 1)),
             ) as svc:
                 assert svc.proc is not None
                 pid = svc.proc.pid

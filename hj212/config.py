@@ -45,11 +45,11 @@ class Hj212Settings(Section):
     # Hostile peers (issue 20): a six-digit PW falls to guessing unless wrong tries cost a
     # connection and then time; one address must not hold every connection slot.
     max_connections_per_source: int = Field(
-        default=64,
+        default=256,
         ge=1,
         le=100_000,
         description="concurrent connections accepted from one source address (stations behind "
-        "one NAT share it: raise it for them)",
+        "one NAT or a private APN share it: raise it for them)",
     )
     max_wrong_pw: int = Field(
         default=3,

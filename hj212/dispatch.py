@@ -130,9 +130,11 @@ class Dispatcher:
         state.online = True
         state.edition = link.edition
         if fresh:
+            # Only a new connection can make waiting commands sendable; a command submitted
+            # later kicks the sender itself, so packets on a known link cost no store query.
             for callback in self.on_connect:
                 callback(mn)
-        self.kick(mn)
+            self.kick(mn)
 
     def detach(self, mn: str, link: StationLink) -> None:
         """The connection closed; a command in flight is sent again on the next one."""

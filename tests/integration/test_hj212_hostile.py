@@ -120,11 +120,11 @@ async def test_idle_connections_from_one_address_do_not_lock_out_a_station(
             for _ in range(2000):
                 conns.append(await asyncio.open_connection("127.0.0.1", gateway.port))
             await wait_for(
-                lambda: gateway.stats.refused_by["per_source"] == 2000 - 64,
+                lambda: gateway.stats.refused_by["per_source"] == 2000 - 256,
                 20,
                 "every connection over the per-source limit refused",
             )
-            assert len(gateway.stats.open) == 64
+            assert len(gateway.stats.open) == 256
             await _real_station_served(gateway.port)
         finally:
             for _r, w in conns:

@@ -27,7 +27,8 @@ async def test_hundred_stations_one_packet_per_second(
         influx_db,
         tmp_path,
         devices={"registry": tmp_path / "stations.yaml"},
-        hj212={"port": 0, "host": "127.0.0.1"},
+        # Every simulated station connects from 127.0.0.1.
+        hj212={"port": 0, "host": "127.0.0.1", "max_connections_per_source": CONNECTIONS},
     )
     async with service_with_gateway(settings) as (service, gateway):
         result = await station_load(gateway.port, devices, SECONDS)
