@@ -38,7 +38,10 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # The vendors' public endpoints; each receiver's `url` overrides them (private deployments,
 # test servers).
-DEFAULT_URLS = {"sms": "https://dysmsapi.aliyuncs.com/"}
+DEFAULT_URLS = {
+    "aliyun": "https://dysmsapi.aliyuncs.com/",
+    "tencent": "https://sms.tencentcloudapi.com/",
+}
 
 
 def _duration_ms(v: Any) -> Any:
@@ -88,7 +91,9 @@ class ReceiverSpec(BaseModel):
     keyword: str | None = None  # DingTalk keyword mode: the word every message must contain
     at_all: bool = False
     # SMS (Alibaba Cloud)
-    provider: Literal["aliyun"] = "aliyun"
+    provider: Literal["aliyun", "tencent"] = "aliyun"
+    sdk_app_id: str | None = None  # Tencent Cloud: the SMS application's SdkAppId
+    region: str | None = None  # Tencent Cloud: ap-guangzhou unless given
     access_key_id: str | None = None
     sign_name: str | None = None
     template_code: str | None = None
@@ -242,7 +247,8 @@ class Receiver:
     @property
     def url(self) -> str:
         """The endpoint, ``${VAR}`` references replaced from the environment."""
-        return _expand(self.spec.url or DEFAULT_URLS.get(self.spec.type, ""))
+        default = DEFAULT_URLS.get(self.spec.provider, "") if self.spec.type == "sms" else ""
+        return _expand(self.spec.url or default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,9 +487,11 @@ def _receiver(
         if u.scheme not in ("http", "https") or not u.hostname:
             err("url", "expected http(s)://host[:port]/path")
     if t == "sms":
-        for key in ("access_key_id", "sign_name", "template_code"):
+        needed = ["access_key_id", "sign_name", "template_code"]
+        needed += ["sdk_app_id"] if spec.provider == "tencent" else []
+        for key in needed:
             if not getattr(spec, key):
-                err((), f"an sms receiver needs {key}:")
+                err((), f"an sms receiver ({spec.provider}) needs {key}:")
         if not (spec.secret or spec.secret_file or spec.secret_env):
             err((), "an sms receiver needs its AccessKey secret: secret_env: or secret_file:")
         if not spec.mobiles and not spec.oncall:

@@ -1,4 +1,4 @@
-"""Receivers that reach people: DingTalk, WeCom, Feishu, SMS (Alibaba Cloud) and e-mail.
+"""Receivers that reach people: DingTalk, WeCom, Feishu, SMS (Alibaba or Tencent Cloud), e-mail.
 
 Each is an outbox target (alerts/notify.py), so retries, persistence and at-least-once delivery
 are the outbox's; a receiver only turns a payload into the vendor's request and the vendor's
@@ -12,6 +12,7 @@ from alerts.receivers.dingtalk import DingTalkReceiver
 from alerts.receivers.email import EmailReceiver
 from alerts.receivers.feishu import FeishuReceiver
 from alerts.receivers.sms import AliyunSmsReceiver
+from alerts.receivers.sms_tencent import TencentSmsReceiver
 from alerts.receivers.wecom import WeComReceiver
 from alerts.routing import Receiver
 
@@ -26,6 +27,8 @@ _TYPES: dict[str, type[ReceiverTarget]] = {
 
 def build_receiver(conf: Receiver) -> ReceiverTarget:
     """The outbox target of one configured receiver."""
+    if conf.spec.type == "sms" and conf.spec.provider == "tencent":
+        return TencentSmsReceiver(conf)
     return _TYPES[conf.spec.type](conf)
 
 

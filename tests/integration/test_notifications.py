@@ -136,7 +136,42 @@ def _vendor_app(v: Vendors) -> web.Application:
         v.sms.append(form)
         return web.json_response({"Code": "OK", "Message": "OK", "BizId": "1"})
 
+    async def tencent(req: web.Request) -> web.Response:
+        raw = await req.read()
+        ts = int(req.headers["X-TC-Timestamp"])
+        auth = req.headers["Authorization"]
+        if abs(time.time() - ts) > 300:
+            return web.json_response(
+                {"Response": {"Error": {"Code": "AuthFailure.SignatureExpire", "Message": "x"}}}
+            )
+        # Rebuild the signature from what arrived, as Tencent Cloud does.
+        cred = auth.split("Credential=")[1].split(",")[0]
+        secret_id, date, service, _ = cred.split("/")
+        canonical = (
+            f"POST\n/\n\ncontent-type:{req.headers['Content-Type']}\nhost:{req.host}\n\n"
+            f"content-type;host\n{hashlib.sha256(raw).hexdigest()}"
+        )
+        sts = (
+            f"TC3-HMAC-SHA256\n{ts}\n{date}/{service}/tc3_request\n"
+            + hashlib.sha256(canonical.encode()).hexdigest()
+        )
+        k = hmac.new(f"TC3{SMS_SECRET}".encode(), date.encode(), hashlib.sha256).digest()
+        k = hmac.new(k, service.encode(), hashlib.sha256).digest()
+        k = hmac.new(k, b"tc3_request", hashlib.sha256).digest()
+        want = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+        if secret_id != "AKID-test" or not auth.endswith(f"Signature={want}"):
+            err = {"Code": "AuthFailure.SignatureFailure", "Message": "signature mismatch"}
+            return web.json_response({"Response": {"Error": err, "RequestId": "r"}})
+        body = json.loads(raw)
+        assert req.headers["X-TC-Action"] == "SendSms"
+        assert req.headers["X-TC-Version"] == "2021-01-11"
+        assert body["SmsSdkAppId"] == "1400000000" and body["TemplateId"] == "100"
+        v.sms.append({"tencent": json.dumps(body, ensure_ascii=False)})
+        status = [{"PhoneNumber": p, "Code": "Ok"} for p in body["PhoneNumberSet"]]
+        return web.json_response({"Response": {"SendStatusSet": status, "RequestId": "r"}})
+
     app = web.Application()
+    app.router.add_post("/tencent/", tencent)
     app.router.add_post("/robot/send", ding)
     app.router.add_post("/cgi-bin/webhook/send", wecom)
     app.router.add_post("/open-apis/bot/v2/hook/hook-1", feishu)
@@ -628,4 +663,45 @@ async def test_reminders_while_unacknowledged_stop_on_ack(
     assert len(vendors.ding) == 2  # acknowledged: no more reminders
     reasons = {s.reason for s in notifications(rig.store, alert.id)}
     assert {"notify", "reminder", "escalation"} <= reasons  # escalated at 10 min, before the ack
+    await rig.close()
+
+
+async def test_tencent_sms_signed_and_a_wrong_key_refused(
+    tmp_path: Path, vendors: Vendors, smtp: Mailbox
+) -> None:
+    base = f"http://127.0.0.1:{vendors.port}"
+
+    def rx(name: str, secret: str) -> str:
+        return f"""
+  - name: {name}
+    type: sms
+    provider: tencent
+    url: {base}/tencent/
+    access_key_id: AKID-test
+    secret: {secret}
+    sdk_app_id: "1400000000"
+    sign_name: 淮安环境
+    template_code: "100"
+    template_params: {{device: "{{device_id}}", count: "{{count}}"}}
+    oncall: duty
+"""
+
+    text = (
+        "receivers:"
+        + rx("tc-good", SMS_SECRET)
+        + rx("tc-bad", "wrong")
+        + "routes:\n  - {name: all, receivers: [tc-good, tc-bad], group_wait: 0s}\n"
+        + "oncall:\n  people: [{id: li, mobile: '13800000002'}]\n"
+        + "  rotas: [{name: duty, weekly: {mon: li, tue: li, wed: li, thu: li, fri: li,"
+        + " sat: li, sun: li}}]\n"
+    )
+    rig = Rig(tmp_path / "a.db", text, TUESDAY_10)
+    rig.breach("WQ-007")
+    await rig.run()
+    await rig.run(1)
+    assert len(vendors.sms) == 1
+    body = json.loads(vendors.sms[0]["tencent"])
+    assert body["PhoneNumberSet"] == ["+8613800000002"]
+    assert body["TemplateParamSet"] == ["WQ-007", "1"]  # in the order written
+    assert failed_counts(rig.store) == {"tc-bad": 1}
     await rig.close()
