@@ -367,3 +367,36 @@ class PvDaily:
                     tag["county"] = county
                 points.append(Point(PV_GRID_DAILY, tag, fields, span.start_ms))
         return points
+
+
+async def ranked_underperformers(
+    client: InfluxQLClient, span: Window
+) -> list[dict[str, FieldValue]]:
+    """Inverters flagged in ``pv_daily`` within the window, with their days flagged and energy
+    lost summed, the largest loss first (the CLI's list; the dashboard's table shows days)."""
+    q = (
+        'SELECT "energy_lost_kwh", "shortfall", "pr", "site", "county" '
+        f"FROM {quote_ident(PV_DAILY)} "
+        f"WHERE time >= {time_literal(span.start_ms)} AND time < {time_literal(span.end_ms)} "
+        'AND "underperforming" = true GROUP BY "device_id"'
+    )
+    out: list[dict[str, FieldValue]] = []
+    for s in await client.series(q):
+        rows = s.rows()
+        lost = [float(v) for r in rows if isinstance(v := r.get("energy_lost_kwh"), int | float)]
+        worst = max(
+            (float(v) for r in rows if isinstance(v := r.get("shortfall"), int | float)),
+            default=0.0,
+        )
+        last = rows[-1] if rows else {}
+        out.append(
+            {
+                "device_id": s.tags.get("device_id", ""),
+                "site": str(last.get("site") or ""),
+                "county": str(last.get("county") or ""),
+                "days": len(rows),
+                "energy_lost_kwh": math.fsum(lost),
+                "worst_shortfall": worst,
+            }
+        )
+    return sorted(out, key=lambda r: (-float(r["energy_lost_kwh"]), str(r["device_id"])))

@@ -26,6 +26,7 @@ from envgrid.cli.dashboards import dashboards_app
 from envgrid.cli.hj212 import commands_app as hj212_commands_app
 from envgrid.cli.hj212 import hj212_app
 from envgrid.cli.report import report_app
+from envgrid.cli.pv import pv_app
 from envgrid.cli.rollup import rollup_app
 from envgrid.roles import Role
 
@@ -47,6 +48,7 @@ app.add_typer(hj212_commands_app, name="hj212")
 app.add_typer(operators_app, name="operators")
 app.add_typer(report_app, name="report")
 
+app.add_typer(pv_app, name="pv")
 
 @app.command()
 def run(

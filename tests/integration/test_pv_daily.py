@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from dashboards import queries as Q
 from dashboards.build import build_all
@@ -28,6 +29,7 @@ from devices.kinds import KINDS
 from devices.registry import load_registry
 from envgrid.alerting import build_alerting
 from envgrid.app import configure_standards
+from envgrid.cli.main import app
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto
 from envgrid.settings import Settings
 from envgrid.simulator import SimMessage, publish_all
@@ -303,3 +305,15 @@ async def test_seeded_day(
     texts, _ = grafana.resolve({})
     listed = influxdb.points(grafana.prepare(under, texts), influx_db)
     assert [r["device_id"] for r in listed] == ["PV-DIRTY"]
+
+    # The list ranked by energy lost, on the command line.
+    r = await asyncio.to_thread(  # the command runs its own event loop
+        CliRunner().invoke,
+        app,
+        ["pv", "underperformers", "--from", DAY.date().isoformat(), "--json"],
+        env={"ENVGRID_INFLUX__URL": influxdb.url, "ENVGRID_INFLUX__DATABASE": influx_db},
+    )
+    assert r.exit_code == 0, r.output
+    (only,) = [json.loads(line) for line in r.output.splitlines()]
+    assert only["device_id"] == "PV-DIRTY" and only["days"] == 1
+    assert only["energy_lost_kwh"] == pytest.approx(rows["PV-DIRTY"]["energy_lost_kwh"])

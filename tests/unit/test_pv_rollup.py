@@ -121,3 +121,14 @@ def test_devices_check_reports_pv_problems(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["devices", "check", str(reg)])
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert f"{reg}: device PV-1: capacity_kwp is missing" in r.output
+
+
+def test_the_registry_example_in_docs_pv_md_is_valid() -> None:
+    from devices.kinds import KINDS
+
+    text = (Path(__file__).parents[2] / "docs" / "pv.md").read_text(encoding="utf-8")
+    block = text.split("```yaml\ndevices:", 1)[1].split("```", 1)[0]
+    reg = Registry.parse("devices:" + block, "docs/pv.md", KINDS)
+    assert pv.fleet_problems(reg, {d.id: d.kind or "" for d in reg}) == []
+    f = pv.facts(reg.get("PV-001"))  # type: ignore[arg-type]
+    assert (f.capacity_kwp, f.irradiance_from, f.rated_kva) == (8.0, "MET-001", 200.0)
