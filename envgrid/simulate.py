@@ -76,6 +76,8 @@ async def run_hj212_simulation(
     seed: int | None,
     interval: float = 30.0,
     stop: asyncio.Event | None = None,
+    drop_hourly: float = 0.0,
+    clock_drift: float = 0.0,
 ) -> SimReport:
     """``envgrid simulate --protocol hj212``: every HJ 212 station of the registry (or fleet)."""
     host, port = gateway_address(settings)
@@ -93,5 +95,7 @@ async def run_hj212_simulation(
         bad_fraction=bad_fraction,
         seed=seed,
         count=count,
+        drop_hourly=drop_hourly,
+        clock_drift=clock_drift,
     )
     return await sim.run(duration, stop)

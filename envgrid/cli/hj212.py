@@ -79,6 +79,9 @@ def simulate_hj212(
     count: int,
     bad_fraction: float,
     seed: int | None,
+    *,
+    drop_hourly: float = 0.0,
+    clock_drift: float = 0.0,
 ) -> None:
     """``envgrid simulate --protocol hj212``: the stations' loggers against the gateway."""
     from envgrid.simulate import run_hj212_simulation
@@ -94,6 +97,8 @@ def simulate_hj212(
                 count=count,
                 bad_fraction=bad_fraction,
                 seed=seed,
+                drop_hourly=drop_hourly,
+                clock_drift=clock_drift,
             )
         )
     except (RegistryError, ValueError) as e:
@@ -103,6 +108,11 @@ def simulate_hj212(
         f"({report.rtd} real-time, {report.hourly} hourly, {report.flagged_values} flagged "
         f"values, {report.bad} bad on purpose); {report.replies} replies"
     )
+    if report.dropped_hours or report.commands:
+        typer.echo(
+            f"{report.dropped_hours} hourly uploads skipped on purpose; "
+            f"{report.commands} platform commands answered"
+        )
 
 
 # ---------------------------------------------------------------------------------------------

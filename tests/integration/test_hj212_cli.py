@@ -225,6 +225,17 @@ async def test_commands_from_the_cli_and_the_api_reach_a_station_of_the_standalo
             )
             r = await asyncio.to_thread(envgrid, "hj212", "commands", "--mn", wq.mn, env=env)
             assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 3, r.stdout
+            # The simulator's loggers, 10 minutes fast: the gateway sets their clocks.
+            await logger.close()
+            r = await asyncio.to_thread(
+                envgrid, "simulate", "--protocol", "hj212", "--clock-drift", "600",
+                "--duration", "8", "--seed", "4", env=env,
+            )  # fmt: skip
+            assert r.returncode == 0, r.stderr
+            answered = re.search(r"(\d+) platform commands answered", r.stdout)
+            assert answered is not None and int(answered.group(1)) >= 1, r.stdout
+            listed = (await http.get("/api/hj212/commands", params={"status": "succeeded"})).json()
+            assert any(c["cn"] == "1012" and c["requested_by"] == "auto" for c in listed)
     finally:
         await logger.close()
         gw.terminate()
