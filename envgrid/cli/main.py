@@ -26,7 +26,6 @@ from envgrid.cli.dashboards import dashboards_app
 from envgrid.cli.hj212 import commands_app as hj212_commands_app
 from envgrid.cli.hj212 import hj212_app
 from envgrid.cli.report import report_app
-from envgrid.cli.pv import pv_app
 from envgrid.cli.rollup import rollup_app
 from envgrid.roles import Role
 
@@ -48,7 +47,6 @@ app.add_typer(hj212_commands_app, name="hj212")
 app.add_typer(operators_app, name="operators")
 app.add_typer(report_app, name="report")
 
-app.add_typer(pv_app, name="pv")
 
 @app.command()
 def run(
@@ -118,6 +116,17 @@ def simulate(
             "loggers over TCP to the HJ 212 gateway (ENVGRID_HJ212__PORT; --rate unused)."
         ),
     ] = "json",
+    drop_hourly: Annotated[
+        float,
+        typer.Option(
+            help="hj212: chance a logger skips an hourly upload (kept: the gateway's 2061 "
+            "re-request recovers it)."
+        ),
+    ] = 0.0,
+    clock_drift: Annotated[
+        float,
+        typer.Option(help="hj212: seconds each logger's clock is off (the gateway sends 1012)."),
+    ] = 0.0,
 ) -> None:
     """Publish a realistic city fleet (water, air, PV, chargers, berths) to the broker."""
     setup_logging("WARNING")
@@ -125,7 +134,17 @@ def simulate(
     if protocol != "json":
         from envgrid.cli.hj212 import simulate_hj212
 
-        simulate_hj212(settings, protocol, per_kind, duration, count, bad_fraction, seed)
+        simulate_hj212(
+            settings,
+            protocol,
+            per_kind,
+            duration,
+            count,
+            bad_fraction,
+            seed,
+            drop_hourly=drop_hourly,
+            clock_drift=clock_drift,
+        )
         return
     from envgrid.simulate import run_simulation
 
