@@ -4,7 +4,8 @@ Two alert engines (``envgrid run --role alerts``, one per "host": a process grou
 loopback) share their state in PostgreSQL; one holds the leader lease. It is killed whole
 (SIGKILL) with one alert pending and one firing and unacknowledged. Within the failover time
 the standby fires the pending one once and escalates the other once, and no notification is
-sent twice; the console's API on the survivor shows the same alerts. The WeCom receiver is a
+sent twice; the console's API on the survivor shows the same alerts. The killed host then
+returns as a standby and sends nothing. The WeCom receiver is a
 local server that answers as WeCom does (``errcode`` 0).
 """
 
@@ -164,6 +165,19 @@ async def test_the_standby_fires_and_escalates_once_when_the_leader_dies(
         assert sorted(firing) == [("W1", "firing"), ("W2", "firing")], fired
         assert await _states(b, {"W1": "firing", "W2": "firing"})
         assert took < 20
+
+        # The dead host returns: it stands by (b keeps the lease), repeats nothing, and its
+        # console shows the same alerts.
+        a.start()
+        await a.ready(40)
+        assert await _states(a, {"W1": "firing", "W2": "firing"})
+        await asyncio.sleep(3)
+        assert not await a.leading() and await b.leading()
+        # Only W2's own escalation (due 6 s after it fired) may have been added meanwhile.
+        assert len(posts["duty"]) == 2
+        assert sum("W1" in p for p in posts["chief"]) == 1
+        assert sum("W2" in p for p in posts["chief"]) <= 1
+        assert len(posts["chief"]) <= 2
     finally:
         for h in (a, b):
             if h.running():
