@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,33 @@ def test_the_database_setting_wants_a_postgresql_url(bad: str) -> None:
     with pytest.raises(ConfigError) as e:
         load_settings(cluster={"database": bad})
     assert "cluster.database" in str(e.value) and bad not in str(e.value)  # secret-safe
+
+
+async def test_a_member_that_lost_its_lease_fences_itself(pg_url: str, tmp_path: Path) -> None:
+    """Another process took our sessions (we were cut off past the failover): the supervisor's
+    cue to kill its ingest workers is set at the next renewal, and it must join again."""
+    from envgrid.cluster.member import ClusterMember
+    from envgrid.settings import load_settings
+
+    settings = load_settings(
+        cluster={"database": pg_url, "member_id": "m", "failover": "3s", "renew": "1s"},
+        ingest={"spool_dir": str(tmp_path / "spool")},
+    )
+    member = ClusterMember(settings, 1, "envgrid", None, "INFO")
+    stopping = asyncio.Event()
+    assert await member.join(stopping)
+    assert member.joined.is_set() and not member.fenced.is_set()
+    assert member.client_id_base() == "envgrid-m"
+    thief = await _member(pg_url, "m")
+    try:
+        await thief.conn.execute(
+            "UPDATE envgrid_members SET holder = 'x', holder_token = 'x' WHERE member_id = 'm'"
+        )
+        run = asyncio.create_task(member.run(stopping))
+        await asyncio.wait_for(member.fenced.wait(), 5)
+        assert not member.joined.is_set()
+        stopping.set()
+        await asyncio.wait_for(run, 5)
+    finally:
+        await member.leave()
+        await thief.close()
