@@ -8,6 +8,8 @@ Where each figure's data comes from (InfluxQL, every version answers it):
   ``good_day``, the HJ 633 edition as a tag).
 - PV: ``pv_inverter.energy_total_kwh`` first and last value per local day, and the last value
   before the period; capacity (``capacity_kw``) and ``pilot`` from the device registry.
+- PV performance (IEC 61724-1): ``pv_daily`` (rollups/pv_job.py): fleet PR, specific yield per
+  pilot county, energy lost to faults and curtailment (:func:`pv_performance`).
 - Shore power: ``shore_power`` ``connected``, ``vessel_id``, ``energy_kwh`` in ``step`` buckets.
 - EV: ``ev_charger`` ``status`` and ``energy_kwh`` in ``step`` buckets, per connector.
 
@@ -36,6 +38,7 @@ from ingest.config import StorageConfig
 from ingest.influxql import InfluxQLClient, Row, finite, quote_ident, quote_string, time_literal
 from ingest.writer import InfluxWriter, Outcome
 from report import plan as P
+from rollups.pv import PV_DAILY
 from rollups.windows import (
     CITY_AIR_DAILY,
     WATER_DAILY,
@@ -95,6 +98,7 @@ class PlanReport:
     ports: list[P.PortResult]
     connectors: list[P.ConnectorResult]
     notes: list[str] = field(default_factory=list)
+    pv_performance: PvPerformance | None = None  # from pv_daily (issue 18)
 
     def figure(self, formula: str) -> P.Figure:
         """The figure computed by ``formula``."""
@@ -113,6 +117,71 @@ class Buckets:
     site: str
     county: str
     rows: dict[int, Row] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PilotYield:
+    """A pilot county's specific yield over the period (kWh per installed kWp)."""
+
+    county: str
+    kwp: float
+    kwh: float
+    kwh_per_kwp: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PvPerformance:
+    """The PV section's IEC 61724-1 figures from ``pv_daily`` (docs/pv.md): fleet PR from
+    summed quantities, specific yield per pilot county, energy lost to faults and curtailment."""
+
+    fleet_pr: float | None  # Σ E ÷ Σ (P0 · Yr) over the inverter-days with irradiance
+    inverter_days: int  # inverter-days with a PR behind fleet_pr
+    pilots: list[PilotYield]
+    fault_kwh: float  # estimated energy lost while in FAULT (inverter-days with irradiance)
+    curtailed_kwh: float  # estimated energy held back while THROTTLED
+    fault_h: float
+    curtailed_h: float
+
+
+def pv_performance(rows: Sequence[Row], registry: Registry) -> PvPerformance:
+    """The figures of ``pv_daily`` rows (one per inverter and day, tags merged in)."""
+    e_ref = [
+        (float(r["energy_kwh"]), float(r["p0_kwp"]) * float(r["yr_h"]))  # type: ignore[arg-type]
+        for r in rows
+        if all(isinstance(r.get(k), int | float) for k in ("energy_kwh", "p0_kwp", "yr_h"))
+    ]
+    ref = math.fsum(x for _, x in e_ref)
+    kwh: dict[str, float] = {}
+    kwp: dict[str, dict[str, float]] = {}
+    pilots = {d.county for d in registry.of_kind(pv.KIND.name) if pv.facts(d).pilot}
+    for r in rows:
+        county = str(r.get("county") or "")
+        if county not in pilots or not isinstance(r.get("energy_kwh"), int | float):
+            continue
+        kwh[county] = kwh.get(county, 0.0) + float(r["energy_kwh"])  # type: ignore[arg-type]
+        if isinstance(p0 := r.get("p0_kwp"), int | float):
+            kwp.setdefault(county, {})[str(r.get("device_id"))] = float(p0)
+
+    def total(name: str) -> float:
+        return math.fsum(float(v) for r in rows if isinstance(v := r.get(name), int | float))
+
+    return PvPerformance(
+        fleet_pr=math.fsum(e for e, _ in e_ref) / ref if ref > 0 else None,
+        inverter_days=len(e_ref),
+        pilots=[
+            PilotYield(
+                c,
+                cap := math.fsum(kwp.get(c, {}).values()),
+                kwh[c],
+                kwh[c] / cap if cap > 0 else None,
+            )
+            for c in sorted(kwh)
+        ],
+        fault_kwh=total("fault_kwh"),
+        curtailed_kwh=total("curtailed_kwh"),
+        fault_h=total("fault_h"),
+        curtailed_h=total("curtailed_h"),
+    )
 
 
 def _ms(dt: datetime) -> int:
@@ -239,6 +308,7 @@ class Reporter:
             ports=P.shore_ports(berths),
             connectors=connectors,
             notes=notes,
+            pv_performance=await self.pv_daily(start_ms, end_ms, county),
         )
 
     def _notes(
@@ -443,6 +513,14 @@ class Reporter:
                 )
             )
         return out
+
+    async def pv_daily(self, start_ms: int, end_ms: int, county: str | None) -> PvPerformance:
+        """The PV section's IEC 61724-1 figures, from the PV daily job's points."""
+        q = (
+            f"SELECT * FROM {quote_ident(PV_DAILY)} WHERE time >= {time_literal(start_ms)} "
+            f"AND time < {time_literal(end_ms)}{self._scope(county)} GROUP BY *"
+        )
+        return pv_performance(await self._rows(q), self.registry)
 
     # ---------------------------------------------------------------------- state series
 

@@ -301,6 +301,7 @@ def render_table(report: PlanReport, console: Console) -> None:
             _num(r.capacity_factor_pct, 2),
         )
     console.print(t)
+    _pv_performance_table(report, console)
 
     t = Table(title="岸电 Shore power by berth")
     for col in (
@@ -353,6 +354,25 @@ def render_table(report: PlanReport, console: Console) -> None:
 
 
 # ---------------------------------------------------------------------------------- SVG
+
+
+def _pv_performance_table(report: PlanReport, console: Console) -> None:
+    """IEC 61724-1 figures of the PV section (docs/pv.md), from pv_daily."""
+    p = report.pv_performance
+    if p is None:
+        return
+    pr = f"{p.fleet_pr * 100:.1f} %" if p.fleet_pr is not None else "—"
+    console.print(
+        f"IEC 61724-1 fleet PR 系统效率: {pr} ({p.inverter_days} inverter-days); energy lost "
+        f"损失电量: faults {_num(p.fault_kwh)} kWh ({_num(p.fault_h)} h), curtailment "
+        f"{_num(p.curtailed_kwh)} kWh ({_num(p.curtailed_h)} h)"
+    )
+    t = Table(title="试点县等效利用小时 Specific yield per pilot county")
+    for col in ("县区 County", "kWp", "kWh", "kWh/kWp"):
+        t.add_column(col, justify="left" if col == "县区 County" else "right")
+    for c in p.pilots:
+        t.add_row(c.county, _num(c.kwp), _num(c.kwh), _num(c.kwh_per_kwp, 2))
+    console.print(t)
 
 
 def _e(text: object) -> str:

@@ -3,7 +3,8 @@
 Every sample stands for the time until the next one, at most ``max_hold_s`` (a lost link is
 not time at the last value). Energy comes from the energy register, counting resets; the
 figures that need irradiance (Yr, PR, temperature-corrected PR, availability, curtailed
-energy) are absent, not zero, when the inverter has no irradiance for the day.
+energy, energy lost in FAULT) are absent, not zero, when the inverter has no irradiance for the
+day.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ PV_DAILY_FIELDS: dict[str, str] = {
     "curtailed_h": "h",
     "curtailed_kwh": "kWh",
     "fault_h": "h",
+    "fault_kwh": "kWh",
     "underperforming": "",
     "shortfall": "ratio",
     "energy_lost_kwh": "kWh",
@@ -207,6 +209,7 @@ def daily_figures(
     corrected = covered = 0.0  # Σ G·C·τ over samples with a module temperature; Σ G·τ of those
     free_e = free_g = 0.0  # energy and irradiation while producing unconstrained (own PR)
     throttled: list[tuple[float, float, float]] = []  # (G, hours, actual kW) while THROTTLED
+    faulted: list[tuple[float, float, float]] = []  # the same while in FAULT
     for t, g, h in zip(g_ts, g_v, g_h, strict=True):
         status = _status_at(st_ts, st_v, t, hold_ms)
         p = _at(p_ts, p_v, t, hold_ms)
@@ -222,6 +225,8 @@ def daily_figures(
         kw = (p or 0.0) / 1000
         if status == THROTTLED:
             throttled.append((g, h, kw))
+        elif status == FAULT:
+            faulted.append((g, h, kw))
         elif status == "MPPT" or (status is None and kw > 0):
             free_e += kw * h
             free_g += g * h / 1000
@@ -239,10 +244,15 @@ def daily_figures(
             out["pr_temp_corrected"] = energy / expected
     if p0 and free_g > 0:
         own_pr = free_e / (p0 * free_g)  # the inverter's PR while unconstrained
-        lost = math.fsum(max(0.0, p0 * g / G_REF_W_M2 * own_pr - kw) * h for g, h, kw in throttled)
-        out["curtailed_kwh"] = lost
-    elif curtailed_h == 0:
-        out["curtailed_kwh"] = 0.0
+        for name, held in (("curtailed_kwh", throttled), ("fault_kwh", faulted)):
+            out[name] = math.fsum(
+                max(0.0, p0 * g / G_REF_W_M2 * own_pr - kw) * h for g, h, kw in held
+            )
+    else:
+        if curtailed_h == 0:
+            out["curtailed_kwh"] = 0.0
+        if out["fault_h"] == 0:
+            out["fault_kwh"] = 0.0
     return out
 
 

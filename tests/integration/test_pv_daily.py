@@ -35,6 +35,8 @@ from envgrid.settings import Settings
 from envgrid.simulator import SimMessage, publish_all
 from ingest.mqtt import Message
 from ingest.service import IngestService
+from report.figures import Reporter, load_plan
+from report.render import render
 from rollups.runner import Rollup
 from tests.helpers import make_settings, mqtt_client, wait_for
 from tests.integration.test_dashboard_queries import Grafana
@@ -317,3 +319,24 @@ async def test_seeded_day(
     (only,) = [json.loads(line) for line in r.output.splitlines()]
     assert only["device_id"] == "PV-DIRTY" and only["days"] == 1
     assert only["energy_lost_kwh"] == pytest.approx(rows["PV-DIRTY"]["energy_lost_kwh"])
+
+    # The plan report's PV section: fleet PR from summed quantities, the pilot county's specific
+    # yield, energy lost to faults (none) and curtailment.
+    async with Reporter(settings, registry, load_plan()) as reporter:
+        report = await reporter.run(DAY.date(), DAY.date())
+    perf = report.pv_performance
+    assert perf is not None
+    with_pr = ("PV-OK", "PV-DIRTY", "PV-THR")
+    assert perf.fleet_pr == pytest.approx(sum(energy.values()) / (3 * P0 * h_poa), rel=0.01)
+    assert perf.inverter_days == len(with_pr)
+    (pilot,) = perf.pilots  # 洪泽区: the three pilot inverters are registered pilot
+    assert (pilot.county, pilot.kwp) == ("洪泽区", 50.0)
+    assert pilot.kwh_per_kwp == pytest.approx(
+        sum(rows[d]["energy_kwh"] for d in rows) / 50.0, rel=1e-9
+    )
+    assert perf.curtailed_kwh == pytest.approx(lost, rel=0.01) and perf.fault_kwh == 0
+    html = render(report, "html")
+    assert 'id="pv-performance"' in html and 'id="pv-pilot-yield"' in html
+    assert "IEC 61724-1 fleet PR" in render(report, "table") and "pv_performance" in render(
+        report, "json"
+    )

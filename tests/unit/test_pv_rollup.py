@@ -52,10 +52,13 @@ def test_fault_time_and_a_silent_inverter_is_not_available() -> None:
     q = 900_000  # a status every 15 minutes: MPPT 06-08, FAULT 08-10, one MPPT at 10:00
     status = [(6 * H + i * q, "MPPT") for i in range(8)]
     status += [(8 * H + i * q, "FAULT") for i in range(8)] + [(10 * H, "MPPT")]
-    inv = Inverter("X", 10.0, status=status)  # then silent (a sample holds 15 minutes)
+    power = [(t, 4800.0 if s == "MPPT" else 0.0) for t, s in status]  # PR 0.8 while MPPT
+    inv = Inverter("X", 10.0, status=status, ac_power_w=power)  # then silent (15 min hold)
     met = Met(poa_w_m2=[(6 * H + i * q, 600.0) for i in range(24)])  # sunny 06:00-12:00
     out = daily_figures(inv, met, 24 * H, PvOptions())
     assert out["fault_h"] == pytest.approx(2.0)
+    # Lost in FAULT: what it would have made at its own PR, 10 kWp × 0.6 × 0.8 × 2 h.
+    assert out["fault_kwh"] == pytest.approx(9.6)
     # Producing 06-08 and 10:00-10:15 of 6 sunny hours.
     assert out["availability"] == pytest.approx(2.25 / 6)
 
