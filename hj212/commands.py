@@ -228,6 +228,9 @@ class Command:
         if not (len(cmd.qn) == 17 and cmd.qn.isdigit()):
             raise CommandError(f"bad QN {cmd.qn[:20]!r}: expected 17 digits")
         cmd.params = check_params(cmd.cn, cmd.params)
+        # A routed command starts afresh: its progress is the gateway's to record.
+        cmd.status, cmd.qn_rtn, cmd.exe_rtn, cmd.packets, cmd.attempts = "queued", None, None, 0, 0
+        cmd.result, cmd.detail = {}, ""
         return cmd
 
 

@@ -193,6 +193,8 @@ class Dispatcher:
                 await self._run(pending[0], self._links[mn])
         except asyncio.CancelledError:
             raise
+        except ConnectionError:
+            pass  # the connection went: the command is sent again on the next one
         except Exception:  # one station's trouble must not stop the others
             log.exception("HJ 212 command sender for MN %s failed", mn)
         finally:
@@ -283,7 +285,9 @@ class Dispatcher:
         state.packets += 1
         state.last_packet = time.time()
         station = self.stations[mn]
-        if station.edition == "auto":
+        if station.edition != "auto":
+            link.edition = station.edition
+        else:
             link.edition = edition_of(packet.flag) if packet.flag >> 2 else "2017"
         self.attach(mn, link)
         cn = packet.cn
