@@ -157,16 +157,20 @@ def simulate(
     # The met station of the same place sees the same sky (devices.met.weather).
     poa, ambient, wind = met.weather(met.place_of(device), now)
     sun = poa / 1000
-    cloud = 0.87  # the array's losses against its kWp (a plausible performance ratio)
+    losses = 0.87  # the array's output against its kWp at the sun it has (plausible PR)
     day = now.date().isoformat()
     if state.get("day") != day:
         state["day"], state["today"] = day, 0.0
     total = state.setdefault("total", rnd.uniform(500, 20_000) * kw / 10)
     fault = rnd.random() < 0.0005 or (state.get("fault", 0) > 0)
     state["fault"] = (state.get("fault", 0) or 20) - 1 if fault else 0
-    dc = 0.0 if fault else kw * 1000 * sun * cloud * rnd.uniform(0.97, 1.0)
+    dc = 0.0 if fault else kw * 1000 * sun * losses * rnd.uniform(0.97, 1.0)
     ac = dc * 0.965
-    dt_h = state.get("dt_h", 1 / 60)
+    # The registers count the power over the time since the previous reading (a minute for the
+    # first), so energy matches power whatever the simulator's step.
+    last, state["at"] = state.get("at"), now
+    gap_h = (now - last).total_seconds() / 3600 if isinstance(last, datetime) else 0.0
+    dt_h = gap_h if 0 < gap_h <= 1 else state.get("dt_h", 1 / 60)
     state["today"] += ac / 1000 * dt_h
     state["total"] = total + ac / 1000 * dt_h
     status = "FAULT" if fault else ("MPPT" if dc > 0 else "SLEEPING")

@@ -20,7 +20,8 @@ from envgrid.cli.common import (
 )
 
 rollup_app = typer.Typer(
-    help="Hourly/daily rollups (water class, AQI, city figures) for a period of local dates."
+    help="Hourly/daily rollups (water class, AQI, city figures, PV daily figures) for a period of "
+    "local dates."
 )
 
 
@@ -33,7 +34,10 @@ def rollup(
         str | None, typer.Option("--to", help="Last local date, inclusive (default: --from).")
     ] = None,
     kind: Annotated[
-        str | None, typer.Option("--kind", help="Only 'air' or 'water' (default: both).")
+        str | None,
+        typer.Option(
+            "--kind", help="Only 'air', 'water' or 'pv' (PV daily figures; default: all)."
+        ),
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
