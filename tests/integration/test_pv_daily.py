@@ -340,3 +340,26 @@ async def test_seeded_day(
     assert "IEC 61724-1 fleet PR" in render(report, "table") and "pv_performance" in render(
         report, "json"
     )
+
+    # Over two days (rollup.pv_underperformance_days = 2), with a clean day before, the dirty
+    # array's summed PR is 0.85 × (1 + 0.75) / 2, within 15 % of the median: not flagged.
+    before = DAY - timedelta(days=1)
+    influxdb.write(
+        "\n".join(
+            f"pv_daily,device_id={d} energy_kwh={e},h_poa_kwh_m2={h_poa} {ms(before)}"
+            for d, e in (("PV-OK", energy["PV-OK"]), ("PV-DIRTY", energy["PV-OK"]),
+                         ("PV-THR", energy["PV-THR"]))
+        ),
+        influx_db,
+    )  # fmt: skip
+    two_days = settings.model_copy(
+        update={"rollup": settings.rollup.model_copy(update={"pv_underperformance_days": 2})}
+    )
+    async with Rollup(two_days, registry, kinds=["pv"]) as rollup:
+        await rollup.run_range(DAY, DAY + timedelta(days=1), now=NOW)
+    again = {
+        r["device_id"]: r
+        for r in influxdb.points(f'SELECT * FROM "pv_daily" WHERE time = {ms(DAY)}ms', influx_db)
+    }
+    assert 1 - PR_OK * (1 + DIRTY) / 2 / median < 0.15
+    assert not any(r.get("underperforming") for r in again.values())
