@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections import defaultdict
 from datetime import date, timedelta
 from typing import Protocol
@@ -44,6 +45,8 @@ MET_SOURCE = "pv_met"
 GRID_LEVELS = ("transformer_area", "feeder", "substation", "county")
 # Peak simultaneous output is the largest sum of the inverters' 5-minute mean outputs.
 PEAK_BIN_MS = 5 * 60_000
+# A verdict goes only to an inverter that reported this recently (PvDaily.publish).
+FRESH = timedelta(minutes=5)
 # How far back the register's last value before the day is looked for.
 _BEFORE = timedelta(days=1)
 
@@ -140,17 +143,34 @@ class PvDaily:
         """Send each judged inverter's verdict as a PV reading stamped a second before the day
         ends, so the alert rules of kind ``pv`` see it (``underperforming``, ``pr_shortfall``).
         The same day sent again is the same reading: stored once, no new alert."""
-        if self.publisher is None:
+        if self.publisher is None or not verdicts:
             return 0
+        # Any reading tells the alert engine its device is alive (it ends an offline episode),
+        # so only inverters that reported in the last few minutes get their verdict now; the
+        # others get it on a later pass over the day, once they report again.
+        since = int(time.time() * 1000) - int(FRESH.total_seconds() * 1000)
+        q = (
+            f'SELECT count("ac_power_w") AS "p", count("status") AS "s" FROM {quote_ident(SOURCE)} '
+            f"WHERE time >= {time_literal(since)} GROUP BY device_id"
+        )
+        alive = {
+            s.tags.get("device_id", "")
+            for s in await self._series(q)
+            if any(isinstance(v, int) and v > 0 for row in s.values for v in row[1:])
+        }
         ts = day_window(day, self.opts.tz).end_ms - 1000
+        sent = 0
         for d, row in sorted(verdicts.items()):
+            if d not in alive:
+                continue
+            sent += 1
             body: dict[str, object] = {"ts": ts, "underperforming": bool(row["underperforming"])}
             shortfall = row.get("shortfall")
             if isinstance(shortfall, float):
                 body["pr_shortfall"] = round(shortfall, 6)
             payload = json.dumps(body).encode()
             await self.publisher.publish(f"{self.prefix}/{NAME}/{d}", payload, qos=1)
-        return len(verdicts)
+        return sent
 
     # --------------------------------------------------------------------------- reading
 

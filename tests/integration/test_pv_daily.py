@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
@@ -198,8 +199,19 @@ async def test_seeded_day(
         mqtt_client(mosquitto, [f"{prefix}/alerts/#"], alerts.append, "alerts") as _,
         mqtt_client(mosquitto, client_id="pub") as pub,
     ):
-        await publish_all(pub, iter(msgs), window=500)
-        await wait_for(lambda: service.stats.acked >= len(msgs), 60, "every reading stored")
+        # The inverters but PV-THR are alive now: a verdict goes only to an inverter that
+        # reports (any reading would end an offline episode of its device).
+        now_ms = int(time.time() * 1000)
+        alive = [
+            SimMessage(
+                f"{prefix}/pv/{d}", json.dumps({"ts": now_ms, "status": "SLEEPING"}).encode()
+            )
+            for d in ("PV-OK", "PV-DIRTY", "PV-NEW", "PV-DAYREG")
+        ]
+        await publish_all(pub, iter(msgs + alive), window=500)
+        await wait_for(
+            lambda: service.stats.acked >= len(msgs) + len(alive), 60, "every reading stored"
+        )
 
         async with Rollup(settings, load_registry(reg), kinds=["pv"]) as rollup:
             await rollup.run_range(DAY, DAY + timedelta(days=1), now=NOW)
@@ -219,6 +231,12 @@ async def test_seeded_day(
 
         await wait_for(lambda: fired() != [], 20, "the underperformer alert")
         await asyncio.sleep(1.0)  # a second alert would have come by now
+        verdicts = influxdb.points(
+            'SELECT "underperforming" FROM "pv_inverter" WHERE "underperforming" = true OR '
+            '"underperforming" = false GROUP BY "device_id"',
+            influx_db,
+        )
+        assert sorted(r["device_id"] for r in verdicts) == ["PV-DIRTY", "PV-OK"]
         assert fired() == [("firing", "PV-DIRTY")]
         assert alerts[0].topic == f"{prefix}/alerts/minor/pv/PV-DIRTY"
     rows = {r["device_id"]: r for r in first}
