@@ -206,7 +206,7 @@ class Dispatcher:
         station = self.stations[cmd.mn]
         state = self.states[cmd.mn]
         if cmd.expires <= time.time():
-            self._finish(cmd, "expired", "the station did not take it before it expired")
+            await self._finish(cmd, "expired", "the station did not take it before it expired")
             return
         flight = _InFlight(cmd, asyncio.Event(), asyncio.Event())
         self._inflight[cmd.mn] = flight
@@ -214,23 +214,26 @@ class Dispatcher:
         timeout = float(station.overtime or self.cfg.command_timeout.total_seconds())
         tries = 1 + (station.recount if station.recount is not None else self.cfg.command_retries)
         frame = build(request_packet(cmd, _ST[station.kind], station.pw, link.edition), link.crc)  # type: ignore[arg-type]
-        for _ in range(tries):
+        for attempt in range(tries):
             cmd.status, cmd.attempts, cmd.updated = "sent", cmd.attempts + 1, time.time()
-            self.store.save(cmd)
+            if attempt == 0:
+                await self._save(cmd)  # re-sends are counted in memory, saved with the outcome
             await link.send(frame)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await flight.answered.wait()
                 break
         else:
-            self._finish(cmd, "timed_out", f"no 9011 after {tries} sends, {timeout:g} s apart")
+            await self._finish(
+                cmd, "timed_out", f"no 9011 after {tries} sends, {timeout:g} s apart"
+            )
             return
         if cmd.qn_rtn != 1:
             why = QN_RTN.get(cmd.qn_rtn or 0, "unknown answer")
-            self._finish(cmd, "refused", f"QnRtn {cmd.qn_rtn}: {why}")
+            await self._finish(cmd, "refused", f"QnRtn {cmd.qn_rtn}: {why}")
             return
         cmd.status, cmd.updated = "accepted", time.time()
-        self.store.save(cmd)
+        await self._save(cmd)
         wait = self.cfg.execute_timeout.total_seconds()
         while cmd.exe_rtn is None:
             flight.progress.clear()
@@ -238,20 +241,27 @@ class Dispatcher:
                 async with asyncio.timeout(wait):
                     await flight.progress.wait()
             except TimeoutError:
-                self._finish(cmd, "timed_out", f"no 9012 within {wait:g} s of the last answer")
+                await self._finish(
+                    cmd, "timed_out", f"no 9012 within {wait:g} s of the last answer"
+                )
                 return
         if cmd.exe_rtn == 1:
             if cmd.cn == "1072":
                 self._new_pw(cmd)
-            self._finish(cmd, "succeeded", "")
+            await self._finish(cmd, "succeeded", "")
         elif cmd.exe_rtn == 100:
-            self._finish(cmd, "no_data", "ExeRtn 100: the station has no data for it")
+            await self._finish(cmd, "no_data", "ExeRtn 100: the station has no data for it")
         else:
-            self._finish(cmd, "failed", f"ExeRtn {cmd.exe_rtn}")
+            await self._finish(cmd, "failed", f"ExeRtn {cmd.exe_rtn}")
 
-    def _finish(self, cmd: Command, status: str, detail: str) -> None:
+    async def _save(self, cmd: Command) -> None:
+        # A commit waits for the disk (synchronous FULL): off the event loop, so hundreds of
+        # stations' commands do not hold up the packets of every connection.
+        await asyncio.to_thread(self.store.save, cmd)
+
+    async def _finish(self, cmd: Command, status: str, detail: str) -> None:
         cmd.status, cmd.detail, cmd.updated = status, detail, time.time()
-        self.store.save(cmd)
+        await self._save(cmd)
         self._inflight.pop(cmd.mn, None)
         state = self.states.get(cmd.mn)
         if state is not None:
@@ -273,7 +283,9 @@ class Dispatcher:
             now = time.time()
             for cmd in self.store.open_commands():
                 if cmd.expires <= now and cmd.mn not in self._inflight:
-                    self._finish(cmd, "expired", "the station did not connect before it expired")
+                    await self._finish(
+                        cmd, "expired", "the station did not connect before it expired"
+                    )
 
     # ---------------------------------------------------------------- packets from stations
     def packet(self, mn: str, packet: Packet, link: StationLink) -> bool:

@@ -34,6 +34,9 @@ HOUR: Final = timedelta(hours=1)
 _GRACE: Final = timedelta(minutes=15)
 # A station that just connected first sends what it holds: look a little later.
 _AFTER_CONNECT_S: Final = 2.0
+# Scans run one at a time, at most this many a second: after a gateway restart hundreds of
+# stations reconnect at once, and their gap queries must not crowd out their packets.
+_SCANS_PER_S: Final = 5.0
 
 
 def hour_floor(t: datetime) -> datetime:
@@ -66,7 +69,9 @@ class Backfill:
         self.dispatcher = dispatcher
         self.measurements = measurements
         self._task: asyncio.Task[None] | None = None
-        self._soon: dict[str, asyncio.Task[None]] = {}
+        self._scanner: asyncio.Task[None] | None = None
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
         self._client: InfluxQLClient | None = None
         dispatcher.on_connect.append(self.trigger)
 
@@ -75,10 +80,11 @@ class Backfill:
         if self.cfg.backfill:
             self._client = InfluxQLClient(self.influx)
             self._task = asyncio.create_task(self._loop())
+            self._scanner = asyncio.create_task(self._scan_queue())
 
     async def stop(self) -> None:
         """Stop scanning (queued commands stay in the store)."""
-        tasks = [t for t in (self._task, *self._soon.values()) if t is not None]
+        tasks = [t for t in (self._task, self._scanner) if t is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -87,23 +93,28 @@ class Backfill:
 
     def trigger(self, mn: str) -> None:
         """A station connected: look at its gaps shortly."""
-        if self._task is None or mn in self._soon:
+        if self._task is None or mn in self._queued:
             return
-        self._soon[mn] = asyncio.create_task(self._scan_soon(mn))
+        self._queued.add(mn)
+        asyncio.get_running_loop().call_later(_AFTER_CONNECT_S, self._queue.put_nowait, mn)
 
-    async def _scan_soon(self, mn: str) -> None:
-        try:
-            await asyncio.sleep(_AFTER_CONNECT_S)
-            await self.scan(mn)
-        finally:
-            self._soon.pop(mn, None)
+    async def _scan_queue(self) -> None:
+        while True:
+            mn = await self._queue.get()
+            self._queued.discard(mn)
+            try:
+                await self.scan(mn)
+            except Exception:  # one station's scan must not end the task
+                log.exception("backfill scan of MN %s failed", mn)
+            await asyncio.sleep(1 / _SCANS_PER_S)
 
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.backfill_interval.total_seconds())
             for mn in list(self.dispatcher.states):
-                if self.dispatcher.online(mn):
-                    await self.scan(mn)
+                if self.dispatcher.online(mn) and mn not in self._queued:
+                    self._queued.add(mn)
+                    self._queue.put_nowait(mn)
 
     async def scan(self, mn: str) -> Command | None:
         """Queue one 2061 for the station's newest gap run; the command, or None."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -76,14 +77,25 @@ class CommandStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        # The dispatcher commits from a worker thread, everything else from the event loop.
+        self._lock = threading.Lock()
+
+    def _exec(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    def _rows(self, sql: str, args: Any = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
 
     def close(self) -> None:
         """Close the database."""
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def add(self, cmd: Command) -> bool:
         """Store a new command; False if its QN is already there (a redelivery)."""
-        cur = self._db.execute(
+        cur = self._exec(
             f"INSERT OR IGNORE INTO hj212_commands ({', '.join(_COLUMNS)}) "
             f"VALUES ({', '.join('?' * len(_COLUMNS))})",
             _row(cmd),
@@ -92,7 +104,7 @@ class CommandStore:
 
     def save(self, cmd: Command) -> None:
         """Write a command's current state."""
-        self._db.execute(
+        self._exec(
             f"INSERT OR REPLACE INTO hj212_commands ({', '.join(_COLUMNS)}) "
             f"VALUES ({', '.join('?' * len(_COLUMNS))})",
             _row(cmd),
@@ -100,10 +112,8 @@ class CommandStore:
 
     def get(self, qn: str) -> Command | None:
         """The command with this QN."""
-        row = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM hj212_commands WHERE qn = ?", (qn,)
-        ).fetchone()
-        return _command(row) if row is not None else None
+        rows = self._rows(f"SELECT {', '.join(_COLUMNS)} FROM hj212_commands WHERE qn = ?", (qn,))
+        return _command(rows[0]) if rows else None
 
     def find(
         self,
@@ -128,7 +138,7 @@ class CommandStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created DESC, qn DESC LIMIT ?"
         args.append(max(1, min(limit, 10_000)))
-        return [_command(r) for r in self._db.execute(sql, args)]
+        return [_command(r) for r in self._rows(sql, args)]
 
     def open_commands(self, mn: str | None = None) -> list[Command]:
         """Commands still waiting for their station, oldest first."""
@@ -139,15 +149,15 @@ class CommandStore:
             sql += " AND mn = ?"
             args.append(mn)
         sql += " ORDER BY created, qn"
-        return [_command(r) for r in self._db.execute(sql, args)]
+        return [_command(r) for r in self._rows(sql, args)]
 
     def set_pw(self, mn: str, pw: str) -> None:
         """A station confirmed a new access password (1072): it replaces the registry's."""
-        self._db.execute(
+        self._exec(
             "INSERT OR REPLACE INTO hj212_station_pw (mn, pw, updated) VALUES (?, ?, ?)",
             (mn, pw, time.time()),
         )
 
     def passwords(self) -> dict[str, str]:
         """Passwords stations confirmed by 1072, by MN (they win over the registry's)."""
-        return dict(self._db.execute("SELECT mn, pw FROM hj212_station_pw").fetchall())
+        return dict(self._rows("SELECT mn, pw FROM hj212_station_pw"))
