@@ -11,6 +11,7 @@ to crash-<sha1> in the current folder; add it to SEEDS in tests/fuzz/targets.py 
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +24,8 @@ with atheris.instrument_imports(include=["hj212", "ingest", "devices"]):
 
 
 def main() -> None:
+    # The MQTT client logs each protocol error with its traceback: expected here, and slow.
+    logging.getLogger("envgrid").setLevel(logging.CRITICAL)
     if len(sys.argv) < 2 or sys.argv[1] not in TARGETS:
         sys.exit(f"usage: python -m tests.fuzz.run {{{','.join(TARGETS)}}} [libFuzzer flags]")
     name = sys.argv[1]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from collections.abc import Callable
 
 from devices.kinds import KINDS
@@ -22,9 +21,6 @@ from hj212.intake import decoder_factory, load_stations
 from ingest.mqtt import Message, MqttClient, MqttOptions, _Connection
 from ingest.pipeline import Accepted, Pipeline, Rejected
 from ingest.topics import TopicMap
-
-# The client logs each protocol error with its traceback: expected here, and slow.
-logging.getLogger("envgrid").setLevel(logging.CRITICAL)
 
 LENIENT = codec.Leniency(
     short_mn=True,
