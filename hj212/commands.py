@@ -9,7 +9,6 @@ or read request, the data packets (same QN), then ``CN=9012`` (``ExeRtn``).
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -269,8 +268,3 @@ def request_packet(cmd: Command, st: str, pw: str, edition: str) -> Packet:
         flag=(version << 2) | 1,
         cp_extra=dict(cmd.params),
     )
-
-
-def new_pw() -> str:
-    """A random 6-digit access password (for ``1072`` when the operator gives none)."""
-    return f"{secrets.randbelow(1_000_000):06d}"
