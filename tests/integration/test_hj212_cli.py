@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from devices.registry import load_registry
 from envgrid.app import DEFAULT_REGISTRY
@@ -138,6 +139,7 @@ async def test_standalone_gateway_and_the_simulator_command(
         log.close()
 
 
+@pytest.mark.slow  # a gateway process, three CLI runs and an 8 s simulation
 async def test_commands_from_the_cli_and_the_api_reach_a_station_of_the_standalone_gateway(
     mosquitto: LocalMosquitto, tmp_path: Path
 ) -> None:
