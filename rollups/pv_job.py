@@ -106,10 +106,12 @@ class PvDaily:
         chunk: int | None = None,
         publisher: Publisher | None = None,
         prefix: str = "envgrid",
+        max_age: timedelta = timedelta(days=7),
     ) -> None:
         self.client = client
         self.publisher = publisher
         self.prefix = prefix
+        self.max_age = max_age  # the service refuses older readings (ingest.max_age)
         self.registry = registry
         self.settings = settings
         self.opts = opts
@@ -143,12 +145,16 @@ class PvDaily:
         """Send each judged inverter's verdict as a PV reading stamped a second before the day
         ends, so the alert rules of kind ``pv`` see it (``underperforming``, ``pr_shortfall``).
         The same day sent again is the same reading: stored once, no new alert."""
+        ts = day_window(day, self.opts.tz).end_ms - 1000
+        now_ms = int(time.time() * 1000)
         if self.publisher is None or not verdicts:
             return 0
+        if ts < now_ms - self.max_age.total_seconds() * 1000:
+            return 0  # a back-filled old day: the service would dead-letter the verdicts
         # Any reading tells the alert engine its device is alive (it ends an offline episode),
         # so only inverters that reported in the last few minutes get their verdict now; the
         # others get it on a later pass over the day, once they report again.
-        since = int(time.time() * 1000) - int(FRESH.total_seconds() * 1000)
+        since = now_ms - int(FRESH.total_seconds() * 1000)
         q = (
             f'SELECT count("ac_power_w") AS "p", count("status") AS "s" FROM {quote_ident(SOURCE)} '
             f"WHERE time >= {time_literal(since)} GROUP BY device_id"
@@ -158,7 +164,6 @@ class PvDaily:
             for s in await self._series(q)
             if any(isinstance(v, int) and v > 0 for row in s.values for v in row[1:])
         }
-        ts = day_window(day, self.opts.tz).end_ms - 1000
         sent = 0
         for d, row in sorted(verdicts.items()):
             if d not in alive:

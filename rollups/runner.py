@@ -20,7 +20,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from devices.registry import Registry
@@ -99,6 +99,13 @@ def options_from(settings: RollupConfig) -> Options:
     )
 
 
+def _max_age(settings: RollupConfig) -> timedelta:
+    """The oldest reading the service accepts (``ingest.max_age``; 7 days without it)."""
+    ingest = getattr(settings, "ingest", None)
+    age = getattr(ingest, "max_age", None)
+    return age if isinstance(age, timedelta) else timedelta(days=7)
+
+
 def _ms(dt: datetime) -> int:
     if dt.tzinfo is None:
         raise ValueError("rollup times must be timezone-aware")
@@ -139,6 +146,7 @@ class Rollup:
                 self._chunk,
                 self._publisher,
                 mqtt.topic_prefix if isinstance(mqtt, MqttSettings) else "envgrid",
+                _max_age(settings),
             )
             if pv_job.NAME in kinds
             else None
