@@ -36,6 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
+from envgrid.ports import LOCALHOST, free_port
 from ingest.influxql import quote_ident
 
 __all__ = [
@@ -50,26 +51,9 @@ __all__ = [
     "mosquitto_conf",
 ]
 
-LOCALHOST = "127.0.0.1"
 
 # Where Debian puts the binaries; /usr/sbin is often not on a normal user's PATH.
 _EXTRA_BIN_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin")
-
-# Ports handed out by free_port() in this process: never hand the same one out twice,
-# so two servers started back to back cannot both be given a port nobody holds yet.
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now (the kernel picks it; not reused here)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((LOCALHOST, 0))
-            port = int(sock.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-    raise LocalServerError("could not find a free TCP port on 127.0.0.1")
 
 
 class LocalServerError(RuntimeError):

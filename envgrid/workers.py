@@ -45,7 +45,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from envgrid.cluster.member import ClusterMember
-from envgrid.localstack import free_port
+from envgrid.ports import free_port
 from envgrid.roles import Role
 from envgrid.settings import Settings
 from ingest.http import client_address

@@ -1,6 +1,6 @@
 """The ingest service: MQTT in, validated batches out to InfluxDB or the spool, acks after.
 
-Delivery (ARCHITECTURE.md): a message is acknowledged to the broker only once its reading is
+Delivery (docs/delivery.md): a message is acknowledged to the broker only once its reading is
 durable, accepted by InfluxDB or fsynced to the spool, and a rejected message only once its dead
 letter is durable: acknowledged by the broker, or, when the broker refuses it, fsynced to the
 local dead-letter file. Memory is bounded by the MQTT v5 Receive Maximum: the
@@ -37,6 +37,8 @@ from ingest.pipeline import (
     Pipeline,
     Rejected,
 )
+from ingest.replay import replay_oldest
+from ingest.seams import Broker, BrokerFactory, Writer
 from ingest.spool import Spool, SpoolFull
 from ingest.stats import Stats, new_registry
 from ingest.topics import TopicMap
@@ -72,7 +74,14 @@ class IngestService:
         subscribe: bool = True,
         protocols: dict[str, Callable[[Pipeline], Decoder]] | None = None,
         evaluate_only: bool = False,
+        broker: BrokerFactory = MqttClient,
+        writer: Writer | None = None,
     ) -> None:
+        """Validate and wire; no I/O until :meth:`start` (which connects and opens the spool).
+
+        ``broker`` makes the MQTT session from its options and callbacks; ``writer`` is where
+        batches go. Both default to the real ones (Mosquitto or any MQTT v5 broker, InfluxDB).
+        """
         self.settings = settings
         self.worker = worker
         # The alerts role: readings go to the sinks only; no writes, no dead letters (the ingest
@@ -101,12 +110,12 @@ class IngestService:
         self.registry = registry
         self.stats = Stats(spool_max_bytes=ing.spool_max_bytes)
         self.metrics, self._latency = new_registry(self.stats)
-        self.writer = InfluxWriter(settings.influx)
-        spool_dir = ing.spool_dir if worker is None else ing.spool_dir / f"worker-{worker}"
-        self.spool = Spool(spool_dir, ing.spool_max_bytes, exclusive=True)
-        self.local_deadletters = LocalDeadLetters(spool_dir / "deadletters.jsonl")
+        self.writer: Writer = writer if writer is not None else InfluxWriter(settings.influx)
+        self.spool_dir = ing.spool_dir if worker is None else ing.spool_dir / f"worker-{worker}"
+        self._spool: Spool | None = None  # opened (and locked) by start()
+        self.local_deadletters = LocalDeadLetters(self.spool_dir / "deadletters.jsonl")
         self.sinks: list[ReadingSink] = []
-        self.mqtt = MqttClient(self._mqtt_options(subscribe), self._on_message, self._on_state)
+        self.mqtt: Broker = broker(self._mqtt_options(subscribe), self._on_message, self._on_state)
         self._batch = Batch()
         self._sealed: deque[Batch] = deque()
         self._wake = asyncio.Event()
@@ -123,18 +132,26 @@ class IngestService:
         self._flush_s = ing.flush_interval.total_seconds()
         self._high = int(ing.spool_max_bytes * ing.spool_high_water)
         self._low = int(self._high * 0.8)
-        self._refresh_spool_stats()
+
+    @property
+    def spool(self) -> Spool:
+        """The on-disk spool; exists from start() on."""
+        if self._spool is None:
+            raise RuntimeError("the spool is opened by start()")
+        return self._spool
 
     # ---------------------------------------------------------------- set-up
     def _mqtt_options(self, subscribe: bool) -> MqttOptions:
         m = self.settings.mqtt
         subscriptions = self.topics.subscriptions() if subscribe else []
         # Next to the spool: per worker, like the session it records.
-        record = self.spool.directory / "subscriptions.json" if subscribe else None
+        record = self.spool_dir / "subscriptions.json" if subscribe else None
         return client_options(m, m.effective_client_id(self.worker), subscriptions, record)
 
     async def start(self) -> None:
-        """Connect and start the background tasks; returns once subscribed."""
+        """Open the spool, connect and start the background tasks; returns once subscribed."""
+        self._spool = Spool(self.spool_dir, self.settings.ingest.spool_max_bytes, exclusive=True)
+        self._refresh_spool_stats()
         log.info(
             "envgrid ingest: broker %s, InfluxDB %s (%s), %d registered devices, spool %s",
             redact_url(self.settings.mqtt.url),
@@ -205,11 +222,14 @@ class IngestService:
             self._seal()
 
     def _deadletter(self, topic: str, payload: bytes, reason: str) -> asyncio.Future[None]:
-        dl = make_deadletter(
+        dl = self._deadletter_of(topic, payload, reason)
+        return asyncio.ensure_future(self._publish_deadletter(dl))
+
+    def _deadletter_of(self, topic: str, payload: bytes, reason: str) -> DeadLetter:
+        self.stats.deadlettered += 1
+        return make_deadletter(
             self.topics.deadletter, topic, payload, reason, max_packet=self.mqtt.max_packet_size
         )
-        self.stats.deadlettered += 1
-        return asyncio.ensure_future(self._publish_deadletter(dl))
 
     async def _publish_deadletter(self, dl: DeadLetter) -> None:
         """Publish a dead letter; one the broker refuses is kept in the local file instead.
@@ -223,7 +243,10 @@ class IngestService:
         except ConnectionLost:
             raise
         except (MqttError, ValueError) as e:
-            refused = str(e)
+            await self._keep_locally(dl, str(e))
+
+    async def _keep_locally(self, dl: DeadLetter, refused: str) -> None:
+        """Fsync a dead letter the broker did not take to the local file, retrying the disk."""
         backoff = 0.5
         while True:
             try:
@@ -407,43 +430,42 @@ class IngestService:
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, cap)
                 continue
-            oldest = await asyncio.to_thread(self.spool.oldest)
-            if oldest is None:
+            step = await replay_oldest(self.spool, self.writer, self._deadletter_spooled)
+            if step is None:
                 continue
-            seg, records = oldest
-            ok = True
-            for body in records:
-                lines = body.decode().split("\n")
-                d = await self.writer.deliver(lines)
-                if d.outcome is not Outcome.OK:
-                    ok = False
-                    self._mark_down(d)
-                    break
-                self.stats.replayed_points += len(lines) - len(d.rejected)
-                self._note_written(lines, d)
-                for idx, reason in d.rejected:
-                    self.stats.rejected[STORAGE_REJECTED] += 1
-                    await self._deadletter_spooled(lines[idx], reason)
-            if ok:
-                await asyncio.to_thread(self.spool.drop, seg)
-                self._refresh_spool_stats()
-                if self._influx_down:
-                    log.info("InfluxDB answers again: replaying the spool")
-                self._influx_down = False
-                self.stats.influx_up = True
-                backoff = 0.5
-                if not len(self.spool):
-                    log.info("spool drained")
-            else:
+            if step.failed is not None:
+                self._mark_down(step.failed)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, cap)
+                continue
+            self.stats.replayed_points += step.written
+            self.stats.points_written += step.written
+            self.stats.batches_written += step.writes
+            self._refresh_spool_stats()
+            if self._influx_down:
+                log.info("InfluxDB answers again: replaying the spool")
+            self._influx_down = False
+            self.stats.influx_up = True
+            backoff = 0.5
+            if not len(self.spool):
+                log.info("spool drained")
 
     async def _deadletter_spooled(self, line: str, reason: str) -> None:
         # The original message was acked when it was spooled: the line itself is what is left.
+        self.stats.rejected[STORAGE_REJECTED] += 1
+        dl = make_deadletter(
+            self.topics.deadletter,
+            "spool",
+            line.encode(),
+            reason,
+            max_packet=self.mqtt.max_packet_size,
+        )
+        self.stats.deadlettered += 1
         try:
-            await self._deadletter("spool", line.encode(), reason)
+            await self._publish_deadletter(dl)
         except ConnectionLost as e:
-            log.error("could not dead-letter a spooled line refused by InfluxDB (%s): %s", e, line)
+            # Shutting down, and the segment is dropped next: the local file keeps the line.
+            await self._keep_locally(dl, str(e))
 
     # ---------------------------------------------------------------- state
     def _refresh_spool_stats(self) -> None:
@@ -633,7 +655,8 @@ class IngestService:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.mqtt.close(), timeout=max(0.5, end - time.monotonic()))
         await self.writer.close()
-        self.spool.close()
+        if self._spool is not None:
+            self._spool.close()
         log.info(
             "stopped: %d points written, %d spooled, %d dead-lettered",
             self.stats.points_written,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -25,6 +26,7 @@ from envgrid.cli.console import operators_app
 from envgrid.cli.dashboards import dashboards_app
 from envgrid.cli.hj212 import commands_app as hj212_commands_app
 from envgrid.cli.hj212 import hj212_app
+from envgrid.cli.pv import pv_app
 from envgrid.cli.report import report_app
 from envgrid.cli.rollup import rollup_app
 from envgrid.roles import Role
@@ -46,6 +48,7 @@ app.add_typer(hj212_app, name="hj212-gateway")
 app.add_typer(hj212_commands_app, name="hj212")
 app.add_typer(operators_app, name="operators")
 app.add_typer(report_app, name="report")
+app.add_typer(pv_app, name="pv")
 
 
 @app.command()
@@ -207,14 +210,16 @@ def spool_status(config: ConfigOpt = None) -> None:
 @spool_app.command("replay")
 def spool_replay(config: ConfigOpt = None) -> None:
     """Write everything in the spool to InfluxDB now (while the service is stopped)."""
+    from ingest.deadletter import LocalDeadLetters, make_deadletter
+    from ingest.replay import replay_oldest
     from ingest.spool import Spool, SpoolBusy
-    from ingest.writer import InfluxWriter, Outcome
+    from ingest.writer import InfluxWriter
 
     setup_logging("INFO")
     s = settings_or_exit(config)
 
-    async def replay() -> int:
-        total = 0
+    async def replay() -> tuple[int, int]:
+        total = refused = 0
         async with InfluxWriter(s.influx) as w:
             for d in [s.ingest.spool_dir, *sorted(s.ingest.spool_dir.glob("worker-*"))]:
                 if not d.is_dir():
@@ -223,25 +228,37 @@ def spool_replay(config: ConfigOpt = None) -> None:
                     spool = Spool(d, s.ingest.spool_max_bytes, exclusive=True)
                 except SpoolBusy as e:
                     raise fail(str(e)) from None
-                while (oldest := spool.oldest()) is not None:
-                    seg, records = oldest
-                    for body in records:
-                        lines = body.decode().split("\n")
-                        res = await w.deliver(lines)
-                        if res.outcome is not Outcome.OK:
-                            raise fail(
-                                f"InfluxDB did not take the spool ({res.message}); "
-                                f"{len(spool)} batches left in {d}"
-                            )
-                        for idx, reason in res.rejected:
-                            typer.echo(
-                                f"refused by InfluxDB, dropped: {lines[idx]} ({reason})", err=True
-                            )
-                        total += len(lines) - len(res.rejected)
-                    spool.drop(seg)
-        return total
+                kept = LocalDeadLetters(d / "deadletters.jsonl")
 
-    typer.echo(f"replayed {run_async(replay)} points")
+                async def keep(line: str, reason: str, kept: LocalDeadLetters = kept) -> None:
+                    # No broker here: the service's local dead-letter file keeps the line.
+                    dl = make_deadletter(
+                        lambda t: f"{s.mqtt.topic_prefix}/deadletter/{t}",
+                        "spool",
+                        line.encode(),
+                        reason,
+                        max_packet=1 << 28,
+                    )
+                    await asyncio.to_thread(kept.append, dl, "replayed by envgrid spool replay")
+
+                while (step := await replay_oldest(spool, w, keep)) is not None:
+                    if step.failed is not None:
+                        raise fail(
+                            f"InfluxDB did not take the spool ({step.failed.message}); "
+                            f"{len(spool)} batches left in {d}"
+                        )
+                    total += step.written
+                    refused += step.rejected
+        return total, refused
+
+    total, refused = run_async(replay)
+    typer.echo(f"replayed {total} points")
+    if refused:
+        typer.echo(
+            f"{refused} lines refused by InfluxDB were kept in deadletters.jsonl in the spool "
+            "folder",
+            err=True,
+        )
 
 
 @devices_app.command("fleet")
@@ -273,6 +290,12 @@ def devices_check(path: Path) -> None:
         for key, value in values:
             if (problem := tag_problem(value)) is not None:
                 raise fail(f"{path}: device {d.id}: {key} {problem}; change it in the registry")
+    from devices import pv
+
+    # Across entries: PV capacity, irradiance_from naming a met station, one rating per area.
+    problems = pv.fleet_problems(reg, {d.id: d.kind or "" for d in reg})
+    if problems:
+        raise fail("\n".join(f"{path}: {p}" for p in problems))
     by_kind: dict[str, int] = {}
     for d in reg:
         by_kind[d.kind or "?"] = by_kind.get(d.kind or "?", 0) + 1
