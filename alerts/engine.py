@@ -128,7 +128,8 @@ class _Device:
     """What the engine keeps per device: its rule index, open episodes, last arrival.
 
     A city fleet is 100,000 devices, nearly all with nothing open: the rule index is shared and
-    the episode maps exist only while something is open, so a quiet device costs about 120 bytes.
+    the episode maps exist only while something is open, so a quiet device costs little
+    (bytes per device: docs/performance.md; tests/unit/test_alert_engine.py bounds it).
     """
 
     kind: str
@@ -221,7 +222,8 @@ class AlertEngine:
         now = int(self._clock() * 1000)
         if now == self._last_now:
             # The same int object for every reading of one millisecond: each device keeps its
-            # last arrival, and 100,000 distinct 32-byte ints are 3 MB of a 150 MB budget.
+            # last arrival, and distinct ints per device add up against the memory budget
+            # (docs/performance.md, "Why the code is shaped this way").
             return self._last_now
         self._last_now = now
         return now
@@ -388,8 +390,8 @@ class AlertEngine:
             state="pending",
             field=rule.field or "",
             value=v,
-            # A pending episode's text is built when it is stored or fires, not kept: a storm of
-            # 37,000 pending episodes held 5 MB of messages nobody reads.
+            # A pending episode's text is built when it is stored or fires, not kept: in an
+            # alert storm the kept texts were megabytes nobody reads (docs/performance.md).
             message="" if rule.for_ms > 0 else _message(rule, dev, obs.series, v),
             description=rule.description,
             standard=rule.standard,

@@ -84,8 +84,8 @@ def configure(tz: str = "Asia/Shanghai", forced_edition: Edition | None = None) 
 
 # The first instant of EDITION_2026_FROM in Settings.timezone (epoch ms), for the time zone it
 # was computed for: a reading's local date is on or after that day exactly when its timestamp is
-# on or after this instant, so the edition needs no datetime per reading (0.15 µs against
-# 0.93 µs for the local date of each reading, timeit; it is asked twice per reading).
+# on or after this instant, so the edition needs no datetime per reading (it is asked twice per
+# reading; the timing is in docs/performance.md, "Why the code is shaped this way").
 _switch: tuple[ZoneInfo | None, int] = (None, 0)
 
 
@@ -135,8 +135,8 @@ def _iaqi_exact(
 
     aqi.iaqi works in Fractions where its float shortcut is unsafe (at breakpoints, where float
     error would change the rounded-up result); a decimal with up to 6 places is m / 10**d
-    exactly, so integers give the same result always. A six-pollutant reading: 3.5 µs through
-    realtime_aqi against 9.3 µs through aqi.aqi_realtime (timeit, 2-core host). Other values
+    exactly, so integers give the same result always, several times faster than
+    aqi.aqi_realtime (docs/performance.md, "Why the code is shaped this way"). Other values
     (1/3 …) take aqi.iaqi itself.
     """
     for scale in _SCALES:

@@ -156,7 +156,8 @@ def _interpolate(c: Fraction, breakpoints: tuple[int, ...]) -> int:
 def _interpolate_fast(c: float, breakpoints: tuple[int, ...]) -> int | None:
     """Float interpolation, or None where float error could change the result.
 
-    Exact Fractions cost ~10 µs per pollutant on the ingest hot path; the float result is only
+    Exact Fractions are too slow for every pollutant of every reading on the ingest hot path
+    (docs/performance.md, "Why the code is shaped this way"); the float result is only
     unsafe near a breakpoint or when it lands within rounding error of an integer (where ceil
     could go either way), and those cases fall back to the exact path.
     """

@@ -85,8 +85,9 @@ class Device:
     def unregistered(cls, device_id: str) -> Device:
         """A device the registry does not list, its tag set already built.
 
-        100,000 passing ids outgrow the registry's cache, so every reading builds one: this
-        way costs 0.5 µs against 3.6 µs for the general path. Only for ids that match ID_PATTERN,
+        Many passing ids outgrow the registry's cache, so every reading may build one: one
+        format is several times cheaper than the general path (docs/performance.md, "Why the
+        code is shaped this way"). Only for ids that match ID_PATTERN,
         whose characters never need escaping in line protocol.
         """
         return cls(

@@ -84,8 +84,8 @@ def reading_class(r: WaterReading, lake: bool) -> tuple[int, str] | None:
     """(class 1..6, comma-joined limiting items) of one reading, or None if nothing is assessed.
 
     The same result as ``gb3838.section_class`` (single-factor method, 环办[2011]22号) without
-    its dicts and dataclass, since it runs for every reading: 0.8 µs against 4.0 µs for
-    section_class (timeit, a 7-item reading, this 2-core host). The model's bounds guarantee
+    its dicts and dataclass, since it runs for every reading (the timing against section_class
+    is in docs/performance.md, "Why the code is shaped this way"). The model's bounds guarantee
     finite, non-negative values. tests/unit/test_ingest_fast_paths.py checks it against
     section_class.
     """

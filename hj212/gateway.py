@@ -836,9 +836,9 @@ class ServiceGateway:
         if self.settings.hj212.port is None or service.evaluate_only:
             return
         # A publish-only connection of its own rather than the service's: its PUBACKs never
-        # wait behind the readings the broker streams to the consumer (measured with mosquitto's
-        # default Nagle and Receive Maximum 20: shared, p99 reply latency 4.4 s at 2,000
-        # packets/s; own, 87 ms), and pausing consumption does not stall the stations.
+        # wait behind the readings the broker streams to the consumer (shared, replies took
+        # seconds under load: docs/performance.md, "Why the code is shaped this way"), and
+        # pausing consumption does not stall the stations.
         client = MqttClient(publisher_options(self.settings, worker=service.worker), no_messages)
         await client.start()
         commands = Commands(self.settings, self.stations, service.metrics)

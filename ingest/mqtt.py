@@ -5,13 +5,9 @@ acknowledged with PUBREC once durable and completed with PUBCOMP on PUBREL); pub
 
 Why hand-written (project rule: only where it measurably beats the library): paho-mqtt reads every
 packet with several recv() calls and one event-loop wake-up per packet. This client parses all the
-packets of one 256 KiB read in one pass and sends a batch of PUBACKs in one write.
-Measured with bench/mqtt_reader.py (2-core host, mosquitto 2.0.11, asyncio loop): draining a
-backlog of 100,000 QoS 1 messages of 140 B from a persistent session, acks every 5,000, Receive
-Maximum 20,000, 3 runs each, paho-mqtt 2.2 (asyncio external loop, manual_ack) as the baseline:
-    paho 28,660-30,573 msgs/s, 32.4 µs CPU/msg;  this client 220,407-410,345 msgs/s, 1.68 µs CPU/msg
-    ratio this/paho: 10.6x msgs/s (median; 7.7x worst run), 19x less CPU per message.
-This client is then broker-bound (its CPU is about half the wall time), hence the spread.
+packets of one 256 KiB read in one pass and sends a batch of PUBACKs in one write. How much
+that buys against paho-mqtt (bench/mqtt_reader.py): docs/performance.md, "Why the code is shaped
+this way".
 """
 
 from __future__ import annotations
@@ -388,10 +384,10 @@ class _Connection(asyncio.Protocol):
         self.yielding = False  # a slice was parsed; the rest waits for the next loop iteration
         self.yield_paused = False  # reading paused by that, not by the application
         # Our own Receive Maximum, enforced here too: mosquitto 2.0.11 stops honouring it once
-        # PUBACKs flow (measured: Receive Maximum 20,000, acks in batches of 5,000, a backlog of
-        # 100,000: 90,000 unacknowledged messages sent). Past it, reading stops until acks
-        # bring the count down, so memory stays bounded and packet ids are never reused in
-        # flight (with > 65,535 unacked, the broker had to reuse them). Not while a publish of
+        # PUBACKs flow and sends far past it (the measurement: docs/performance.md, "Why the
+        # code is shaped this way"). Past it, reading stops until acks bring the count down, so
+        # memory stays bounded and packet ids are never reused in flight (past 65,535 unacked
+        # the broker has to reuse them). Not while a publish of
         # ours awaits its PUBACK: the application may ack only after it (a dead letter), and
         # that PUBACK arrives on this same stream.
         self.max_unacked = client._opts.receive_maximum
@@ -501,12 +497,10 @@ class _Connection(asyncio.Protocol):
         unacked = self.unacked
         unacked_add = unacked.add
         epoch = self.epoch
-        # At most one slice per call: a 256 KiB read of a backlog is ~1,400 messages, ~20 ms of
-        # pipeline work, and the InfluxDB write that acks them needs several loop iterations
-        # (send, answer), each of which waited a whole read. bench/run.py preload, 100,000
-        # readings, --role ingest, 3 runs each on a 2-core host: unsliced 51.5-53.6k msgs/s and
-        # 144-150 MB peak RSS; 32 KiB slices 67.8-68.9k/s, 92-97 MB, same CPU per message
-        # (10.6-11.0 µs); 8 KiB 64.5-69.5k/s at 11.3-12.0 µs.
+        # At most one slice per call: a whole read of a backlog is many milliseconds of pipeline
+        # work, and the InfluxDB write that acks it needs several loop iterations (send,
+        # answer), each of which would wait a whole read. Slicing drains faster in less memory
+        # at the same CPU per message (docs/performance.md, "Why the code is shaped this way").
         limit = SLICE_BYTES
         while pos + 1 < n and not self.hold and pos < limit and not self.throttled:
             first = data[pos]
@@ -905,7 +899,8 @@ class MqttClient:
                 # Wait for the broker to hang up after our DISCONNECT instead of closing our
                 # side at once: it handles packets in order, so by then it has applied every ack
                 # we sent. Closing first loses the acks still unread in its socket buffer when a
-                # new connection takes the session over (measured: 1,814 of 5,000).
+                # new connection takes the session over (over a third of them in a test:
+                # docs/performance.md, "Why the code is shaped this way").
                 conn.write(
                     _DISCONNECT_END_SESSION if self.end_session_on_close else _DISCONNECT_NORMAL
                 )

@@ -217,7 +217,7 @@ class IngestService:
                 batch.acks.append((msg.packet_id, msg.epoch))
         # Acks count too: the alerts role writes no lines, and rejects add acks only. Sealed by
         # the flush timer alone, such a batch acked once a second, so the broker's Receive
-        # Maximum (20,000 unacked) capped that process at 20,000 messages/s.
+        # Maximum capped that process at Receive Maximum messages a second.
         if len(batch.lines) >= self._batch_size or len(batch.acks) >= self._batch_size:
             self._seal()
 
@@ -291,10 +291,9 @@ class IngestService:
                     continue
             # Up to write_concurrency batches are written at once, but acked strictly in the
             # order they were sealed: MQTT wants PUBACKs in the order the PUBLISHes came, and a
-            # batch leaves _sealed only once acked, so stop() knows what is left. Measured with
-            # the shared harness: 4 in flight drain 100,000 new devices 5-11 % faster than 1
-            # (InfluxDB indexes new series on both cores; 4 interleaved pairs); 1,000 devices
-            # drain the same either way.
+            # batch leaves _sealed only once acked, so stop() knows what is left. Several writes
+            # in flight let InfluxDB index new series on more than one core; with few devices it
+            # makes no difference (docs/performance.md, "Why the code is shaped this way").
             for b in itertools.islice(self._sealed, self._concurrency):
                 if b.durable is None:
                     b.durable = asyncio.ensure_future(self._make_durable(b))
