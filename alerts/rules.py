@@ -103,6 +103,7 @@ class Rule:
     kind: str
     severity: Severity
     description: str = ""
+    description_zh: str = ""  # the description in Chinese (messages and the console in zh)
     scope: Scope = Scope()
     when: Condition | None = None
     clear: Condition | None = None  # None: clears as soon as ``when`` no longer holds
@@ -200,6 +201,7 @@ class RuleSpec(BaseModel):
 
     id: str
     description: str = ""
+    description_zh: str = ""
     kind: str
     scope: ScopeSpec = ScopeSpec()
     when: str | None = None
@@ -403,6 +405,7 @@ def _compile(node: yaml.Node, raw: Any, source: str) -> tuple[Rule | None, list[
             kind=spec.kind,
             severity=spec.severity,
             description=spec.description,
+            description_zh=spec.description_zh,
             scope=Scope(
                 tuple(spec.scope.devices), tuple(spec.scope.sites), tuple(spec.scope.counties)
             ),

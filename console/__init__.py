@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 
+from alerts.dispatch import Dispatcher as NotifyDispatcher
 from alerts.engine import AlertEngine
 from console.auth import OperatorBook, Sessions, load_secret
 from console.config import ConsoleConfig
 from console.web import Console
 from devices.registry import Registry
+from hj212.dispatch import Dispatcher as Hj212Dispatcher
 from ingest.influxql import InfluxQLClient
 
 log = logging.getLogger("envgrid.console")
@@ -21,9 +24,17 @@ __all__ = ["Console", "build_console"]
 
 
 def build_console(
-    settings: ConsoleConfig, engine: AlertEngine, registry: Registry
+    settings: ConsoleConfig,
+    engine: AlertEngine,
+    registry: Registry,
+    *,
+    notify: NotifyDispatcher | None = None,
+    hj212: Callable[[], Hj212Dispatcher | None] | None = None,
 ) -> Console | None:
     """The console over an alert engine, or None when ``console.enabled`` is false.
+
+    ``notify`` (the receivers' dispatcher) gives the receivers page and the on-call line;
+    ``hj212()`` is the gateway's command dispatcher, None while it does not run here.
 
     A console problem never stops the service (readings and alerts matter more): a broken
     operators file is logged and re-read when it changes; a key file that cannot be written
@@ -57,4 +68,4 @@ def build_console(
     signed_out = cfg.session_secret_file.with_name(cfg.session_secret_file.name + ".signed-out")
     sessions = Sessions(secret, cfg.session_lifetime.total_seconds(), book, signed_out)
     influx = InfluxQLClient(settings.influx, timeout_s=min(settings.influx.timeout_s, 5.0))
-    return Console(settings, engine, registry, book, sessions, influx)
+    return Console(settings, engine, registry, book, sessions, influx, notify=notify, hj212=hj212)

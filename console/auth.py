@@ -1,7 +1,8 @@
 """Operators, passwords, session cookies and CSRF tokens of the operator console.
 
 Operators live in a YAML file (``ENVGRID_CONSOLE__OPERATORS``) written by ``envgrid operators
-add``: a name, a display name and a bcrypt hash each. The service re-reads the file when it
+add``: a name, a display name and a bcrypt hash each, and ``admin: true`` for those who may act
+on the notification receivers (send test messages). The service re-reads the file when it
 changes, so adding or removing an operator needs no restart, and a session ends when its
 operator is removed or their password changes (the cookie carries a fingerprint of the hash).
 
@@ -57,6 +58,8 @@ class Operator:
     name: str
     display_name: str
     password_hash: str = ""  # bcrypt; never logged
+    # May send receivers' test messages (`admin: true` in the operators file; docs/console.md).
+    admin: bool = False
 
     @property
     def fingerprint(self) -> str:
@@ -166,11 +169,16 @@ def parse_operators(text: str, source: str) -> dict[str, Operator]:
             )
         if not isinstance(entry, Mapping):
             raise OperatorsError(f"{where}: operator {name!r} needs display_name and password_hash")
-        extra = set(entry) - {"display_name", "password_hash"}
+        extra = set(entry) - {"display_name", "password_hash", "admin"}
         if extra:
             raise OperatorsError(
                 f"{where}: operator {name!r}: unknown key {sorted(extra)[0]!r}; "
-                "allowed: display_name, password_hash"
+                "allowed: display_name, password_hash, admin"
+            )
+        admin = entry.get("admin", False)
+        if not isinstance(admin, bool):
+            raise OperatorsError(
+                f"{where}: operator {name!r}: admin must be true or false, not {admin!r}"
             )
         h = entry.get("password_hash")
         if not isinstance(h, str) or not h.startswith(("$2a$", "$2b$", "$2y$")):
@@ -179,7 +187,7 @@ def parse_operators(text: str, source: str) -> dict[str, Operator]:
                 f"set it with `envgrid operators add {name}`"
             )
         display = entry.get("display_name") or name
-        out[name] = Operator(name, str(display), h)
+        out[name] = Operator(name, str(display), h, admin)
     return out
 
 
@@ -187,7 +195,11 @@ def save_operators(path: Path, operators: Mapping[str, Operator]) -> None:
     """Write the operators file atomically, readable by its owner only (it holds hashes)."""
     body = {
         "operators": {
-            o.name: {"display_name": o.display_name, "password_hash": o.password_hash}
+            o.name: {
+                "display_name": o.display_name,
+                "password_hash": o.password_hash,
+                **({"admin": True} if o.admin else {}),
+            }
             for o in sorted(operators.values(), key=lambda o: o.name)
         }
     }

@@ -195,8 +195,15 @@ class AlertRow:
     ack_comment: str
 
 
-def alert_row(rec: AlertRecord, lang: Lang, clock: Clock, who: dict[str, str]) -> AlertRow:
-    """The table row of an alert; ``who`` maps operator names to their display labels."""
+def alert_row(
+    rec: AlertRecord,
+    lang: Lang,
+    clock: Clock,
+    who: dict[str, str],
+    description: str | None = None,
+) -> AlertRow:
+    """The table row of an alert; ``who`` maps operator names to their display labels, and
+    ``description`` replaces the stored (English) rule text, e.g. by ``description_zh``."""
     since = rec.fired_ms or rec.started_ms
     end = rec.resolved_ms
     return AlertRow(
@@ -212,7 +219,7 @@ def alert_row(rec: AlertRecord, lang: Lang, clock: Clock, who: dict[str, str]) -
         site=rec.site,
         county=rec.county,
         rule_id=rec.rule_id,
-        rule_text=rec.description or rec.rule_id,
+        rule_text=description or rec.description or rec.rule_id,
         value_text=(f"{rec.field} = " if rec.field else "")
         + format_value(rec.kind, rec.field, rec.value, lang),
         since_ms=since,

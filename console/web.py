@@ -15,7 +15,7 @@ import math
 import mimetypes
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from alerts.api import MAX_SILENCE_MS
+from alerts.dispatch import Dispatcher as NotifyDispatcher
 from alerts.engine import AlertEngine
 from alerts.rules import Rule, duration_ms
 from alerts.store import AlertFilter, AlertRecord, Matchers, Silence
-from console import data
+from console import data, notify_view, stations
 from console.auth import (
     LoginLimiter,
     OperatorBook,
@@ -52,6 +53,7 @@ from console.i18n import (
     translator,
 )
 from console.present import (
+    AlertRow,
     Clock,
     active_order,
     alert_row,
@@ -65,6 +67,8 @@ from console.present import (
 )
 from devices.kinds import KINDS
 from devices.registry import Device, Registry
+from hj212.commands import CommandError
+from hj212.dispatch import Dispatcher as Hj212Dispatcher
 from ingest.influxql import InfluxQLClient, QueryError
 
 log = logging.getLogger("envgrid.console")
@@ -197,6 +201,9 @@ class Console:
         book: OperatorBook,
         sessions: Sessions,
         influx: InfluxQLClient,
+        *,
+        notify: NotifyDispatcher | None = None,
+        hj212: Callable[[], Hj212Dispatcher | None] | None = None,
     ) -> None:
         self.settings = settings
         self.cfg = settings.console
@@ -205,6 +212,10 @@ class Console:
         self.book = book
         self.sessions = sessions
         self.influx = influx
+        # The notification dispatcher (None without receivers in ENVGRID_ALERTS__ROUTING) and
+        # the HJ 212 gateway's command dispatcher (None until, or unless, it runs here).
+        self.notify = notify
+        self._hj212 = hj212 or (lambda: None)
         self.clock = Clock(ZoneInfo(settings.standards.timezone))
         self.latest = data.Latest(influx, int(self.cfg.lookback.total_seconds()))
         self.limiter = LoginLimiter()
@@ -257,6 +268,7 @@ class Console:
             op=session.operator if session else None,
             csrf=session.csrf if session else "",
             nav=ctx.pop("nav", ""),
+            oncall_now=notify_view.oncall_rows(self.notify, self.clock) if session else [],
             **ctx,
         )
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
@@ -290,6 +302,12 @@ class Console:
         return session, fields, None
 
     # ------------------------------------------------------------------ alert list
+    def row(self, rec: AlertRecord, lang: Lang, who: dict[str, str]) -> AlertRow:
+        """An alert's row, with its rule's Chinese description on a Chinese page."""
+        rule = self.engine.rules.by_id.get(rec.rule_id)
+        zh = rule.description_zh if rule is not None and lang == "zh" else ""
+        return alert_row(rec, lang, self.clock, who, description=zh or None)
+
     def alert_lists(self, f: Filters, lang: Lang) -> dict[str, Any]:
         """Active alerts (firing, then pending; silenced hidden unless asked) and history."""
         active = [
@@ -305,9 +323,9 @@ class Console:
         )
         who = self.who()
         return {
-            "active": [alert_row(a, lang, self.clock, who) for a in active],
+            "active": [self.row(a, lang, who) for a in active],
             "hidden": hidden,
-            "history": [alert_row(a, lang, self.clock, who) for a in history[:HISTORY_PAGE]],
+            "history": [self.row(a, lang, who) for a in history[:HISTORY_PAGE]],
             "has_older": len(history) > HISTORY_PAGE,
             "f": f,
             "now_text": self.clock.time(int(time.time() * 1000)),
@@ -321,7 +339,7 @@ class Console:
         t = translator(lang)
         return {
             "id": rule.id,
-            "description": rule.description,
+            "description": (rule.description_zh if lang == "zh" else "") or rule.description,
             "condition": rule.when.text if rule.when else "",
             "clears": rule.clear.text if rule.clear else "",
             "hold": human_duration(rule.for_ms / 1000, lang) if rule.for_ms else t("at_once"),
@@ -707,7 +725,159 @@ class Console:
             ctx = await console.device_rows(lang, request.query_params)
             return console.render(request, "devices.html", session, nav="devices", **ctx)
 
+        @router.get("/receivers")
+        async def receivers(request: Request, done: str = "", name: str = "") -> Response:
+            session = console.session(request)
+            if session is None:
+                return console.to_login(request)
+            return console._receivers(request, session, done=done, name=name)
+
+        @router.post("/receivers/{name}/test")
+        async def test_receiver(request: Request, name: str) -> Response:
+            session, _, error = await console.form_with_csrf(request)
+            if error is not None or session is None:
+                return error or console.fail(request, 401, "session_needed")
+            if not session.operator.admin:
+                return console.fail(request, 403, "admin_only", session)
+            d = console.notify
+            if d is None or name not in d.receivers:
+                return console.fail(request, 404, "no_such_receiver", session)
+            # Through the outbox, as POST /api/receivers/{name}/test: retried, kept, counted.
+            d.send_test(name)
+            log.info("console: %s sent a test message to receiver %s", session.operator.name, name)
+            return RedirectResponse(
+                f"/receivers?done=test&name={quote(name, safe='')}", status_code=303
+            )
+
+        @router.get("/stations")
+        async def station_list(request: Request) -> Response:
+            session = console.session(request)
+            if session is None:
+                return console.to_login(request)
+            lang = console.lang(request)
+            d = console.hj212()
+            rows = stations.station_rows(d, console.registry, console.clock, lang) if d else []
+            return console.render(
+                request, "stations.html", session, nav="stations", running=d is not None, rows=rows
+            )
+
+        @router.get("/stations/{mn}")
+        async def station_page(request: Request, mn: str, done: str = "", qn: str = "") -> Response:
+            session = console.session(request)
+            if session is None:
+                return console.to_login(request)
+            return console._station(request, session, mn, done=done, qn=qn)
+
+        @router.post("/stations/{mn}/rerequest")
+        async def rerequest(request: Request, mn: str) -> Response:
+            session, form, error = await console.form_with_csrf(request)
+            if error is not None or session is None:
+                return error or console.fail(request, 401, "session_needed")
+            d = console.hj212()
+            if d is None or mn not in d.stations:
+                return console.fail(request, 404, "no_such_station", session)
+            try:
+                cmd = stations.rerequest(
+                    d, mn, form.get("begin", ""), form.get("end", ""), session.operator.name
+                )
+            except CommandError as e:
+                return console._station(request, session, mn, status=422, error=str(e), form=form)
+            log.info("console: %s queued 2061 %s for MN %s", session.operator.name, cmd.qn, mn)
+            return RedirectResponse(
+                f"/stations/{quote(mn, safe='')}?done=queued&qn={cmd.qn}", status_code=303
+            )
+
+        @router.post("/stations/{mn}/sync-clock")
+        async def sync_clock(request: Request, mn: str) -> Response:
+            session, _, error = await console.form_with_csrf(request)
+            if error is not None or session is None:
+                return error or console.fail(request, 401, "session_needed")
+            d = console.hj212()
+            if d is None or mn not in d.stations:
+                return console.fail(request, 404, "no_such_station", session)
+            try:
+                cmd = stations.sync_clock(d, mn, session.operator.name)
+            except CommandError as e:
+                return console._station(request, session, mn, status=422, error=str(e))
+            if cmd is None:
+                return RedirectResponse(
+                    f"/stations/{quote(mn, safe='')}?done=clock_waiting", status_code=303
+                )
+            log.info("console: %s queued 1012 %s for MN %s", session.operator.name, cmd.qn, mn)
+            return RedirectResponse(
+                f"/stations/{quote(mn, safe='')}?done=queued&qn={cmd.qn}", status_code=303
+            )
+
         return router
+
+    def hj212(self) -> Hj212Dispatcher | None:
+        """The HJ 212 command dispatcher, when the gateway runs in this process."""
+        return self._hj212()
+
+    def _receivers(self, request: Request, session: Session, *, done: str, name: str) -> Response:
+        lang = self.lang(request)
+        d = self.notify
+        rows = notify_view.receiver_rows(d, self.clock, lang) if d is not None else []
+        known = {r["name"] for r in rows}
+        done_text = (
+            translator(lang)("test_queued", name=name) if done == "test" and name in known else ""
+        )
+        return self.render(
+            request,
+            "receivers.html",
+            session,
+            nav="receivers",
+            configured=d is not None,
+            rows=rows,
+            oncall=notify_view.oncall_rows(d, self.clock),
+            done_text=done_text,
+        )
+
+    def _station(
+        self,
+        request: Request,
+        session: Session,
+        mn: str,
+        *,
+        status: int = 200,
+        done: str = "",
+        qn: str = "",
+        error: str | None = None,
+        form: Mapping[str, str] | None = None,
+    ) -> Response:
+        d = self.hj212()
+        if d is None or mn not in d.states:
+            return self.fail(request, 404, "no_such_station", session)
+        lang = self.lang(request)
+        t = translator(lang)
+        who = self.who()
+        commands = [
+            stations.command_row(c, self.clock, lang, who)
+            for c in d.store.find(mn=mn, limit=stations.COMMANDS_SHOWN)
+        ]
+        state = d.states[mn]
+        row = stations.station_row(
+            state, len(d.store.open_commands(mn)), self.registry, self.clock, lang
+        )
+        begin, end = stations.default_range(d, mn)
+        done_text = ""
+        if done == "queued" and qn.isdigit():
+            done_text = t("command_queued", qn=qn)
+        elif done == "clock_waiting":
+            done_text = t("clock_sync_waiting")
+        return self.render(
+            request,
+            "station.html",
+            session,
+            status,
+            nav="stations",
+            s=row,
+            commands=commands,
+            begin=(form or {}).get("begin", begin),
+            end=(form or {}).get("end", end),
+            done_text=done_text,
+            error=error,
+        )
 
     def _login(self, request: Request, target: str, error: str | None, status: int) -> Response:
         token = secrets.token_urlsafe(24)
@@ -773,12 +943,13 @@ class Console:
             session,
             status,
             nav="alerts",
-            a=alert_row(rec, lang, self.clock, who),
+            a=self.row(rec, lang, who),
             rec=rec,
             rule=self.rule_view(rule, lang),
             device=self.device_view(self.registry.get(rec.device_id), lang),
             chart=await self.chart(rec, rule, lang),
             events=events,
+            sent=notify_view.alert_notifications(self.engine.store, alert_id, self.clock, lang),
             silences=silences,
             choices=list(SILENCE_CHOICES.items()),
             scopes=SCOPES,

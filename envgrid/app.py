@@ -62,7 +62,17 @@ async def started(
     )
     alerting = build_alerting(settings, service, registry, role=role)
     # The operator console (docs/console.md) is served with the alerts it works on.
-    console = build_console(settings, alerting.engine, registry) if alerting else None
+    console = (
+        build_console(
+            settings,
+            alerting.engine,
+            registry,
+            notify=alerting.dispatcher,
+            hj212=lambda: hj212.commands.dispatcher if hj212.commands is not None else None,
+        )
+        if alerting
+        else None
+    )
     routers = [r.router for r in (alerting, console) if r is not None]
     routers.append(hj212.router(settings.http.token))  # /api/hj212: commands, station state
     app = create_app(service.metrics, service.readiness, routers)

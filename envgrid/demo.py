@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from console.auth import Operator, hash_password, load_operators, save_operators
 from devices.kinds import KINDS
 from devices.registry import Registry
 from envgrid.app import DEFAULT_REGISTRY, Running, started
@@ -27,8 +29,24 @@ from ingest.service import IngestService
 log = logging.getLogger("envgrid.demo")
 
 
+DEMO_OPERATOR = "demo"
+
+
 def _overridden(name: str) -> bool:
     return f"ENVGRID_{name}" in {k.upper() for k in os.environ}
+
+
+def demo_operator(path: Path) -> str:
+    """Give operator ``demo`` (an admin) a new random password in ``path``; the password.
+
+    Only its bcrypt hash is written; the password is printed once by the caller, and a new
+    one is made at every start, so no password ever sits in the repository or the work dir.
+    """
+    password = secrets.token_urlsafe(12)
+    ops = load_operators(path)
+    ops[DEMO_OPERATOR] = Operator(DEMO_OPERATOR, "演示值班员", hash_password(password), admin=True)
+    save_operators(path, ops)
+    return password
 
 
 async def run_demo(
@@ -79,12 +97,27 @@ async def run_demo(
         updates["alerts"] = settings.alerts.model_copy(update={"store": workdir / "alerts.db"})
     if not _overridden("HTTP__PORT"):
         updates["http"] = settings.http.model_copy(update={"port": free_port()})
+    password: str | None = None
+    if settings.console.enabled and not _overridden("CONSOLE__OPERATORS"):
+        # A newcomer who opens the console can sign in: a demo operator in the demo's own file.
+        operators = workdir / "operators.yaml"
+        password = demo_operator(operators)
+        update: dict[str, object] = {"operators": operators}
+        if not _overridden("CONSOLE__SESSION_SECRET_FILE"):
+            update["session_secret_file"] = workdir / "console-session.key"
+        updates["console"] = settings.console.model_copy(update=update)
     settings = settings.model_copy(update=updates)
     sim_settings = settings.model_copy(update={"mqtt": sim_mqtt})
     local = bool(stack._exit_callbacks)  # type: ignore[attr-defined]
     with stack:
         t0 = time.monotonic()
         async with started(settings) as running:
+            if password is not None:
+                console.print(
+                    f"[bold]console[/]   http://{settings.http.host}:{running.http.port}/ — sign "
+                    f"in as [bold]{DEMO_OPERATOR}[/] with password [bold]{password}[/] (new at "
+                    f"every start; only its hash is kept, in {workdir / 'operators.yaml'})"
+                )
             published = await _watch(
                 settings, sim_settings, running, rate, duration, bad_fraction, workdir, console
             )

@@ -66,6 +66,13 @@ def add(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
+    admin: Annotated[
+        bool | None,
+        typer.Option(
+            "--admin/--no-admin",
+            help="May send receivers' test messages (default: unchanged; new operators: no).",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     file: FileOpt = None,
 ) -> None:
@@ -83,13 +90,14 @@ def add(
         raise fail(str(e)) from None
     old = ops.get(name)
     display = display_name or (old.display_name if old else name)
-    ops[name] = Operator(name, display, hash_password(password))
+    is_admin = admin if admin is not None else bool(old and old.admin)
+    ops[name] = Operator(name, display, hash_password(password), is_admin)
     try:
         save_operators(path, ops)
     except OSError as e:
         raise fail(f"{path}: cannot write the operators file ({e.strerror})") from None
     verb = "password changed for" if old else "added"
-    typer.echo(f"{verb} operator {name} ({display}) in {path}")
+    typer.echo(f"{verb} operator {name} ({display}){' (admin)' if is_admin else ''} in {path}")
 
 
 @operators_app.command("list")
@@ -101,7 +109,7 @@ def list_(config: ConfigOpt = None, file: FileOpt = None) -> None:
         typer.echo(f"no operators in {path}: add one with `envgrid operators add NAME`")
         return
     for op in sorted(ops.values(), key=lambda o: o.name):
-        typer.echo(f"{op.name}\t{op.display_name}")
+        typer.echo(f"{op.name}\t{op.display_name}" + ("\tadmin" if op.admin else ""))
 
 
 @operators_app.command("remove")

@@ -6,6 +6,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -349,3 +350,211 @@ def test_console_problems_never_stop_the_service(
     assert (
         build_console(load_settings(None, console={"enabled": False}), engine, Registry()) is None
     )
+
+
+# ----------------------------------------------------------------------- pages, in-process
+# The console's router on a FastAPI app, driven through httpx's ASGI transport: no server, no
+# InfluxDB (the pages below read the alert store, the routing and the HJ 212 command store).
+
+ROUTING = """
+receivers:
+  - {name: duty-dingtalk, type: dingtalk, url: "http://127.0.0.1:9/robot/send?access_token=t"}
+routes:
+  - {name: all, receivers: [duty-dingtalk], group_wait: 0s}
+oncall:
+  people: [{id: wang, name: 王工, mobile: "13800000001"}]
+  rotas:
+    - {name: duty, weekly: {mon: wang, tue: wang, wed: wang, thu: wang, fri: wang,
+                            sat: wang, sun: wang}}
+"""
+
+
+class Pages:
+    """A console with an alert store, a receivers' dispatcher and an HJ 212 dispatcher."""
+
+    def __init__(self, tmp: Path) -> None:
+        from zoneinfo import ZoneInfo
+
+        from fastapi import FastAPI
+
+        from alerts.dispatch import Dispatcher
+        from alerts.engine import AlertEngine
+        from alerts.receivers import build_receiver
+        from alerts.routing import parse_routing
+        from alerts.rules import load_rules
+        from alerts.store import AlertStore
+        from console import build_console
+        from devices.registry import FLEET, load_registry
+        from envgrid.settings import load_settings
+        from hj212.api import create_router
+        from hj212.dispatch import Dispatcher as Hj212Dispatcher
+        from hj212.intake import load_stations
+        from hj212.store import CommandStore
+
+        ops = tmp / "operators.yaml"
+        save_operators(
+            ops,
+            {
+                "boss": Operator("boss", "站长", fast_hash("password-boss"), admin=True),
+                "duty": Operator("duty", "值班员", fast_hash("password-duty")),
+            },
+        )
+        settings = load_settings(
+            None, console={"operators": ops, "session_secret_file": tmp / "key"}
+        )
+        registry = load_registry(FLEET)
+        routing, errors = parse_routing(ROUTING, "routing.yaml")
+        assert errors == []
+        self.store = AlertStore(tmp / "alerts.db")
+        self.engine = AlertEngine(load_rules(None), self.store)
+        receivers = {n: build_receiver(c) for n, c in routing.receivers.items()}
+        self.notify = Dispatcher(self.store, routing, receivers)
+        self.commands = CommandStore(tmp / "commands.db")
+        tz = ZoneInfo("Asia/Shanghai")
+        self.hj212 = Hj212Dispatcher(
+            settings.hj212, load_stations(registry, "Asia/Shanghai"), self.commands, tz
+        )
+        console = build_console(
+            settings, self.engine, registry, notify=self.notify, hj212=lambda: self.hj212
+        )
+        assert console is not None
+        self.console = console
+        self.app = FastAPI()
+        self.app.include_router(console.router)
+        self.app.include_router(create_router(lambda: self.hj212, "tok"))
+
+    def client(self, operator: str | None, lang: str = "zh") -> Any:
+        import httpx
+
+        cookies = {"envgrid_lang": lang}
+        self.csrf = ""
+        if operator is not None:
+            op = self.console.book.get(operator)
+            assert op is not None
+            cookie, session = self.console.sessions.issue(op)
+            cookies["envgrid_session"] = cookie
+            self.csrf = session.csrf
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://console.test",
+            cookies=cookies,
+        )
+
+
+@pytest.fixture
+def pages(tmp_path: Path) -> Pages:
+    return Pages(tmp_path)
+
+
+def _breach(p: Pages) -> int:
+    from alerts.engine import Observation
+    from alerts.store import AlertFilter
+
+    # pv-fault fires at once (no `for`): an alert with a description_zh.
+    p.engine.observe(
+        Observation("pv", "PV-001", "site", "清江浦区", 1_796_090_400_000, {"status": "FAULT"})
+    )
+    (rec,) = p.engine.alerts(AlertFilter(state="firing"))
+    return rec.id
+
+
+async def test_every_default_rule_has_a_chinese_description_shown_on_a_chinese_page(
+    pages: Pages,
+) -> None:
+    from alerts.rules import load_rules
+
+    rules = load_rules(None).by_id.values()
+    assert rules and all(re.search(r"[\u4e00-\u9fff]", r.description_zh) for r in rules)
+    alert_id = _breach(pages)
+    async with pages.client("duty", "zh") as c:
+        zh = (await c.get(f"/alerts/{alert_id}")).text
+        index = (await c.get("/")).text
+    async with pages.client("duty", "en") as c:
+        en = (await c.get(f"/alerts/{alert_id}")).text
+    assert "光伏逆变器报告 FAULT（故障）" in zh and "光伏逆变器报告 FAULT（故障）" in index
+    # The heading and the rule's description; the stored message stays as the engine wrote it.
+    heading = re.search(r"<h1>.*?</h1>", zh, re.S)
+    assert heading and "光伏逆变器报告 FAULT（故障）" in heading.group(0)
+    assert "<dd>PV inverter reports FAULT</dd>" not in zh
+    assert "PV inverter reports FAULT" in en and "光伏逆变器报告" not in en
+
+
+async def test_new_pages_render_in_both_languages_with_on_call_now(pages: Pages) -> None:
+    mn = next(iter(pages.hj212.stations))
+    for lang, words in (
+        ("zh", ("通知记录", "通知渠道与值班", "HJ 212 监测站", "补传小时数据", "当前值班")),
+        ("en", ("Notifications", "Receivers and on-call", "HJ 212 stations", "Re-request hours")),
+    ):
+        alert_id = _breach(pages) if lang == "zh" else 1
+        async with pages.client("duty", lang) as c:
+            bodies = [
+                (await c.get(path)).text
+                for path in (f"/alerts/{alert_id}", "/receivers", "/stations", f"/stations/{mn}")
+            ]
+        text = "\n".join(bodies)
+        for w in words:
+            assert w in text, (lang, w)
+        assert "王工" in bodies[1]  # the rota's person on duty, in the header and the table
+    async with pages.client(None) as c:
+        for path in ("/receivers", "/stations", f"/stations/{mn}"):
+            r = await c.get(path)
+            assert r.status_code == 303 and r.headers["location"].startswith("/login")
+        r = await c.post(f"/stations/{mn}/sync-clock", data={"csrf": "x"})
+        assert r.status_code == 401
+
+
+async def test_test_message_is_for_admins_only(pages: Pages) -> None:
+    def tests_queued() -> int:
+        return int(
+            pages.store.db.execute(
+                "SELECT COUNT(*) FROM notify_sent WHERE reason = 'test'"
+            ).fetchone()[0]
+        )
+
+    async with pages.client("duty") as c:
+        page = (await c.get("/receivers")).text
+        assert 'id="test-duty-dingtalk"' not in page and 'id="admin-hint"' in page
+        r = await c.post("/receivers/duty-dingtalk/test", data={"csrf": pages.csrf})
+        assert r.status_code == 403 and "只有管理员" in r.text
+    assert tests_queued() == 0
+    async with pages.client("boss") as c:
+        assert 'id="test-duty-dingtalk"' in (await c.get("/receivers")).text
+        r = await c.post("/receivers/duty-dingtalk/test", data={"csrf": "wrong"})
+        assert r.status_code == 403 and tests_queued() == 0
+        r = await c.post("/receivers/nobody/test", data={"csrf": pages.csrf})
+        assert r.status_code == 404
+        r = await c.post("/receivers/duty-dingtalk/test", data={"csrf": pages.csrf})
+        assert r.status_code == 303
+        assert tests_queued() == 1
+        page = (await c.get(r.headers["location"])).text
+        assert "duty-dingtalk" in page and 'id="done"' in page
+
+
+async def test_station_page_queues_commands_the_api_lists_with_the_operator(
+    pages: Pages,
+) -> None:
+    mn = next(iter(pages.hj212.stations))
+    async with pages.client("duty", "en") as c:
+        r = await c.post(
+            f"/stations/{mn}/rerequest",
+            data={"csrf": pages.csrf, "begin": "2026-12-01T08:00", "end": "2026-12-01T11:00"},
+        )
+        assert r.status_code == 303, r.text
+        r = await c.post(f"/stations/{mn}/sync-clock", data={"csrf": pages.csrf})
+        assert r.status_code == 303
+        r = await c.post(f"/stations/{mn}/sync-clock", data={"csrf": pages.csrf})
+        assert r.headers["location"].endswith("done=clock_waiting")  # one 1012 waiting is enough
+        bad = await c.post(
+            f"/stations/{mn}/rerequest",
+            data={"csrf": pages.csrf, "begin": "2026-12-02T08:00", "end": "2026-12-01T08:00"},
+        )
+        assert bad.status_code == 422 and "BeginTime is after EndTime" in bad.text
+        listed = (await c.get("/api/hj212/commands", params={"mn": mn})).json()
+        page = (await c.get(f"/stations/{mn}")).text
+    assert [(x["cn"], x["status"], x["requested_by"]) for x in listed] == [
+        ("1012", "queued", "operator:duty"),
+        ("2061", "queued", "operator:duty"),
+    ]
+    assert listed[1]["params"] == {"BeginTime": "20261201080000", "EndTime": "20261201110000"}
+    assert listed[0]["qn"] in page and "值班员 (duty)" in page
+    assert re.search(r'id="open-commands">2<', page)
