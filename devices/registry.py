@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal, Protocol, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from devices.config import PositiveDuration
 from devices.errors import error_lines
 from devices.lineproto import escape_key
 
@@ -39,6 +40,10 @@ class Facts(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
     _defaults: ClassVar[dict[type[Facts], Facts]] = {}
+
+    # How often the device reports (``interval: 5m``); rollups count each sample for this long
+    # when they decide whether an hour is covered. Unset: learned from the device's own spacing.
+    interval: PositiveDuration | None = None
 
     @classmethod
     def of(cls, device: Device) -> Self:

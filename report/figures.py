@@ -420,7 +420,8 @@ class Reporter:
     ) -> list[P.AirDay]:
         """Each closed day of the city: good, not good, invalid or missing."""
         q = (
-            'SELECT "aqi", "aqi_category", "primary_pollutant", "good_day", "valid" '
+            'SELECT "aqi", "aqi_category", "primary_pollutant", "good_day", "valid", '
+            '"invalid_reason" '
             f"FROM {quote_ident(CITY_AIR_DAILY)} WHERE time >= {time_literal(start_ms)} "
             f'AND time < {time_literal(end_ms)} GROUP BY "aqi_edition"'
         )

@@ -418,6 +418,7 @@ class AirDay:
     category: int | None = None
     primary: list[str] = field(default_factory=list)
     edition: str = ""
+    reason: str = ""  # why an invalid day did not count (the rollup's invalid_reason)
 
 
 @dataclass(slots=True)
@@ -449,6 +450,7 @@ def air_day(day: date, row: Mapping[str, Any] | None) -> AirDay:
         int(category) if isinstance(category, int | float) else None,
         primary,
         edition,
+        "" if valid else str(row.get("invalid_reason") or ""),
     )
 
 

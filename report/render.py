@@ -264,6 +264,9 @@ def render_table(report: PlanReport, console: Console) -> None:
     if missing or invalid:
         console.print("无数据 no data: " + ", ".join(d.day.isoformat() for d in missing))
         console.print("无效 invalid: " + ", ".join(d.day.isoformat() for d in invalid))
+        for d in invalid:
+            if d.reason:
+                console.print(f"  {d.day.isoformat()}: {d.reason}")
 
     t = Table(title="屋顶光伏 Rooftop PV by county")
     for col in (

@@ -33,7 +33,16 @@ class RollupSettings(Section):
         default=timedelta(hours=48), description="recomputed once when the service starts"
     )
     hour_min_minutes: int = Field(
-        default=45, ge=1, le=60, description="air 1 h mean valid with this many minutes sampled"
+        default=45,
+        ge=1,
+        le=60,
+        description="air 1 h mean valid when its samples cover this many minutes (GB 3095-2012 "
+        "Table 4); each sample counts for the device's reporting interval",
+    )
+    max_sample_interval: Duration = Field(
+        default=timedelta(minutes=15),
+        description="the most one sample counts for in an hour's covered time, whatever the "
+        "registry `interval` or the learned spacing says (envgrid's choice, docs/standards.md)",
     )
     day_min_hours: int = Field(
         default=20, ge=1, le=24, description="air 24 h mean valid with this many valid hours"
@@ -73,7 +82,7 @@ class RollupSettings(Section):
         default=1, ge=1, le=31, description="days the underperformance comparison sums over"
     )
 
-    @field_validator("interval", "lateness", "startup_lookback")
+    @field_validator("interval", "lateness", "startup_lookback", "max_sample_interval")
     @classmethod
     def _positive(cls, v: timedelta) -> timedelta:
         if v <= timedelta(0):

@@ -90,6 +90,7 @@ def options_from(settings: RollupConfig) -> Options:
         tz=ZoneInfo(settings.standards.timezone),
         validity=Validity(
             hour_min_minutes=r.hour_min_minutes,
+            max_sample_interval_ms=int(r.max_sample_interval.total_seconds() * 1000),
             day_min_hours=r.day_min_hours,
             o3_8h_min_hours=r.o3_8h_min_hours,
             o3_8h_min_windows=r.o3_8h_min_windows,
@@ -295,11 +296,18 @@ class Rollup:
                 if device.facts.get(key) is not None:
                     out[key] = str(device.facts[key])
             assessment = kind.assessment(device) or ""
+            every = kind.kind.facts(device).interval
+            interval_ms = int(every.total_seconds() * 1000) if every is not None else None
         else:
             keys = ("device_id", "site", "county", *kind.tag_keys)
             out = {k: tags[k] for k in keys if tags.get(k)}
             assessment = tags.get("assessment", "")
-        return Station(tags={k: v for k, v in out.items() if v != ""}, assessment=assessment)
+            interval_ms = None
+        return Station(
+            tags={k: v for k, v in out.items() if v != ""},
+            assessment=assessment,
+            interval_ms=interval_ms,
+        )
 
     async def write(self, points: Sequence[Point]) -> None:
         """Write points; RollupError unless InfluxDB took every one."""

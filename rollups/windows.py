@@ -13,8 +13,14 @@ report reads is decided here:
   ``<field>``. Rollups read the normal names, so flagged values never enter a mean.
 - **Hourly value.** The mean of the hour's readings; a station-supplied hourly value (HJ 212
   CN 2061, stored with tag ``data_kind=hourly`` at the start of its hour) replaces it field by
-  field. GB 3095-2012 Table 4: an air 1 h mean needs ≥ 45 minutes of sampling, counted here as
-  distinct clock minutes holding a value (``Validity.hour_min_minutes``).
+  field. GB 3095-2012 Table 4 (and HJ 663-2013): an air 1 h mean needs ≥ 45 minutes of sampling
+  in the hour (``Validity.hour_min_minutes``). Sampling time is *covered time*: each sample counts
+  for the device's reporting interval, capped at the gap to its next sample and at the hour's
+  end, so a station reporting every 5 minutes, every minute or every 30 s covers its hours with no
+  setting changed. The interval is the registry's ``interval`` fact, else learned from the
+  device's own spacing (the median gap between its readings in the fetched span), and never
+  more than ``Validity.max_sample_interval_ms``: a spot value sent once an hour covers at most
+  that, not the hour (a station's own hourly means come as HJ 212 CN 2061 hourly values).
 - **Daily value.** The mean of the day's valid hourly values; valid with ≥ 20 of them (GB 3095).
   O3: the 8 h moving mean at hour h is the mean of hours h-7..h, valid with ≥ 6 values (GB 3095);
   the daily maximum 8 h mean is the largest valid one among the windows lying inside the day (end
@@ -38,6 +44,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from devices import air, water
@@ -69,6 +76,8 @@ O3_8H = "o3_8h_ug_m3"
 O3_1H_MAX = "o3_1h_max_ug_m3"
 # Fields that are angles: averaged as unit vectors, not as numbers (359° and 1° average to 0°).
 CIRCULAR_FIELDS = frozenset({"wind_dir_deg"})
+# Stations named in a city day's invalid_reason (a string field: kept short for the report).
+_REASON_STATIONS = 5
 # GB 3095 criteria pollutants whose daily statistics decide whether an air day is valid.
 DAILY_CRITERIA = ("so2_ug_m3", "no2_ug_m3", "co_mg_m3", "pm10_ug_m3", "pm25_ug_m3", O3_8H)
 
@@ -77,7 +86,9 @@ DAILY_CRITERIA = ("so2_ug_m3", "no2_ug_m3", "co_mg_m3", "pm10_ug_m3", "pm25_ug_m
 class Validity:
     """Data-validity rules; the defaults are GB 3095-2012 Table 4 and HJ 663-2013."""
 
-    hour_min_minutes: int = 45  # air 1 h mean: minutes of sampling in the hour
+    hour_min_minutes: int = 45  # air 1 h mean: minutes of the hour its samples cover
+    # The most one sample can stand for (envgrid's choice, not a national number; configurable).
+    max_sample_interval_ms: int = 15 * MINUTE_MS
     day_min_hours: int = 20  # air 24 h mean: valid hourly values in the day
     o3_8h_min_hours: int = 6  # O3 8 h moving mean: valid hourly values in its 8 hours
     o3_8h_min_windows: int = 14  # daily max 8 h O3: valid 8 h means ending 08:00..24:00
@@ -112,6 +123,7 @@ class HourValue:
     n: int
     valid: bool
     station: bool = False  # the station's own hourly value (HJ 212 CN 2061), not our mean
+    covered_ms: int | None = None  # time the samples cover (None for a station's value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +145,27 @@ class Station:
     # Registry level of assessment ("national", "provincial", "city"; "" = not assessed). Kept
     # apart from the tags: water points carry no assessment tag, yet sections are chosen by it.
     assessment: str = ""
+    # The registry's reporting interval (ms); None: learned from the samples (sample_interval).
+    interval_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """What one sample of a station counts for, and where that figure came from."""
+
+    ms: int
+    source: str  # "registry", "learned" or "default" (too few samples to learn from)
+    capped: bool = False  # the registry or learned figure exceeded max_sample_interval_ms
+
+    def describe(self) -> str:
+        """E.g. ``5 min (learned)``, ``60 min learned, counted as 15 min``."""
+        if self.capped:
+            return f"{self.source} interval over the cap, counted as {_minutes(self.ms)} min"
+        return f"{_minutes(self.ms)} min ({self.source})"
+
+
+def _minutes(ms: int) -> str:
+    return f"{ms / MINUTE_MS:g}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,26 +244,74 @@ def _average(name: str, values: Sequence[float]) -> float:
     return circular_mean_deg(values) if name in CIRCULAR_FIELDS else mean(values)
 
 
+def covered_ms(timestamps: Sequence[int], interval_ms: int, end_ms: int | None = None) -> int:
+    """Time that samples at ``timestamps`` cover: each counts for ``interval_ms``, capped at the
+    gap to the next sample and at ``end_ms`` (the window's end; the last sample + interval
+    when None). Two samples with one stamp count once."""
+    ts = sorted(set(timestamps))
+    total = 0
+    for i, t in enumerate(ts):
+        span = interval_ms
+        if i + 1 < len(ts):
+            span = min(span, ts[i + 1] - t)
+        if end_ms is not None:
+            span = min(span, end_ms - t)
+        total += max(span, 0)
+    return total
+
+
 def hour_value(
-    name: str, samples: Sequence[Sample], min_minutes: int, station: Sample | None = None
+    name: str,
+    samples: Sequence[Sample],
+    min_minutes: int,
+    station: Sample | None = None,
+    *,
+    interval_ms: int = MINUTE_MS,
+    end_ms: int | None = None,
 ) -> HourValue | None:
     """One field's hourly value: the station's own value if given, else the samples' mean.
 
-    The mean is valid when the samples cover ≥ ``min_minutes`` distinct clock minutes.
+    The mean is valid when the samples cover ≥ ``min_minutes`` of the hour (:func:`covered_ms`,
+    each sample standing for ``interval_ms``); ``end_ms`` is the hour's end.
     """
     if station is not None:
         return HourValue(value=station[1], n=1, valid=True, station=True)
     if not samples:
         return None
     values = [v for _, v in samples]
-    minutes = len({ts // MINUTE_MS for ts, _ in samples})
-    return HourValue(_average(name, values), len(values), minutes >= min_minutes)
+    covered = covered_ms([ts for ts, _ in samples], interval_ms, end_ms)
+    return HourValue(
+        _average(name, values), len(values), covered >= min_minutes * MINUTE_MS, False, covered
+    )
+
+
+def sample_interval(station: Station, max_ms: int) -> Interval:
+    """What one of the station's samples counts for: the registry's interval, else the median
+    gap between its distinct sample times (all fields together), capped at ``max_ms``. With
+    fewer than two sample times there is nothing to learn from: one minute, the finest
+    resolution GB 3095's minute count speaks of."""
+    if station.interval_ms is not None:
+        ms, source = station.interval_ms, "registry"
+    else:
+        stamps = sorted({ts for samples in station.raw.values() for ts, _ in samples})
+        gaps = sorted(b - a for a, b in pairwise(stamps))
+        if not gaps:
+            return Interval(MINUTE_MS, "default")
+        ms, source = gaps[len(gaps) // 2], "learned"
+    return Interval(max_ms, source, True) if ms > max_ms else Interval(ms, source)
 
 
 def hourly_values(
-    station: Station, hours: Sequence[Window], fields: Iterable[str], min_minutes: int
+    station: Station,
+    hours: Sequence[Window],
+    fields: Iterable[str],
+    min_minutes: int,
+    interval_ms: int = MINUTE_MS,
 ) -> list[dict[str, HourValue]]:
-    """Per hour (in ``hours`` order), each field's :class:`HourValue`; absent fields left out."""
+    """Per hour (in ``hours`` order), each field's :class:`HourValue`; absent fields left out.
+
+    ``interval_ms``: what one sample counts for (:func:`sample_interval`).
+    """
     starts = [h.start_ms for h in hours]
     out: list[dict[str, HourValue]] = [{} for _ in hours]
 
@@ -248,7 +329,14 @@ def hourly_values(
             if (i := index(s[0])) is not None:
                 supplied[i] = s  # several for one hour (a resend): the latest stamp wins
         for i in range(len(hours)):
-            hv = hour_value(name, buckets[i], min_minutes, supplied[i])
+            hv = hour_value(
+                name,
+                buckets[i],
+                min_minutes,
+                supplied[i],
+                interval_ms=interval_ms,
+                end_ms=hours[i].end_ms,
+            )
             if hv is not None:
                 out[i][name] = hv
     return out
@@ -321,6 +409,8 @@ def _hour_fields(values: Mapping[str, HourValue], fields: Sequence[str]) -> dict
         if hv is not None:
             out[name] = hv.value
             out[f"{name}_n"] = hv.n
+            if hv.covered_ms is not None:
+                out[f"{name}_covered_min"] = round(hv.covered_ms / MINUTE_MS, 2)
     return out
 
 
@@ -336,6 +426,7 @@ def _air_hour_point(
     values: Mapping[str, HourValue],
     fields: Sequence[str],
     edition: Edition,
+    interval: Interval | None = None,
 ) -> Point:
     out = _hour_fields(values, fields)
     result = aqi_realtime({p: values[p].value for p in POLLUTANTS if p in values}, edition)
@@ -343,11 +434,49 @@ def _air_hour_point(
     out.pop("good_day", None)  # 优良天 is a daily notion
     out["valid"] = all(p in values and values[p].valid for p in POLLUTANTS)
     out["source"] = _source(values)
+    if interval is not None:
+        out["interval_s"] = interval.ms / 1000
     return Point(measurement, {**tags, "aqi_edition": edition}, out, window.start_ms)
 
 
+def _day_reason(
+    stats: Mapping[str, Aggregate],
+    hours: Sequence[Mapping[str, HourValue]],
+    v: Validity,
+    interval: Interval | None,
+) -> str:
+    """Why an air day is not valid, one clause per criterion that fails ("" when valid): how
+    many valid hours (or 8 h means) there were of how many needed and, where hours had data yet
+    too little covered time, the most any hour covered and what a sample counted for."""
+    parts = []
+    for c in DAILY_CRITERIA:
+        agg = stats.get(c)
+        if agg is not None and agg.valid:
+            continue
+        n = agg.n if agg is not None else 0
+        if c == O3_8H:
+            parts.append(f"{c}: {n} valid 8 h means of {v.o3_8h_min_windows} needed")
+            continue
+        text = f"{c}: {n} valid hours of {v.day_min_hours} needed"
+        short = [hv.covered_ms for h in hours if (hv := h.get(c)) and not hv.valid]
+        covered = [ms for ms in short if ms is not None]
+        if covered:
+            text += (
+                f" ({len(covered)} h with data cover at most {_minutes(max(covered))} of "
+                f"{v.hour_min_minutes} min"
+                + (f"; a sample counts {interval.describe()}" if interval else "")
+                + ")"
+            )
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def _air_day_fields(
-    hours: Sequence[Mapping[str, HourValue]], fields: Sequence[str], edition: Edition, v: Validity
+    hours: Sequence[Mapping[str, HourValue]],
+    fields: Sequence[str],
+    edition: Edition,
+    v: Validity,
+    interval: Interval | None = None,
 ) -> dict[str, FieldValue]:
     out: dict[str, FieldValue] = {}
     stats: dict[str, Aggregate] = {}
@@ -374,6 +503,8 @@ def _air_day_fields(
     )
     out.update(_aqi_fields(result))
     out["valid"] = all(c in stats and stats[c].valid for c in DAILY_CRITERIA)
+    # Always written ("" when valid) so a recomputed day overwrites an earlier reason.
+    out["invalid_reason"] = _day_reason(stats, hours, v, interval)
     return out
 
 
@@ -395,14 +526,20 @@ def air_rollup(
     v = opts.validity
     points: list[Point] = []
     per_station: list[tuple[Station, list[dict[str, HourValue]]]] = []
+    reasons: dict[str, str] = {}  # national stations' daily invalid_reason, by device
     for st in stations:
-        values = hourly_values(st, windows, fields, v.hour_min_minutes)
+        interval = sample_interval(st, v.max_sample_interval_ms)
+        values = hourly_values(st, windows, fields, v.hour_min_minutes, interval.ms)
         per_station.append((st, values))
         for i, w in enumerate(windows):
             if values[i] and (hours is None or i in hours):
-                points.append(_air_hour_point(AIR_HOURLY, st.tags, w, values[i], fields, edition))
+                points.append(
+                    _air_hour_point(AIR_HOURLY, st.tags, w, values[i], fields, edition, interval)
+                )
         if daily and any(values):
-            out = _air_day_fields(values, fields, edition, v)
+            out = _air_day_fields(values, fields, edition, v, interval)
+            if st.assessment == "national" and out["invalid_reason"]:
+                reasons[st.tags.get("device_id", "?")] = str(out["invalid_reason"])
             start = day_window(day, opts.tz).start_ms
             points.append(Point(AIR_DAILY, {**st.tags, "aqi_edition": edition}, out, start))
     if daily:
@@ -410,6 +547,7 @@ def air_rollup(
             [vals for st, vals in per_station if st.assessment == "national"],
             day,
             opts,
+            reasons,
         )
         if city is not None:
             points.append(city)
@@ -434,20 +572,32 @@ def city_hourly(
 
 
 def city_air_daily(
-    stations: Sequence[Sequence[Mapping[str, HourValue]]], day: date, opts: Options
+    stations: Sequence[Sequence[Mapping[str, HourValue]]],
+    day: date,
+    opts: Options,
+    station_reasons: Mapping[str, str] | None = None,
 ) -> Point | None:
     """The city's daily AQI by the national method from its national stations' hourly values.
 
     Tags ``assessment=national`` and ``aqi_edition``; ``stations`` counts the stations with data.
+    An invalid day's ``invalid_reason`` is the city's own, then its stations' (``station_reasons``
+    by device id), so a report can say why a day did not count.
     """
     series = city_hourly(stations)
-    if not any(series):
-        return None
+    if not any(h for s in stations for h in s):
+        return None  # no national station sent anything: the day is missing, not invalid
     edition = edition_of(day, opts)
     out = _air_day_fields(series, POLLUTANTS, edition, opts.validity)
     out["stations"] = sum(
         1 for s in stations if any((hv := h.get(p)) and hv.valid for h in s for p in POLLUTANTS)
     )
+    if out["invalid_reason"] and station_reasons:
+        named = sorted(station_reasons.items())
+        parts = [f"city: {out['invalid_reason']}"]
+        parts += [f"{device}: {why}" for device, why in named[:_REASON_STATIONS]]
+        if len(named) > _REASON_STATIONS:
+            parts.append(f"and {len(named) - _REASON_STATIONS} more stations")
+        out["invalid_reason"] = " | ".join(parts)
     tags = {"assessment": "national", "aqi_edition": edition}
     return Point(CITY_AIR_DAILY, tags, out, day_window(day, opts.tz).start_ms)
 
@@ -488,7 +638,7 @@ def water_rollup(
     for st in stations:
         section = _section_type(st.tags)
         # A water hour is valid with any value: stations sample every few hours (HJ 915).
-        values = hourly_values(st, windows, fields, 1)
+        values = hourly_values(st, windows, fields, 0)
         for i, w in enumerate(windows):
             if not values[i] or (hours is not None and i not in hours):
                 continue

@@ -80,11 +80,11 @@ def test_local_days_overlapping_a_period() -> None:
 # ------------------------------------------------------------------------------ hourly values
 
 
-def test_hour_needs_45_distinct_minutes() -> None:
+def test_hour_needs_45_minutes_covered() -> None:
     t0 = ms("2026-03-01T10:00:00+08:00")
-    # 45 minutes of one value each: valid (GB 3095-2012 Table 4: ≥ 45 min of sampling).
+    # 45 one-minute samples cover 45 minutes: valid (GB 3095-2012 Table 4: ≥ 45 min sampling).
     hv = hour_value("pm25_ug_m3", [(t0 + i * M, 10.0 + i) for i in range(45)], 45)
-    assert hv == HourValue(value=10 + 22.0, n=45, valid=True)  # mean of 10..54 = 32
+    assert hv == HourValue(value=10 + 22.0, n=45, valid=True, covered_ms=45 * M)  # mean 32
     # 44 minutes: not valid, but the mean and its count are still reported.
     hv = hour_value("pm25_ug_m3", [(t0 + i * M, 1.0) for i in range(44)], 45)
     assert hv is not None and (hv.valid, hv.n) == (False, 44)
@@ -105,7 +105,7 @@ def test_station_hourly_value_replaces_the_mean() -> None:
     )
     values = hourly_values(st, hours, ["pm25_ug_m3", "pm10_ug_m3"], 45)
     assert values[5]["pm25_ug_m3"] == HourValue(33.0, 1, True, station=True)
-    assert values[5]["pm10_ug_m3"] == HourValue(7.0, 1, False)  # one minute of 60
+    assert values[5]["pm10_ug_m3"] == HourValue(7.0, 1, False, covered_ms=M)  # 1 min of 60
     assert all(not v for i, v in enumerate(values) if i != 5)
 
 
