@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from alerts.dispatch import Dispatcher, Sent, notifications
+from alerts.dispatch import ROUTE_TARGET, Dispatcher, Sent, notifications
 from alerts.store import AlertStore
 from console.i18n import Lang, translator
 from console.present import Clock
@@ -37,8 +37,14 @@ def sent_row(s: Sent, clock: Clock, lang: Lang) -> dict[str, Any]:
 def alert_notifications(
     store: AlertStore, alert_id: int, clock: Clock, lang: Lang
 ) -> list[dict[str, Any]]:
-    """Every message that named the alert, oldest first (as the API lists them)."""
-    return [sent_row(s, clock, lang) for s in notifications(store, alert_id)]
+    """Every message that named the alert, oldest first (as the API lists them).
+
+    The hand-over to the routing (target ``route``) reaches nobody: the messages it leads to
+    are listed under their receivers, so it is left out here.
+    """
+    return [
+        sent_row(s, clock, lang) for s in notifications(store, alert_id) if s.target != ROUTE_TARGET
+    ]
 
 
 def receiver_rows(d: Dispatcher, clock: Clock, lang: Lang) -> list[dict[str, Any]]:

@@ -558,3 +558,36 @@ async def test_station_page_queues_commands_the_api_lists_with_the_operator(
     assert listed[1]["params"] == {"BeginTime": "20261201080000", "EndTime": "20261201110000"}
     assert listed[0]["qn"] in page and "值班员 (duty)" in page
     assert re.search(r'id="open-commands">2<', page)
+
+
+def test_admin_flag_round_trips_and_the_cli_sets_and_keeps_it(tmp_path: Path) -> None:
+    path = tmp_path / "operators.yaml"
+    runner = CliRunner()
+    r = runner.invoke(
+        app, ["operators", "add", "boss", "--admin", "--password-stdin", "--file", str(path)],
+        input="long-enough-1\n",
+    )  # fmt: skip
+    assert r.exit_code == 0 and "(admin)" in r.output, r.output
+    assert "admin: true" in path.read_text(encoding="utf-8")
+    # A new password keeps the flag; --no-admin takes it back.
+    args = ["operators", "add", "boss", "--password-stdin", "--file", str(path)]
+    assert runner.invoke(app, args, input="long-enough-2\n").exit_code == 0
+    assert load_operators(path)["boss"].admin
+    assert runner.invoke(app, [*args, "--no-admin"], input="long-enough-3\n").exit_code == 0
+    assert not load_operators(path)["boss"].admin
+    with pytest.raises(OperatorsError, match=r"ops.yaml:2: .*admin must be true or false"):
+        parse_operators("operators:\n  a: {password_hash: $2b$04$x, admin: 'yes'}\n", "ops.yaml")
+
+
+def test_demo_operator_gets_a_fresh_password_kept_only_as_a_hash(tmp_path: Path) -> None:
+    from envgrid.demo import DEMO_OPERATOR, demo_operator
+
+    path = tmp_path / "operators.yaml"
+    first = demo_operator(path)
+    second = demo_operator(path)
+    assert first != second and len(second) >= 12
+    text = path.read_text(encoding="utf-8")
+    assert first not in text and second not in text
+    op = load_operators(path)[DEMO_OPERATOR]
+    assert op.admin and verify_password(second, op.password_hash)
+    assert not verify_password(first, op.password_hash)
