@@ -175,7 +175,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "error": ("出错了", "Something went wrong"),
     # notifications, receivers, on call
     "nav_receivers": ("通知", "Notifications"),
-    "on_call_now": ("当前值班：", "On call now:"),
+    "on_call_now": ("轮值在岗：", "On call now:"),
+    "oncall_title": ("轮值在岗人员", "On call now"),
     "nobody": ("无人值班", "nobody"),
     "notifications": ("通知记录", "Notifications"),
     "receiver": ("接收方", "Receiver"),

@@ -482,7 +482,7 @@ async def test_every_default_rule_has_a_chinese_description_shown_on_a_chinese_p
 async def test_new_pages_render_in_both_languages_with_on_call_now(pages: Pages) -> None:
     mn = next(iter(pages.hj212.stations))
     for lang, words in (
-        ("zh", ("通知记录", "通知渠道与值班", "HJ 212 监测站", "补传小时数据", "当前值班")),
+        ("zh", ("通知记录", "通知渠道与值班", "HJ 212 监测站", "补传小时数据", "轮值在岗")),
         ("en", ("Notifications", "Receivers and on-call", "HJ 212 stations", "Re-request hours")),
     ):
         alert_id = _breach(pages) if lang == "zh" else 1
