@@ -233,6 +233,7 @@ LABELS: dict[str, tuple[str, str]] = {
         "No HJ 212 station (mn) in the registry.",
     ),
     "no_such_station": ("没有这个监测站。", "There is no such station."),
+    "station_page": ("HJ 212 站点状态与命令", "HJ 212 state and commands"),
     "back_to_stations": ("返回监测站列表", "Back to the stations"),
     "connected": ("已连接", "Connected"),
     "not_connected": ("未连接", "Not connected"),

@@ -458,6 +458,8 @@ class Console:
         snap = await self.latest.snapshot()
         now = int(time.time() * 1000)
         offline_ms = int(self.cfg.offline_after.total_seconds() * 1000)
+        hj212 = self.hj212()
+        stations_here = hj212.stations if hj212 is not None else {}
         firing: dict[str, int] = {}
         for a in self.engine.alerts(AlertFilter(state="firing", limit=1000)):
             firing[a.device_id] = firing.get(a.device_id, 0) + 1
@@ -499,6 +501,8 @@ class Console:
                     "values": key_values(d.kind, st, lang) if st else [],
                     "grafana": grafana,
                     "firing": firing.get(d.id, 0),
+                    # An HJ 212 station the gateway here holds: its state and commands page.
+                    "station": mn if (mn := str(d.facts.get("mn", ""))) in stations_here else "",
                 }
             )
         return {

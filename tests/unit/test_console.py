@@ -560,6 +560,17 @@ async def test_station_page_queues_commands_the_api_lists_with_the_operator(
     assert re.search(r'id="open-commands">2<', page)
 
 
+async def test_devices_view_links_a_station_to_its_page(pages: Pages) -> None:
+    mn = next(iter(pages.hj212.stations))
+    device = pages.hj212.stations[mn].device.id
+    async with pages.client("duty") as c:
+        page = (await c.get("/devices")).text  # InfluxDB is not there: the page says so
+    row = page[page.index(f'id="dev-{device}"') :]
+    assert f'href="/stations/{mn}"' in row[: row.index("</tr>")]
+    pv = page[page.index('id="dev-PV-001"') :]
+    assert 'href="/stations/' not in pv[: pv.index("</tr>")]  # not an HJ 212 station
+
+
 def test_admin_flag_round_trips_and_the_cli_sets_and_keeps_it(tmp_path: Path) -> None:
     path = tmp_path / "operators.yaml"
     runner = CliRunner()
