@@ -13,7 +13,6 @@ the same episodes instead of repeating them.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import time
@@ -651,7 +650,7 @@ class AlertEngine:
 
     # ------------------------------------------------------------------ silences
     def _is_silenced(self, rec: AlertRecord, now: int) -> bool:
-        return any(s.active(now) and _matches(s.matchers, rec) for s in self._silences)
+        return any(s.active(now) and s.matchers.covers(rec) for s in self._silences)
 
     def _refresh_silences(self, now: int) -> None:
         """Re-read silences and re-mark open alerts when the set in force changed."""
@@ -738,21 +737,6 @@ class AlertEngine:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _matches(m: Matchers, rec: AlertRecord) -> bool:
-    return (
-        _glob(m.rules, rec.rule_id)
-        and _glob(m.kinds, rec.kind)
-        and _glob(m.devices, rec.device_id)
-        and _glob(m.sites, rec.site)
-        and _glob(m.counties, rec.county)
-        and _glob(m.severities, rec.severity)
-    )
-
-
-def _glob(patterns: tuple[str, ...], value: str) -> bool:
-    return not patterns or any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
 
 def _orphan_rule(rec: AlertRecord) -> Rule:

@@ -9,6 +9,7 @@ service writes, and ``busy_timeout`` makes writers take turns.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -163,6 +164,20 @@ class Matchers:
     sites: tuple[str, ...] = ()
     counties: tuple[str, ...] = ()
     severities: tuple[str, ...] = ()
+
+    def covers(self, rec: AlertRecord) -> bool:
+        """Whether the silence covers an alert: every restricted dimension matches a glob.
+
+        The one matcher: the engine mutes with it and the console shows silences with it.
+        """
+        return (
+            _glob(self.rules, rec.rule_id)
+            and _glob(self.kinds, rec.kind)
+            and _glob(self.devices, rec.device_id)
+            and _glob(self.sites, rec.site)
+            and _glob(self.counties, rec.county)
+            and _glob(self.severities, rec.severity)
+        )
 
     def empty(self) -> bool:
         """Whether no dimension is restricted (such a silence would mute everything)."""
@@ -577,3 +592,7 @@ def _silence(row: tuple[Any, ...]) -> Silence:
         deleted_ms=row[7],
         deleted_by=row[8],
     )
+
+
+def _glob(patterns: tuple[str, ...], value: str) -> bool:
+    return not patterns or any(fnmatch.fnmatchcase(value, p) for p in patterns)

@@ -8,7 +8,6 @@ session's CSRF token. The JSON API (``/api/...``) is untouched: machines keep th
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import hashlib
 import logging
 import math
@@ -175,19 +174,6 @@ class Filters:
         d.update(change)
         pairs = {k: v for k, v in d.items() if v not in ("", None, 0)}
         return "?" + urlencode(pairs) if pairs else ""
-
-
-def _matches(m: Matchers, rec: AlertRecord) -> bool:
-    """Whether a silence's matchers cover an alert (the engine's rule: every list must match)."""
-    pairs = (
-        (m.rules, rec.rule_id),
-        (m.kinds, rec.kind),
-        (m.devices, rec.device_id),
-        (m.sites, rec.site),
-        (m.counties, rec.county),
-        (m.severities, rec.severity),
-    )
-    return all(not pats or any(fnmatch.fnmatchcase(v, p) for p in pats) for pats, v in pairs)
 
 
 class Console:
@@ -447,7 +433,7 @@ class Console:
         now = int(time.time() * 1000)
         out = []
         for s in self.engine.silences(current=True):
-            if _matches(s.matchers, rec):
+            if s.matchers.covers(rec):
                 out.append(_silence_view(s, self.clock, self.book.label(s.created_by), now))
         return out
 
