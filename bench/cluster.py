@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto, LocalPostgres
 from envgrid.simulator import publish_all
-from tests.helpers import mqtt_client
-from tests.service_proc import Service, readings, stored_total
+from testkit.mqtt import mqtt_client
+from testkit.service_proc import Service, readings, stored_total
 
 TICK = os.sysconf("SC_CLK_TCK")
 WINDOW = 5000  # QoS 1 publishes in flight: a small window measures the round trip, not envgrid
@@ -69,7 +69,7 @@ class Member(Service):
     def start(self) -> None:
         import subprocess
 
-        from tests.service_proc import ENVGRID
+        from testkit.service_proc import ENVGRID
 
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

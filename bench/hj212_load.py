@@ -36,8 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto, free_port
-from tests.hj212_support import station_load, station_registry
-from tests.service_proc import service
+from testkit.service_proc import service
+from testkit.stations import station_load, station_registry
 
 
 def _cpu_seconds(pid: int) -> float:

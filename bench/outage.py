@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto
 from envgrid.simulator import SimMessage, generate, publish_all
-from tests.helpers import mqtt_client
-from tests.service_proc import FLEET, Service, stored_total
+from testkit.mqtt import mqtt_client
+from testkit.service_proc import FLEET, Service, stored_total
 
 
 def rss_kib(pid: int, key: str = "VmRSS") -> int:

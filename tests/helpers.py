@@ -1,5 +1,6 @@
 """Test helpers shared by integration tests: settings for the fixtures' servers, a running
-in-process service, an MQTT collector, and waiting for InfluxDB to hold what was sent."""
+in-process service, an MQTT collector (testkit/mqtt.py, shared with bench/), and waiting for
+InfluxDB to hold what was sent."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from devices.registry import load_registry
 from envgrid.app import DEFAULT_REGISTRY, configure_standards
 from envgrid.localstack import LocalInfluxDB, LocalMosquitto
 from envgrid.settings import Settings, load_settings
-from ingest.mqtt import Message, MqttClient, MqttOptions
 from ingest.service import IngestService
+from testkit.mqtt import mqtt_client
+
+__all__ = ["make_settings", "mqtt_client", "running_service", "stored_count", "wait_for"]
 
 
 def make_settings(
@@ -46,39 +49,6 @@ async def running_service(settings: Settings, **kw: Any) -> AsyncIterator[Ingest
         yield service
     finally:
         await service.stop()
-
-
-@contextlib.asynccontextmanager
-async def mqtt_client(
-    broker: LocalMosquitto,
-    subscriptions: list[str] | None = None,
-    on_message: Callable[[Message], None] | None = None,
-    client_id: str = "test-client",
-) -> AsyncIterator[MqttClient]:
-    """A connected client (publisher, or collector when given subscriptions)."""
-    opts = MqttOptions(
-        host="127.0.0.1",
-        port=broker.port,
-        client_id=client_id,
-        clean_start=True,
-        session_expiry_s=0,
-        subscriptions=subscriptions or [],
-    )
-    client: MqttClient
-
-    def handle(m: Message) -> None:
-        if on_message is not None:
-            on_message(m)
-        if m.qos:
-            client.ack(m.packet_id, m.epoch)
-
-    client = MqttClient(opts, handle)
-    await client.start()
-    await client.wait_connected(timeout=10)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def wait_for(
