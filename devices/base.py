@@ -69,6 +69,61 @@ class Reading(
         return int(ts.timestamp() * 1000)  # type: ignore[union-attr]
 
 
+# Reason codes of a value set apart from a reading (stored as ``<field>_flag``).
+BELOW_RANGE = "below_range"
+ABOVE_RANGE = "above_range"
+NOT_NUMBER = "not_number"
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """A value kept out of a reading's normal fields: its field, reason code and the number
+    (None when it was not a number, e.g. the string "NaN")."""
+
+    field: str
+    reason: str
+    value: float | None
+
+    def extra(self) -> str:
+        """The value as line-protocol fields: ``<field>_invalid`` (when a number) and
+        ``<field>_flag``, as the HJ 212 intake stores a flagged value."""
+        flag = f'{self.field}_flag="{self.reason}"'
+        if self.value is None:
+            return flag
+        return f"{self.field}_invalid={format_field(float(self.value))},{flag}"
+
+
+Bounds = tuple[float | None, float | None, bool, bool]  # lo, hi, lo inclusive, hi inclusive
+
+
+def _numeric_bounds(model: type[Reading]) -> dict[str, Bounds]:
+    """Range of each numeric (float or int) field of a model."""
+    out: dict[str, Bounds] = {}
+    info = msgspec.inspect.type_info(model)
+    for f in info.fields:  # type: ignore[attr-defined]
+        for member in getattr(f.type, "types", (f.type,)):
+            t = getattr(member, "type", member)
+            if isinstance(t, msgspec.inspect.FloatType | msgspec.inspect.IntType):
+                lo = t.ge if t.ge is not None else t.gt
+                hi = t.le if t.le is not None else t.lt
+                out[f.name] = (lo, hi, t.gt is None, t.lt is None)
+    return out
+
+
+def _out_of_range(v: object, b: Bounds) -> str | None:
+    """The reason code of a JSON value that a numeric field cannot take (None: it can)."""
+    if type(v) is bool or not isinstance(v, int | float):
+        return NOT_NUMBER
+    if type(v) is float and not math.isfinite(v):
+        return NOT_NUMBER
+    lo, hi, lo_in, hi_in = b
+    if lo is not None and (v < lo or (v == lo and not lo_in)):
+        return BELOW_RANGE
+    if hi is not None and (v > hi or (v == hi and not hi_in)):
+        return ABOVE_RANGE
+    return None
+
+
 Derive = Callable[[Any, Device], Iterator[tuple[str, FieldValue]]]
 DeriveTags = Callable[[Any, Device], Iterator[tuple[str, str]]]
 # (device, local time, random stream, the device's own state between calls) -> payload fields.
@@ -235,6 +290,41 @@ class DeviceKind:
     def decoder(self) -> msgspec.json.Decoder[Any]:
         """The JSON decoder that validates straight from bytes into the model."""
         return self._decoder  # type: ignore[attr-defined]
+
+    def salvage(self, payload: bytes) -> tuple[Reading, tuple[SetAside, ...]] | None:
+        """A payload the strict decoder refused, with its out-of-range or non-numeric values set
+        apart; None when that does not make it a valid reading (bad JSON, an unknown field, a
+        bad ``ts``, a cross-field rule, or no reading left), so the message is dead-lettered
+        whole. Raises msgspec.ValidationError when what is left is refused (its message then
+        says why the message goes whole). Only called after a refusal: not the hot path."""
+        try:
+            raw = msgspec.json.decode(payload)
+        except msgspec.DecodeError:
+            return None
+        if not isinstance(raw, dict):
+            return None
+        bounds = self.__dict__.get("_bounds")
+        if bounds is None:
+            bounds = _numeric_bounds(self.model)
+            object.__setattr__(self, "_bounds", bounds)
+        aside = []
+        for name, v in list(raw.items()):
+            b = bounds.get(name)
+            if b is None or v is None or name == "ts" or name in self.tag_only:
+                continue  # not a reading: the strict conversion below decides
+            reason = _out_of_range(v, b)
+            if reason is not None:
+                del raw[name]
+                number = None
+                if reason != NOT_NUMBER:
+                    try:
+                        number = float(v)
+                    except OverflowError:  # an integer too large for a float: keep the flag
+                        number = None
+                aside.append(SetAside(name, reason, number))
+        if not aside:
+            return None
+        return msgspec.convert(raw, self.model), tuple(aside)
 
     def fields(self) -> dict[str, str]:
         """Every field this kind can write, with its unit (readings and derived values)."""

@@ -7,13 +7,14 @@ Knows device kinds only through ``devices.base.DeviceKind``; decodes and validat
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
 
-from devices.base import DeviceKind, Reading
+from devices.base import DeviceKind, Reading, SetAside
 from devices.lineproto import TagValueError
 from devices.registry import Device, Registry
 from ingest.topics import TopicMap
@@ -55,6 +56,8 @@ class Accepted:
     reading: Reading
     device: Device
     ts_ms: int
+    # Values kept out of the reading (out of range, not a number), stored as <field>_invalid.
+    set_aside: tuple[SetAside, ...] = ()
 
 
 @dataclass(slots=True)
@@ -98,6 +101,9 @@ class Pipeline:
         self.max_age_ms = max_age_ms
         self.max_future_ms = max_future_ms
         self.clock = clock
+        # Values set apart from accepted readings, by (kind, field, reason): the service's
+        # envgrid_values_rejected_total. Counted here, off the hot path (only refused payloads).
+        self.values_rejected: Counter[tuple[str, str, str]] = Counter()
 
     def process(self, topic: str, payload: bytes) -> Accepted | Rejected:
         """Turn one MQTT message into a line of line protocol or a rejection."""
@@ -130,10 +136,36 @@ class Pipeline:
         try:
             reading: Reading = kind.decoder.decode(payload)
         except msgspec.ValidationError as e:
-            return Rejected(INVALID, f"{kind_name}: {kind.explain(str(e))}")
+            return self._salvage(kind, payload, device, e)
         except msgspec.DecodeError as e:
             return Rejected(MALFORMED, f"not valid JSON: {e}")
         return self.accept(kind, reading, device)
+
+    def _salvage(
+        self, kind: DeviceKind, payload: bytes, device: Device, error: msgspec.ValidationError
+    ) -> Accepted | Rejected:
+        """A refused payload with its bad values set apart (``DeviceKind.salvage``): the rest is
+        accepted and the bad ones stored as ``<field>_invalid`` + ``<field>_flag``; otherwise the
+        whole message is rejected with the decoder's reason, as before."""
+        first = kind.explain(str(error))
+        try:
+            salvaged = kind.salvage(payload)
+        except msgspec.ValidationError as e:
+            rest = kind.explain(str(e))
+            if rest.startswith("no readings"):
+                return Rejected(INVALID, f"{kind.name}: {first}; no valid reading left")
+            return Rejected(
+                INVALID, f"{kind.name}: {rest}" + ("" if rest == first else f"; also {first}")
+            )
+        if salvaged is None:
+            return Rejected(INVALID, f"{kind.name}: {first}")
+        reading, aside = salvaged
+        res = self.accept(kind, reading, device, ",".join(a.extra() for a in aside))
+        if isinstance(res, Accepted):
+            res.set_aside = aside
+            for a in aside:
+                self.values_rejected[(kind.name, a.field, a.reason)] += 1
+        return res
 
     def accept(
         self,

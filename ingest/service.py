@@ -108,7 +108,9 @@ class IngestService:
         for name, make_decoder in protocols.items():
             self.pipeline.decoders[name] = make_decoder(self.pipeline)
         self.registry = registry
-        self.stats = Stats(spool_max_bytes=ing.spool_max_bytes)
+        self.stats = Stats(
+            spool_max_bytes=ing.spool_max_bytes, values_rejected=self.pipeline.values_rejected
+        )
         self.metrics, self._latency = new_registry(self.stats)
         self.writer: Writer = writer if writer is not None else InfluxWriter(settings.influx)
         self.spool_dir = ing.spool_dir if worker is None else ing.spool_dir / f"worker-{worker}"

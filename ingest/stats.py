@@ -21,6 +21,8 @@ class Stats:
 
     received: Counter[str] = field(default_factory=Counter)  # by kind (or 'unrouted')
     rejected: Counter[str] = field(default_factory=Counter)  # by category
+    # Values set apart from accepted readings, by (kind, field, reason); the pipeline's counter.
+    values_rejected: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     points_written: int = 0
     batches_written: int = 0
     write_failures: int = 0
@@ -68,6 +70,14 @@ class StatsCollector(Collector):
         for k, v in sorted(s.rejected.items()):
             rej.add_metric([k], v)
         yield rej
+        vals = CounterMetricFamily(
+            "envgrid_values_rejected",
+            "Values kept out of accepted readings (stored as <field>_invalid), by reason",
+            labels=["kind", "field", "reason"],
+        )
+        for key, v in sorted(s.values_rejected.items()):
+            vals.add_metric(list(key), v)
+        yield vals
         for name, doc, value in (
             ("envgrid_points_written", "Points accepted by InfluxDB", s.points_written),
             ("envgrid_batches_written", "Batches accepted by InfluxDB", s.batches_written),
