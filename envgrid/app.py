@@ -16,6 +16,7 @@ from devices.kinds import KINDS
 from devices.registry import FLEET, Registry, load_registry
 from envgrid.alerting import build_alerting, role_settings
 from envgrid.recovered import recompute_recovered
+from envgrid.review import build_review
 from envgrid.roles import Role
 from envgrid.settings import Settings
 from hj212.gateway import ServiceGateway
@@ -75,6 +76,8 @@ async def started(
     )
     routers = [r.router for r in (alerting, console) if r is not None]
     routers.append(hj212.router(settings.http.token))  # /api/hj212: commands, station state
+    review_router, review_store = build_review(settings, registry, console)  # /api/review
+    routers.append(review_router)
     app = create_app(service.metrics, service.readiness, routers)
     http = HttpServer(app, settings.http.host, settings.http.port, settings.http.trusted_proxies)
     await http.start()
@@ -107,6 +110,7 @@ async def started(
         await http.stop()
         if console is not None:
             await console.close()
+        review_store.close()
 
 
 async def run_service(

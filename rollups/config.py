@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Protocol
 
 from pydantic import (
@@ -43,6 +44,11 @@ class RollupSettings(Section):
         default=timedelta(minutes=15),
         description="the most one sample counts for in an hour's covered time, whatever the "
         "registry `interval` or the learned spacing says (envgrid's choice, docs/standards.md)",
+    )
+    review_store: Path = Field(
+        default=Path("var/review.db"),
+        description="SQLite file of the review (审核) marks; rollups leave out what they "
+        "invalidate (docs/review.md)",
     )
     day_min_hours: int = Field(
         default=20, ge=1, le=24, description="air 24 h mean valid with this many valid hours"

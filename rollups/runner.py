@@ -25,11 +25,20 @@ from zoneinfo import ZoneInfo
 
 from devices.registry import Registry
 from ingest.config import MqttSettings
-from ingest.influxql import InfluxQLClient, QueryError, Series, finite, quote_ident, time_literal
+from ingest.influxql import (
+    InfluxQLClient,
+    QueryError,
+    Series,
+    finite,
+    quote_ident,
+    quote_string,
+    time_literal,
+)
 from ingest.mqtt import MqttError
 from ingest.writer import InfluxWriter, Outcome
 from rollups import pv_job
 from rollups.config import RollupConfig
+from rollups.review import Marks, ReviewStore
 from rollups.windows import (
     DATA_KIND_TAG,
     ROLLUP_KINDS,
@@ -130,6 +139,7 @@ class Rollup:
             ROLLUP_KINDS[k] for k in kinds if k in ROLLUP_KINDS
         )
         self.opts = options_from(settings)
+        self._store: ReviewStore | None = None
         self.client = InfluxQLClient(settings.influx)
         self.writer = InfluxWriter(settings.influx)
         # Chunked answers are a v1 /query feature (1.x, 3.x); the 2.x compatibility API may not
@@ -163,6 +173,8 @@ class Rollup:
         """Close the HTTP sessions."""
         await self.client.close()
         await self.writer.close()
+        if self._store is not None:
+            self._store.close()
         if self._publisher is not None:
             await self._publisher.close()
 
@@ -244,9 +256,54 @@ class Rollup:
         else:
             span = Window(hours[min(task.hours)].start_ms, hours[max(task.hours)].end_ms)
         stations = await self.fetch(kind, span)
+        marked = self.apply_marks(stations, span)
         points = kind.compute(stations, task.day, self.opts, task.hours, task.daily)
+        if marked:
+            await self._clear(kind, marked, span, task)
         await self.write(points)
         return points
+
+    def _review(self) -> ReviewStore:
+        """The review store (no file until the review API records the first mark)."""
+        if self._store is None:
+            self._store = ReviewStore(self.settings.rollup.review_store)
+        return self._store
+
+    def apply_marks(self, stations: Sequence[Station], span: Window) -> list[str]:
+        """Take the samples review marks invalidate out of ``stations`` (noting each in
+        ``Station.left_out``); the ids of the devices with marks in the span."""
+        store = self._review()
+        ids = [st.tags["device_id"] for st in stations if st.tags.get("device_id")]
+        marks = Marks(store.marks(from_ms=span.start_ms, to_ms=span.end_ms, device_ids=ids))
+        if not marks:
+            return []
+        for st in stations:
+            device = st.tags.get("device_id", "")
+            if not marks.for_device(device):
+                continue
+            for series in (st.raw, st.hourly):
+                for name, samples in series.items():
+                    kept = []
+                    for s in samples:
+                        mark = marks.verdict(device, name, s[0])
+                        if mark is None:
+                            kept.append(s)
+                        else:
+                            st.left_out.append((s[0], name, mark.describe()))
+                    series[name] = kept
+        return marks.devices()
+
+    async def _clear(self, kind: RollupKind, devices: Sequence[str], span: Window, t: Task) -> None:
+        """Delete the rollup points a recomputation of marked devices replaces: InfluxDB keeps
+        the fields a rewrite leaves out, so a mean a mark removes would otherwise stay."""
+        when = f"time >= {time_literal(span.start_ms)} AND time < {time_literal(span.end_ms)}"
+        ids = " OR ".join(f'"device_id" = {quote_string(d)}' for d in devices)
+        hourly, daily, area = kind.outputs
+        targets = [(hourly, f"({ids}) AND {when}")]
+        if t.daily:
+            targets += [(daily, f"({ids}) AND {when}"), (area, when)]
+        for measurement, where in targets:
+            await self.client.execute(f"DELETE FROM {quote_ident(measurement)} WHERE {where}")
 
     async def fetch(self, kind: RollupKind, span: Window) -> list[Station]:
         """The valid readings of one kind in a window, grouped into stations.

@@ -147,6 +147,8 @@ class Station:
     assessment: str = ""
     # The registry's reporting interval (ms); None: learned from the samples (sample_interval).
     interval_ms: int | None = None
+    # Samples a review mark left out: (sample time, field, why), for the points' ``left_out``.
+    left_out: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,6 +510,50 @@ def _air_day_fields(
     return out
 
 
+# ------------------------------------------------------------------------------ review marks
+
+
+def left_out_by_hour(station: Station, hours: Sequence[Window]) -> list[list[tuple[str, str]]]:
+    """Per hour, the (field, why) pairs a review mark left out, in first-seen order."""
+    starts = [h.start_ms for h in hours]
+    out: list[list[tuple[str, str]]] = [[] for _ in hours]
+    for ts, name, why in station.left_out:
+        i = bisect_right(starts, ts) - 1
+        if i >= 0 and ts in hours[i] and (name, why) not in out[i]:
+            out[i].append((name, why))
+    return out
+
+
+def _hour_text(pairs: Sequence[tuple[str, str]]) -> str:
+    return "; ".join(f"{name}: {why}" for name, why in pairs)
+
+
+def _day_left_out(
+    per_hour: Sequence[Sequence[tuple[str, str]]], hours: Sequence[Window], tz: ZoneInfo
+) -> str:
+    """The hours left out in a day, e.g. ``pm25_ug_m3 10:00-12:00: maintenance (mark 3 by a)``:
+    per field and reason, runs of consecutive local hours."""
+    runs: dict[tuple[str, str], list[list[int]]] = {}
+    for i, pairs in enumerate(per_hour):
+        for key in pairs:
+            spans = runs.setdefault(key, [])
+            if spans and spans[-1][1] == i:
+                spans[-1][1] = i + 1
+            else:
+                spans.append([i, i + 1])
+
+    def clock(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(tz).strftime("%H:%M")
+
+    parts = []
+    for (name, why), spans in runs.items():
+        ranges = ", ".join(
+            f"{clock(hours[a].start_ms)}-{clock(hours[b - 1].end_ms)}" for a, b in spans
+        )
+        parts.append(f"{name} {ranges}: {why}")
+    return "; ".join(parts)
+
+
 # ------------------------------------------------------------------------------------- air
 
 
@@ -531,13 +577,21 @@ def air_rollup(
         interval = sample_interval(st, v.max_sample_interval_ms)
         values = hourly_values(st, windows, fields, v.hour_min_minutes, interval.ms)
         per_station.append((st, values))
+        left = left_out_by_hour(st, windows)
         for i, w in enumerate(windows):
-            if values[i] and (hours is None or i in hours):
-                points.append(
-                    _air_hour_point(AIR_HOURLY, st.tags, w, values[i], fields, edition, interval)
-                )
-        if daily and any(values):
+            if hours is not None and i not in hours:
+                continue
+            if values[i]:
+                p = _air_hour_point(AIR_HOURLY, st.tags, w, values[i], fields, edition, interval)
+                p.fields["left_out"] = _hour_text(left[i])
+                points.append(p)
+            elif left[i]:  # every value of the hour left out: say so, with no figures
+                tags = {**st.tags, "aqi_edition": edition}
+                out_h: dict[str, FieldValue] = {"valid": False, "left_out": _hour_text(left[i])}
+                points.append(Point(AIR_HOURLY, tags, out_h, w.start_ms))
+        if daily and (any(values) or any(left)):
             out = _air_day_fields(values, fields, edition, v, interval)
+            out["left_out"] = _day_left_out(left, windows, opts.tz)
             if st.assessment == "national" and out["invalid_reason"]:
                 reasons[st.tags.get("device_id", "?")] = str(out["invalid_reason"])
             start = day_window(day, opts.tz).start_ms
