@@ -136,7 +136,13 @@ def _find_binary(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
-    for folder in _EXTRA_BIN_DIRS:
+    # Debian keeps PostgreSQL's server binaries off PATH, per major version: newest first.
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    for folder in (*_EXTRA_BIN_DIRS, *versions):
         candidate = Path(folder) / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
