@@ -1,8 +1,10 @@
 """Operators, passwords, session cookies and CSRF tokens of the operator console.
 
 Operators live in a YAML file (``ENVGRID_CONSOLE__OPERATORS``) written by ``envgrid operators
-add``: a name, a display name and a bcrypt hash each, and ``admin: true`` for those who may act
-on the notification receivers (send test messages). The service re-reads the file when it
+add``: a name, a display name and a bcrypt hash each, and a ``role``: ``operator`` (the
+default), ``auditor`` (may also review data, docs/review.md) or ``admin`` (may also act on the
+notification receivers, send test messages). ``admin: true``, the earlier flag, reads as
+``role: admin``. The service re-reads the file when it
 changes, so adding or removing an operator needs no restart, and a session ends when its
 operator is removed or their password changes (the cookie carries a fingerprint of the hash).
 
@@ -37,6 +39,7 @@ from devices.errors import yaml_value
 log = logging.getLogger("envgrid.console")
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+ROLES = ("operator", "auditor", "admin")
 MIN_PASSWORD = 8
 MAX_PASSWORD_BYTES = 72  # bcrypt only reads 72 bytes; a longer password would be truncated
 
@@ -58,8 +61,15 @@ class Operator:
     name: str
     display_name: str
     password_hash: str = ""  # bcrypt; never logged
-    # May send receivers' test messages (`admin: true` in the operators file; docs/console.md).
+    # May send receivers' test messages: the same as role "admin", which it follows (the role is
+    # the one source; `admin=True` is kept so callers that set the flag keep working).
     admin: bool = False
+    role: str = "operator"  # operator | auditor | admin
+
+    def __post_init__(self) -> None:
+        if self.admin and self.role == "operator":
+            object.__setattr__(self, "role", "admin")
+        object.__setattr__(self, "admin", self.role == "admin")
 
     @property
     def fingerprint(self) -> str:
@@ -169,16 +179,26 @@ def parse_operators(text: str, source: str) -> dict[str, Operator]:
             )
         if not isinstance(entry, Mapping):
             raise OperatorsError(f"{where}: operator {name!r} needs display_name and password_hash")
-        extra = set(entry) - {"display_name", "password_hash", "admin"}
+        extra = set(entry) - {"display_name", "password_hash", "admin", "role"}
         if extra:
             raise OperatorsError(
                 f"{where}: operator {name!r}: unknown key {sorted(extra)[0]!r}; "
-                "allowed: display_name, password_hash, admin"
+                "allowed: display_name, password_hash, role (admin)"
             )
         admin = entry.get("admin", False)
         if not isinstance(admin, bool):
             raise OperatorsError(
                 f"{where}: operator {name!r}: admin must be true or false, not {admin!r}"
+            )
+        role = entry.get("role", "admin" if admin else "operator")
+        if role not in ROLES:
+            raise OperatorsError(
+                f"{where}: operator {name!r}: role must be one of {', '.join(ROLES)}, not {role!r}"
+            )
+        if admin and role != "admin":
+            raise OperatorsError(
+                f"{where}: operator {name!r}: admin: true contradicts role: {role}; "
+                "keep only the role"
             )
         h = entry.get("password_hash")
         if not isinstance(h, str) or not h.startswith(("$2a$", "$2b$", "$2y$")):
@@ -187,7 +207,7 @@ def parse_operators(text: str, source: str) -> dict[str, Operator]:
                 f"set it with `envgrid operators add {name}`"
             )
         display = entry.get("display_name") or name
-        out[name] = Operator(name, str(display), h, admin)
+        out[name] = Operator(name, str(display), h, role=role)
     return out
 
 
@@ -198,7 +218,7 @@ def save_operators(path: Path, operators: Mapping[str, Operator]) -> None:
             o.name: {
                 "display_name": o.display_name,
                 "password_hash": o.password_hash,
-                **({"admin": True} if o.admin else {}),
+                **({"role": o.role} if o.role != "operator" else {}),
             }
             for o in sorted(operators.values(), key=lambda o: o.name)
         }

@@ -26,12 +26,8 @@ log = logging.getLogger("envgrid.review")
 
 
 def role_of(op: Operator) -> str:
-    """An operator's role: ``role`` in the operators file, else ``admin`` for ``admin: true``
-    (the console's earlier flag), else ``operator``."""
-    role = getattr(op, "role", None)
-    if isinstance(role, str) and role:
-        return role
-    return "admin" if op.admin else "operator"
+    """An operator's role (``admin: true`` in an operators file reads as ``role: admin``)."""
+    return op.role
 
 
 def build_review(

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from console.auth import (
+    ROLES,
     Operator,
     OperatorsError,
     check_name,
@@ -70,7 +71,15 @@ def add(
         bool | None,
         typer.Option(
             "--admin/--no-admin",
-            help="May send receivers' test messages (default: unchanged; new operators: no).",
+            help="Role admin: may send receivers' test messages (--no-admin: role operator).",
+        ),
+    ] = None,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            "--role",
+            help="operator, auditor (may review data) or admin (default: unchanged; new: "
+            "operator).",
         ),
     ] = None,
     config: ConfigOpt = None,
@@ -90,14 +99,25 @@ def add(
         raise fail(str(e)) from None
     old = ops.get(name)
     display = display_name or (old.display_name if old else name)
-    is_admin = admin if admin is not None else bool(old and old.admin)
-    ops[name] = Operator(name, display, hash_password(password), is_admin)
+    if role is not None and role not in ROLES:
+        raise fail(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
+    if role is not None and admin is not None and (role == "admin") != admin:
+        raise fail(f"--role {role} and --{'' if admin else 'no-'}admin contradict: give one")
+    new_role = role or (
+        ("admin" if admin else "operator") if admin is not None else (old.role if old else None)
+    )
+    ops[name] = Operator(name, display, hash_password(password), role=new_role or "operator")
+    is_admin = ops[name].admin
     try:
         save_operators(path, ops)
     except OSError as e:
         raise fail(f"{path}: cannot write the operators file ({e.strerror})") from None
     verb = "password changed for" if old else "added"
-    typer.echo(f"{verb} operator {name} ({display}){' (admin)' if is_admin else ''} in {path}")
+    shown = ops[name].role
+    typer.echo(
+        f"{verb} operator {name} ({display})"
+        f"{' (admin)' if is_admin else f' ({shown})' if shown != 'operator' else ''} in {path}"
+    )
 
 
 @operators_app.command("list")
@@ -109,7 +129,9 @@ def list_(config: ConfigOpt = None, file: FileOpt = None) -> None:
         typer.echo(f"no operators in {path}: add one with `envgrid operators add NAME`")
         return
     for op in sorted(ops.values(), key=lambda o: o.name):
-        typer.echo(f"{op.name}\t{op.display_name}" + ("\tadmin" if op.admin else ""))
+        typer.echo(
+            f"{op.name}\t{op.display_name}" + (f"\t{op.role}" if op.role != "operator" else "")
+        )
 
 
 @operators_app.command("remove")

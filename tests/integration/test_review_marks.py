@@ -163,3 +163,63 @@ async def test_only_auditors_and_admins_may_review(tmp_path: Path) -> None:
     assert (anonymous.status_code, no_token.status_code) == (401, 401)
     assert [(m["actor"], m["fields"]) for m in listed] == [("ann", "*"), ("ada", "*")]
     store.close()
+
+
+async def test_console_sessions_review_by_role_with_the_csrf_token(tmp_path: Path) -> None:
+    """The composition root's wiring: a console session of an auditor records a mark under the
+    auditor's name (the session's CSRF token in X-CSRF-Token); an operator gets 403."""
+    from alerts.engine import AlertEngine
+    from alerts.rules import parse_rules
+    from alerts.store import AlertStore
+    from console import build_console
+    from console.auth import Operator, hash_password, save_operators
+
+    ops = tmp_path / "operators.yaml"
+    save_operators(
+        ops,
+        {
+            "ann": Operator("ann", "审核员", hash_password("password-ann", 4), role="auditor"),
+            "otto": Operator("otto", "值班员", hash_password("password-otto", 4)),
+        },
+    )
+    settings = load_settings(
+        None,
+        console={"operators": ops, "session_secret_file": tmp_path / "key"},
+        rollup={"review_store": str(tmp_path / "review.db")},
+    )
+    alerts = AlertStore(tmp_path / "alerts.db")
+    engine = AlertEngine(parse_rules("rules: []\n"), alerts)
+    registry = Registry([])
+    console = build_console(settings, engine, registry)
+    assert console is not None
+    review, store = build_review(settings, registry, console)
+    app = FastAPI()
+    app.include_router(review)
+    mark = {
+        "device_id": "AQ-R1",
+        "fields": ["pm25_ug_m3"],
+        "from": "2026-03-02T10:00:00+08:00",
+        "to": "2026-03-02T11:00:00+08:00",
+        "action": "invalidate",
+        "reason": "calibration",
+    }
+    results = {}
+    for name in ("ann", "otto"):
+        op = console.book.get(name)
+        assert op is not None
+        cookie, session = console.sessions.issue(op)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app),
+            base_url="http://t",
+            cookies={"envgrid_session": cookie},
+        ) as c:
+            without_csrf = await c.post("/api/review/marks", json=mark)
+            assert without_csrf.status_code == 401  # a cookie alone cannot write
+            r = await c.post("/api/review/marks", json=mark, headers={"X-CSRF-Token": session.csrf})
+            results[name] = (r.status_code, r.json())
+    await console.close()
+    alerts.close()
+    assert results["ann"][0] == 201 and results["ann"][1]["actor"] == "ann"
+    assert results["otto"][0] == 403
+    assert [(m.actor, m.reason) for m in store.marks()] == [("ann", "calibration")]
+    store.close()

@@ -579,7 +579,7 @@ def test_admin_flag_round_trips_and_the_cli_sets_and_keeps_it(tmp_path: Path) ->
         input="long-enough-1\n",
     )  # fmt: skip
     assert r.exit_code == 0 and "(admin)" in r.output, r.output
-    assert "admin: true" in path.read_text(encoding="utf-8")
+    assert "role: admin" in path.read_text(encoding="utf-8")  # the role is the one source
     # A new password keeps the flag; --no-admin takes it back.
     args = ["operators", "add", "boss", "--password-stdin", "--file", str(path)]
     assert runner.invoke(app, args, input="long-enough-2\n").exit_code == 0
