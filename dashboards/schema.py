@@ -91,6 +91,7 @@ def city_air_daily_fields() -> dict[str, str]:
         "primary_pollutant": "",
         "good_day": "",
         "valid": "",
+        "invalid_reason": "",  # why the day does not count ("" when valid; docs/standards.md)
         "stations": "count",
     }
 

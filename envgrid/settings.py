@@ -32,7 +32,7 @@ from ingest.config import (
     MqttSettings,
     StandardsSettings,
 )
-from rollups.config import RollupSettings
+from rollups.config import QcSettings, RollupSettings
 
 ENV_PREFIX = "ENVGRID_"
 
@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     standards: StandardsSettings = StandardsSettings()
     rollup: RollupSettings = RollupSettings()
+    qc: QcSettings = QcSettings()
     alerts: AlertsSettings = AlertsSettings()
     hj212: Hj212Settings = Hj212Settings()
     console: ConsoleSettings = ConsoleSettings()

@@ -96,6 +96,20 @@ class RollupSettings(Section):
         return v
 
 
+class QcSettings(Section):
+    """Automatic quality control of closed windows before the rollups (docs/review.md)."""
+
+    enabled: bool = Field(
+        default=True, description="flag suspect and failed values before each rollup (QARTOD tests)"
+    )
+
+    config: Path | None = Field(
+        default=None,
+        description="YAML of QC thresholds per kind, field and device; unset: the shipped "
+        "rollups/qc.yaml",
+    )
+
+
 class RollupConfig(StorageConfig, Protocol):
     """The sections the rollup job reads."""
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from devices.lineproto import FieldValue
 from devices.registry import Registry
 from ingest.config import MqttSettings
 from ingest.influxql import (
@@ -37,7 +38,8 @@ from ingest.influxql import (
 from ingest.mqtt import MqttError
 from ingest.writer import InfluxWriter, Outcome
 from rollups import pv_job
-from rollups.config import RollupConfig
+from rollups.config import QcSettings, RollupConfig
+from rollups.qc import FAIL, QcConfig, load_qc, run_tests
 from rollups.review import Marks, ReviewStore
 from rollups.windows import (
     DATA_KIND_TAG,
@@ -92,6 +94,12 @@ class Report:
     by_measurement: dict[str, int] = field(default_factory=dict)
 
 
+def qc_measurement(kind: RollupKind) -> str:
+    """Where a kind's QC flags are stored: ``<measurement>_qc``, beside the raw readings (which
+    are never rewritten: a flag is a point of its own, at the sample's time)."""
+    return f"{kind.source}_qc"
+
+
 def options_from(settings: RollupConfig) -> Options:
     """The rollup options (time zone, validity, forced edition) of these settings."""
     r = settings.rollup
@@ -140,6 +148,11 @@ class Rollup:
         )
         self.opts = options_from(settings)
         self._store: ReviewStore | None = None
+        qc = getattr(settings, "qc", None)
+        if isinstance(qc, QcSettings) and not qc.enabled:
+            self.qc = QcConfig({}, {})
+        else:
+            self.qc = load_qc(qc.config if isinstance(qc, QcSettings) else None)
         self.client = InfluxQLClient(settings.influx)
         self.writer = InfluxWriter(settings.influx)
         # Chunked answers are a v1 /query feature (1.x, 3.x); the 2.x compatibility API may not
@@ -256,12 +269,47 @@ class Rollup:
         else:
             span = Window(hours[min(task.hours)].start_ms, hours[max(task.hours)].end_ms)
         stations = await self.fetch(kind, span)
+        flags = self.apply_qc(kind, stations)
         marked = self.apply_marks(stations, span)
         points = kind.compute(stations, task.day, self.opts, task.hours, task.daily)
         if marked:
             await self._clear(kind, marked, span, task)
+        if self.qc.kinds.get(kind.name) or self.qc.devices:
+            when = f"time >= {time_literal(span.start_ms)} AND time < {time_literal(span.end_ms)}"
+            await self.client.execute(
+                f"DELETE FROM {quote_ident(qc_measurement(kind))} WHERE {when}"
+            )
+        await self.write(flags)
         await self.write(points)
-        return points
+        return points + flags
+
+    def apply_qc(self, kind: RollupKind, stations: Sequence[Station]) -> list[Point]:
+        """Run the QC tests on each station's samples: the flags (3 and 4) as points of
+        ``<measurement>_qc`` (``<field>_qc``, ``<field>_qc_test``), and the failed samples taken
+        out of ``stations`` (noted in ``Station.left_out``)."""
+        out: list[Point] = []
+        for st in stations:
+            device = st.tags.get("device_id", "")
+            per_field = self.qc.for_device(kind.name, device)
+            by_ts: dict[int, dict[str, FieldValue]] = {}
+            for name, cfg in per_field.items():
+                samples = st.raw.get(name)
+                if not samples:
+                    continue
+                flags = run_tests(samples, cfg)
+                if not flags:
+                    continue
+                for ts, f in flags.items():
+                    by_ts.setdefault(ts, {}).update(
+                        {f"{name}_qc": f.flag, f"{name}_qc_test": f.test}
+                    )
+                    if f.flag == FAIL:
+                        st.left_out.append((ts, name, f"qc fail ({f.test})"))
+                failed = {ts for ts, f in flags.items() if f.flag == FAIL}
+                st.raw[name] = [s for s in samples if s[0] not in failed]
+            tags = {k: v for k, v in st.tags.items() if k in ("device_id", "site", "county")}
+            out += [Point(qc_measurement(kind), tags, fv, ts) for ts, fv in sorted(by_ts.items())]
+        return out
 
     def _review(self) -> ReviewStore:
         """The review store (no file until the review API records the first mark)."""

@@ -542,13 +542,14 @@ def _day_left_out(
             else:
                 spans.append([i, i + 1])
 
-    def clock(ms: int) -> str:
-        return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(tz).strftime("%H:%M")
+    def clock(ms: int, end: bool = False) -> str:
+        text = datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(tz).strftime("%H:%M")
+        return "24:00" if end and text == "00:00" else text
 
     parts = []
     for (name, why), spans in runs.items():
         ranges = ", ".join(
-            f"{clock(hours[a].start_ms)}-{clock(hours[b - 1].end_ms)}" for a, b in spans
+            f"{clock(hours[a].start_ms)}-{clock(hours[b - 1].end_ms, True)}" for a, b in spans
         )
         parts.append(f"{name} {ranges}: {why}")
     return "; ".join(parts)

@@ -61,6 +61,7 @@ async def test_invalidate_and_restore_through_the_api(
         influx={"url": influxdb.url, "database": influx_db},
         rollup={"review_store": str(tmp_path / "review.db")},
         http={"token": TOKEN},
+        qc={"enabled": False},  # constant synthetic values; QC has its own tests
     )
     registry = Registry(
         [Device(id="AQ-R1", kind="air", site="S", county="C", facts={"assessment": "national"})]
