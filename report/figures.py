@@ -99,6 +99,9 @@ class PlanReport:
     connectors: list[P.ConnectorResult]
     notes: list[str] = field(default_factory=list)
     pv_performance: PvPerformance | None = None  # from pv_daily (issue 18)
+    # Per air station and day, the hours a review mark or QC left out and why (issue 16):
+    # (device id, local date, the daily point's left_out).
+    air_left_out: list[tuple[str, str, str]] = field(default_factory=list)
 
     def figure(self, formula: str) -> P.Figure:
         """The figure computed by ``formula``."""
@@ -309,7 +312,24 @@ class Reporter:
             connectors=connectors,
             notes=notes,
             pv_performance=await self.pv_daily(start_ms, end_ms, county),
+            air_left_out=await self.air_left_out(start_ms, end_ms, county),
         )
+
+    async def air_left_out(
+        self, start_ms: int, end_ms: int, county: str | None
+    ) -> list[tuple[str, str, str]]:
+        """Per air station and day, the hours left out and why (``left_out`` of its daily
+        points; docs/review.md), by station then date."""
+        q = (
+            f'SELECT "left_out" FROM "air_quality_daily" WHERE time >= {time_literal(start_ms)} '
+            f'AND time < {time_literal(end_ms)}{self._scope(county)} GROUP BY "device_id"'
+        )
+        out = {
+            (str(r.get("device_id")), local_date(int(r["time"] or 0), self.tz).isoformat(), text)
+            for r in await self._rows(q)
+            if isinstance(text := r.get("left_out"), str) and text
+        }
+        return sorted(out)
 
     def _notes(
         self,

@@ -267,6 +267,10 @@ def render_table(report: PlanReport, console: Console) -> None:
         for d in invalid:
             if d.reason:
                 console.print(f"  {d.day.isoformat()}: {d.reason}")
+    if report.air_left_out:
+        console.print("审核/质控剔除 Hours left out by review or QC:")
+        for device, day, text in report.air_left_out:
+            console.print(f"  {device} {day}: {text}")
 
     t = Table(title="屋顶光伏 Rooftop PV by county")
     for col in (

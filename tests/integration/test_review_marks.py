@@ -17,6 +17,8 @@ from devices.registry import Device, Registry
 from envgrid.localstack import LocalInfluxDB
 from envgrid.review import build_review
 from envgrid.settings import load_settings
+from report.figures import Reporter, load_plan
+from report.render import render
 from rollups.review_api import router
 from rollups.runner import Rollup
 
@@ -94,6 +96,14 @@ async def test_invalidate_and_restore_through_the_api(
             "2026-03-02T02:00:00Z",
         )
         invalidated = snapshot(influxdb, influx_db)
+        async with Reporter(settings, registry, load_plan()) as reporter:
+            report = await reporter.run(DAY.date(), DAY.date())
+        assert report.air_left_out == [
+            ("AQ-R1", "2026-03-02", "pm25_ug_m3 10:00-12:00: maintenance (mark 1 by api): "
+             "analyser cleaned")
+        ]  # fmt: skip
+        assert "AQ-R1 2026-03-02: pm25_ug_m3 10:00-12:00: maintenance" in render(report, "table")
+        assert "<li>AQ-R1 2026-03-02: pm25_ug_m3 10:00-12:00: maintenance" in render(report, "html")
         r = await c.post("/api/review/marks", json={**mark, "action": "restore"}, headers=auth)
         assert r.status_code == 201, r.text
         restored = snapshot(influxdb, influx_db)
