@@ -275,10 +275,12 @@ class Rollup:
         if marked:
             await self._clear(kind, marked, span, task)
         if self.qc.kinds.get(kind.name) or self.qc.devices:
+            # Flags this pass no longer raises must go; a DELETE costs InfluxDB a tombstone,
+            # so only when the window holds flags at all.
             when = f"time >= {time_literal(span.start_ms)} AND time < {time_literal(span.end_ms)}"
-            await self.client.execute(
-                f"DELETE FROM {quote_ident(qc_measurement(kind))} WHERE {when}"
-            )
+            qc_m = quote_ident(qc_measurement(kind))
+            if await self.client.query(f"SELECT * FROM {qc_m} WHERE {when} LIMIT 1"):
+                await self.client.execute(f"DELETE FROM {qc_m} WHERE {when}")
         await self.write(flags)
         await self.write(points)
         return points + flags

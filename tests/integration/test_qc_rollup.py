@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import random
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from devices.registry import Registry
@@ -32,7 +33,7 @@ def pm25(device: str, minute: int, rnd: random.Random) -> float:
 
 
 async def test_qc_flags_stuck_and_spiking_values_and_the_rollup_leaves_failures_out(
-    influxdb: LocalInfluxDB, influx_db: str
+    influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
 ) -> None:
     lines = []
     for device in ("AQ-STUCK", "AQ-NATURAL"):
@@ -69,6 +70,19 @@ async def test_qc_flags_stuck_and_spiking_values_and_the_rollup_leaves_failures_
         "SELECT * FROM \"air_quality_daily\" WHERE device_id = 'AQ-STUCK'", influx_db
     )
     assert daily["left_out"] == "pm25_ug_m3 05:00-06:00: qc fail (spike)"
+    # Thresholds raised (a device override turning the tests off): the next pass drops the flags.
+    relaxed = tmp_path / "qc.yaml"
+    relaxed.write_text(
+        "devices:\n  AQ-STUCK:\n    pm25_ug_m3: {spike_suspect: null, spike_fail: null,"
+        " rate_suspect: null, flat_suspect: null, flat_fail: null}\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(
+        None, influx={"url": influxdb.url, "database": influx_db}, qc={"config": relaxed}
+    )
+    async with Rollup(settings, Registry([]), kinds=["air"]) as rollup:
+        await rollup.run_range(DAY, DAY + timedelta(days=1))
+    assert influxdb.points('SELECT * FROM "air_quality_qc" GROUP BY *', influx_db) == []
     # The raw reading is never rewritten.
     raw = influxdb.points(
         f"SELECT pm25_ug_m3 FROM air_quality WHERE device_id = 'AQ-STUCK' AND time = {spike}ms",
