@@ -142,8 +142,9 @@ def _find_binary(name: str) -> str | None:
         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
         reverse=True,
     )
-    for folder in (*_EXTRA_BIN_DIRS, *versions):
-        candidate = Path(folder) / name
+    folders: list[Path] = [Path(f) for f in _EXTRA_BIN_DIRS] + versions
+    for folder in folders:
+        candidate = folder / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     return None
