@@ -758,14 +758,24 @@ class Console:
                 return console.to_login(request)
             return console._station(request, session, mn, done=done, qn=qn)
 
-        @router.post("/stations/{mn}/rerequest")
-        async def rerequest(request: Request, mn: str) -> Response:
+        async def station_form(
+            request: Request, mn: str
+        ) -> tuple[Session, dict[str, str], Hj212Dispatcher] | Response:
+            """A signed-in operator's form for a station this gateway holds, or the refusal."""
             session, form, error = await console.form_with_csrf(request)
             if error is not None or session is None:
                 return error or console.fail(request, 401, "session_needed")
             d = console.hj212()
             if d is None or mn not in d.stations:
                 return console.fail(request, 404, "no_such_station", session)
+            return session, form, d
+
+        @router.post("/stations/{mn}/rerequest")
+        async def rerequest(request: Request, mn: str) -> Response:
+            got = await station_form(request, mn)
+            if isinstance(got, Response):
+                return got
+            session, form, d = got
             try:
                 cmd = stations.rerequest(
                     d, mn, form.get("begin", ""), form.get("end", ""), session.operator.name
@@ -779,12 +789,10 @@ class Console:
 
         @router.post("/stations/{mn}/sync-clock")
         async def sync_clock(request: Request, mn: str) -> Response:
-            session, _, error = await console.form_with_csrf(request)
-            if error is not None or session is None:
-                return error or console.fail(request, 401, "session_needed")
-            d = console.hj212()
-            if d is None or mn not in d.stations:
-                return console.fail(request, 404, "no_such_station", session)
+            got = await station_form(request, mn)
+            if isinstance(got, Response):
+                return got
+            session, _, d = got
             try:
                 cmd = stations.sync_clock(d, mn, session.operator.name)
             except CommandError as e:
