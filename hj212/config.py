@@ -8,11 +8,10 @@ from typing import Protocol
 
 from pydantic import (
     Field,
-    field_validator,
 )
 
 from alerts.config import AlertsSettings
-from devices.config import Duration, Section
+from devices.config import Duration, PositiveDuration, Section
 from ingest.config import DevicesSettings, InfluxSettings, MqttSettings, StandardsSettings
 
 
@@ -28,7 +27,7 @@ class Hj212Settings(Section):
     # Stations connect from the field over the network, and the gateway only listens when a port
     # is set, so the default listens on every interface.
     host: str = Field(default="0.0.0.0", description="address the gateway listens on")
-    idle_timeout: Duration = Field(
+    idle_timeout: PositiveDuration = Field(
         default=timedelta(minutes=10), description="close a connection silent this long"
     )
     max_connections: int = Field(
@@ -57,12 +56,12 @@ class Hj212Settings(Section):
         le=1000,
         description="wrong PWs on one connection before it is closed and its source backs off",
     )
-    wrong_pw_backoff: Duration = Field(
+    wrong_pw_backoff: PositiveDuration = Field(
         default=timedelta(minutes=1),
         description="a source closed for wrong PWs is refused this long, doubled for each "
         "repeat up to wrong_pw_backoff_max",
     )
-    wrong_pw_backoff_max: Duration = Field(
+    wrong_pw_backoff_max: PositiveDuration = Field(
         default=timedelta(hours=1), description="longest back-off of a PW-guessing source"
     )
     max_rejects_in_a_row: int = Field(
@@ -85,7 +84,7 @@ class Hj212Settings(Section):
         default=None,
         description="SQLite file of HJ 212 commands; unset: the alerts store file ([alerts] store)",
     )
-    command_timeout: Duration = Field(
+    command_timeout: PositiveDuration = Field(
         default=timedelta(seconds=5),
         description="wait this long for a station's 9011 before sending again (the station's "
         "1000 OverTime; per station: hj212.overtime)",
@@ -97,11 +96,11 @@ class Hj212Settings(Section):
         description="times a command is sent again without a 9011 (the station's 1000 ReCount; "
         "per station: hj212.recount)",
     )
-    execute_timeout: Duration = Field(
+    execute_timeout: PositiveDuration = Field(
         default=timedelta(minutes=10),
         description="after 9011, wait this long for 9012 (each data packet restarts the wait)",
     )
-    command_expiry: Duration = Field(
+    command_expiry: PositiveDuration = Field(
         default=timedelta(hours=24),
         description="a command for a station that does not connect ends 'expired' after this",
     )
@@ -114,10 +113,10 @@ class Hj212Settings(Section):
     backfill: bool = Field(
         default=True, description="re-request missing hourly data (2061) from connected stations"
     )
-    backfill_lookback: Duration = Field(
+    backfill_lookback: PositiveDuration = Field(
         default=timedelta(days=7), description="how far back missing hours are looked for"
     )
-    backfill_interval: Duration = Field(
+    backfill_interval: PositiveDuration = Field(
         default=timedelta(minutes=5), description="how often each station's gaps are looked for"
     )
     backfill_backoff: Duration = Field(
@@ -128,7 +127,7 @@ class Hj212Settings(Section):
     backfill_max_hours: int = Field(
         default=24, ge=1, le=24 * 31, description="hours asked for in one 2061 request at most"
     )
-    clock_tolerance: Duration = Field(
+    clock_tolerance: PositiveDuration = Field(
         default=timedelta(seconds=60),
         description="send 1012 (set clock) when real-time DataTime is further than this from "
         "the platform's clock",
@@ -136,23 +135,6 @@ class Hj212Settings(Section):
     clock_sync_interval: Duration = Field(
         default=timedelta(hours=1), description="at most one automatic 1012 per station this often"
     )
-
-    @field_validator(
-        "idle_timeout",
-        "wrong_pw_backoff",
-        "wrong_pw_backoff_max",
-        "command_timeout",
-        "execute_timeout",
-        "command_expiry",
-        "backfill_lookback",
-        "backfill_interval",
-        "clock_tolerance",
-    )
-    @classmethod
-    def _positive(cls, v: timedelta) -> timedelta:
-        if v <= timedelta(0):
-            raise ValueError("must be a positive duration, e.g. '10m'")
-        return v
 
 
 class GatewayConfig(Protocol):

@@ -8,10 +8,9 @@ from typing import Protocol
 
 from pydantic import (
     Field,
-    field_validator,
 )
 
-from devices.config import Duration, Section
+from devices.config import PositiveDuration, Section
 from ingest.config import StorageConfig
 
 
@@ -24,13 +23,13 @@ class RollupSettings(Section):
     enabled: bool = Field(
         default=True, description="run the rollup task in `envgrid run` (first worker only)"
     )
-    interval: Duration = Field(
+    interval: PositiveDuration = Field(
         default=timedelta(minutes=10), description="how often recent windows are recomputed"
     )
-    lateness: Duration = Field(
+    lateness: PositiveDuration = Field(
         default=timedelta(hours=3), description="windows closed this recently are recomputed"
     )
-    startup_lookback: Duration = Field(
+    startup_lookback: PositiveDuration = Field(
         default=timedelta(hours=48), description="recomputed once when the service starts"
     )
     hour_min_minutes: int = Field(
@@ -40,7 +39,7 @@ class RollupSettings(Section):
         description="air 1 h mean valid when its samples cover this many minutes (GB 3095-2012 "
         "Table 4); each sample counts for the device's reporting interval",
     )
-    max_sample_interval: Duration = Field(
+    max_sample_interval: PositiveDuration = Field(
         default=timedelta(minutes=15),
         description="the most one sample counts for in an hour's covered time, whatever the "
         "registry `interval` or the learned spacing says (envgrid's choice, docs/standards.md)",
@@ -87,13 +86,6 @@ class RollupSettings(Section):
     pv_underperformance_days: int = Field(
         default=1, ge=1, le=31, description="days the underperformance comparison sums over"
     )
-
-    @field_validator("interval", "lateness", "startup_lookback", "max_sample_interval")
-    @classmethod
-    def _positive(cls, v: timedelta) -> timedelta:
-        if v <= timedelta(0):
-            raise ValueError("must be a positive duration, e.g. '10m', '3h', '2d'")
-        return v
 
 
 class QcSettings(Section):
