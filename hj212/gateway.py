@@ -51,6 +51,7 @@ from hj212.store import CommandStore
 from ingest.broker import client_options
 from ingest.deadletter import make_deadletter
 from ingest.mqtt import ConnectError, MqttClient, MqttError, MqttOptions
+from ingest.stats import counter_by
 
 __all__ = [
     "Framer",
@@ -280,21 +281,19 @@ class _Collector(Collector):
             "Connections refused (max_connections, per-source limit, wrong-PW back-off)",
             value=s.refused,
         )
-        refused_by = CounterMetricFamily(
+        yield counter_by(
             "envgrid_hj212_connections_refused_by_reason",
             "Connections refused: max_connections, per_source (one address's share) or backoff "
             "(a source closed for wrong PWs)",
-            labels=["reason"],
+            ["reason"],
+            s.refused_by.items(),
         )
-        for reason, n in sorted(s.refused_by.items()):
-            refused_by.add_metric([reason], n)
-        yield refused_by
-        closed = CounterMetricFamily(
-            "envgrid_hj212_connections_closed", "Station connections closed", labels=["reason"]
+        yield counter_by(
+            "envgrid_hj212_connections_closed",
+            "Station connections closed",
+            ["reason"],
+            s.closed.items(),
         )
-        for reason, n in sorted(s.closed.items()):
-            closed.add_metric([reason], n)
-        yield closed
         packets = CounterMetricFamily(
             "envgrid_hj212_packets",
             "HJ 212 packets by station MN ('unknown' if not registered) and result",
@@ -304,12 +303,9 @@ class _Collector(Collector):
             for result, n in sorted(per.items()):
                 packets.add_metric([mn, result], n)
         yield packets
-        replies = CounterMetricFamily(
-            "envgrid_hj212_replies", "9014 data replies sent, by MN", labels=["mn"]
+        yield counter_by(
+            "envgrid_hj212_replies", "9014 data replies sent, by MN", ["mn"], s.replies.items()
         )
-        for mn, n in sorted(s.replies.items()):
-            replies.add_metric([mn], n)
-        yield replies
         for name, doc, value in (
             ("envgrid_hj212_deadlettered", "Dead letters published by the gateway", s.deadlettered),
             ("envgrid_hj212_garbage_bytes", "Bytes dropped outside frames", s.garbage_bytes),

@@ -7,7 +7,7 @@ bumps these fields instead and :class:`StatsCollector` exposes them at scrape ti
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import Histogram
@@ -47,6 +47,16 @@ class Stats:
     ack_stalled: bool = False
 
 
+def counter_by(
+    name: str, doc: str, labels: list[str], counts: Iterable[tuple[str | tuple[str, ...], int]]
+) -> CounterMetricFamily:
+    """A counter family with a sample per (label value or tuple of them, count), sorted."""
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, n in sorted(counts):
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], n)
+    return family
+
+
 class StatsCollector(Collector):
     """Exposes :class:`Stats` in Prometheus format."""
 
@@ -58,26 +68,21 @@ class StatsCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         s = self.stats
-        rec = CounterMetricFamily(
-            "envgrid_messages_received", "MQTT messages received", labels=["kind"]
+        yield counter_by(
+            "envgrid_messages_received", "MQTT messages received", ["kind"], s.received.items()
         )
-        for k, v in sorted(s.received.items()):
-            rec.add_metric([k], v)
-        yield rec
-        rej = CounterMetricFamily(
-            "envgrid_messages_rejected", "Messages dead-lettered, by reason", labels=["reason"]
+        yield counter_by(
+            "envgrid_messages_rejected",
+            "Messages dead-lettered, by reason",
+            ["reason"],
+            s.rejected.items(),
         )
-        for k, v in sorted(s.rejected.items()):
-            rej.add_metric([k], v)
-        yield rej
-        vals = CounterMetricFamily(
+        yield counter_by(
             "envgrid_values_rejected",
             "Values kept out of accepted readings (stored as <field>_invalid), by reason",
-            labels=["kind", "field", "reason"],
+            ["kind", "field", "reason"],
+            s.values_rejected.items(),
         )
-        for key, v in sorted(s.values_rejected.items()):
-            vals.add_metric(list(key), v)
-        yield vals
         for name, doc, value in (
             ("envgrid_points_written", "Points accepted by InfluxDB", s.points_written),
             ("envgrid_batches_written", "Batches accepted by InfluxDB", s.batches_written),
