@@ -38,6 +38,13 @@ MEAN_POLLUTANTS: tuple[str, ...] = ("so2", "no2", "pm10", "pm25")
 CO_PERCENTILE = 95
 O3_PERCENTILE = 90
 
+# HJ 663-2013 Table 1, annual assessment (年评价): besides the annual mean, the 24 h means of
+# SO2 and NO2 are judged by their 98th percentile and those of PM10 and PM2.5 by their 95th,
+# against the 24 h limits; a calendar year complies only when both do.
+DAILY_PERCENTILES: Mapping[str, int] = MappingProxyType(
+    {"so2": 98, "no2": 98, "pm10": 95, "pm25": 95}
+)
+
 # HJ 633 Table 2: category 1 (优, AQI 0-50) and 2 (良, 51-100) are good days (优良天).
 GOOD_AQI_MAX = 100
 
@@ -190,6 +197,11 @@ class Assessment:
     enough_data: Mapping[str, bool]
     excluded_days: int
     editions: tuple[str, ...]
+    # The 24 h percentiles of `DAILY_PERCENTILES` (rounded like the means); they enter
+    # `compliance` when the period is a calendar year.
+    daily_percentiles: Mapping[str, float | None] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def statistic(self, pollutant: str) -> float | None:
         """Return the statistic that represents one of `POLLUTANTS` for the period."""
@@ -266,11 +278,14 @@ def assess(
     validity: Validity = DEFAULT_VALIDITY,
     rounding: Rounding = DEFAULT_ROUNDING,
     weights: Mapping[str, float] = EQUAL_WEIGHTS,
+    excluded_in_day_counts: bool = False,
 ) -> Assessment:
     """Assess the days of `first`..`last` (local dates, inclusive); days outside are ignored.
 
-    `excluded` are exceptional-event days (HJ 663-2026 例外事件): they leave every statistic
-    and count neither as valid nor as missing.
+    `excluded` are exceptional-event days (HJ 663-2026 例外事件): they leave every
+    concentration statistic and count neither as valid nor as missing. They leave the good-day
+    and category counts too, unless `excluded_in_day_counts` (the national practice for sand
+    and dust days: 优良天数比例 keeps them, concentrations and the composite index do not).
     """
     if last < first:
         raise ValueError(f"period ends ({last}) before it starts ({first})")
@@ -308,11 +323,28 @@ def assess(
             if _round_exact(_exact(v), digits) > _exact(_day_limit(limits_for(day), p))
         )
 
+    daily_pct: dict[str, Decimal | None] = {}
+    for p, pct in DAILY_PERCENTILES.items():
+        values = [v for d in kept if (v := d.value(p)) is not None]
+        daily_pct[p] = (
+            _round_exact(_percentile_exact(values, pct), rounding.concentration[p])
+            if values
+            else None
+        )
+    calendar_year = (first.month, first.day, last.month, last.day) == (1, 1, 12, 31) and (
+        first.year == last.year
+    )
+
     compliance: dict[str, bool | None] = {}
     for p in POLLUTANTS:
         stat = exact[p]
-        ok = stat is not None and enough[p]
-        compliance[p] = (stat <= _exact(_standard(closing, p))) if ok and stat is not None else None
+        if stat is None or not enough[p]:
+            compliance[p] = None
+            continue
+        ok = stat <= _exact(_standard(closing, p))
+        if calendar_year and (pct_value := daily_pct.get(p)) is not None:
+            ok = ok and pct_value <= _exact(float(closing.daily[p]))
+        compliance[p] = ok
 
     composite: float | None = None
     shares: dict[str, float] = {}
@@ -331,9 +363,12 @@ def assess(
                     p: float(_round_exact(sub[p] * 100 / total, rounding.share)) for p in POLLUTANTS
                 }
 
+    counted = kept
+    if excluded_in_day_counts:
+        counted = sorted((d for d in days if first <= d.day <= last), key=lambda d: d.day)
     categories = [0, 0, 0, 0, 0, 0]
     valid_days = good_days = 0
-    for d in kept:
+    for d in counted:
         if d.aqi is None:
             continue
         valid_days += 1
@@ -377,6 +412,9 @@ def assess(
         enough_data=MappingProxyType(enough),
         excluded_days=len(excluded_in),
         editions=editions,
+        daily_percentiles=MappingProxyType(
+            {p: None if v is None else float(v) for p, v in daily_pct.items()}
+        ),
     )
 
 

@@ -402,3 +402,65 @@ def test_three_year_average_refuses_what_is_not_three_years() -> None:
         three_year_average([_year(2027, 30)])
     with pytest.raises(ValueError, match="calendar year"):
         three_year_average([assess([], NOV[0], NOV[-1])] * 3)
+
+
+# --- more boundaries -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pm25", "over"), [(60, 0), (60.4, 0), (60.5, 0), (61.5, 1), (60.51, 1)])
+def test_a_day_on_the_limit_is_not_over_it(pm25: float, over: int) -> None:
+    # Rounded as published first (60.5 -> 60, 61.5 -> 62, 60.51 -> 61), then compared with 60.
+    a = assess([dv(NOV[0], pm25=pm25)], NOV[0], NOV[0])
+    assert a.over_limit_days["pm25"] == over
+
+
+def test_a_calendar_year_also_needs_its_24h_percentile() -> None:
+    first = date(2027, 1, 1)
+    rows = [dv(first + timedelta(days=i), pm25=20) for i in range(365)]
+    # 30 days at 70 (> 60): the mean (20 * 335 + 70 * 30) / 365 = 24.1 stays under 30, but the
+    # 95th percentile (k = 1 + 364 * 0.95 = 346.8, inside the 30 highest) is 70.
+    rows[:30] = [dv(first + timedelta(days=i), pm25=70) for i in range(30)]
+    a = assess(rows, first, date(2027, 12, 31))
+    assert a.pm25 == 24
+    assert a.daily_percentiles["pm25"] == 70
+    assert a.compliance["pm25"] is False
+    # The same days judged as a month only compare the mean with the annual limit.
+    jan = assess(rows, first, date(2027, 1, 31))
+    assert jan.daily_percentiles["pm25"] == 70 and jan.compliance["pm25"] is False  # mean 70
+    dec = assess(rows, date(2027, 12, 1), date(2027, 12, 31))
+    assert dec.compliance["pm25"] is True
+
+
+def test_exceptional_days_can_stay_in_the_day_counts() -> None:
+    days = november()
+    worst = NOV[PM25_NOV.index(80)]
+    kept = assess(days, NOV[0], NOV[-1], excluded={worst}, excluded_in_day_counts=True)
+    left = assess(days, NOV[0], NOV[-1], excluded={worst})
+    assert kept.valid_days == 30 and left.valid_days == 29
+    assert kept.good_days == left.good_days  # the dust day (AQI 144) was not good
+    assert kept.pm25 == left.pm25 and kept.composite_index == left.composite_index
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=300),  # PM2.5
+            st.integers(min_value=1, max_value=50),  # CO x 0.1
+            st.integers(min_value=10, max_value=300),  # O3 8 h
+        ),
+        min_size=30,
+        max_size=30,
+    )
+)
+def test_any_month_matches_the_independent_calculation(rows: list[tuple[int, int, int]]) -> None:
+    days = [
+        dv(d, pm25=pm25, co=co / 10, o3_8h=o3, pm10=pm25 * 1.5)
+        for d, (pm25, co, o3) in zip(NOV, rows, strict=True)
+    ]
+    a = assess(days, NOV[0], NOV[-1])
+    want = ref_stats(days)
+    assert (fr(a.pm25 or 0), fr(a.pm10 or 0)) == (want["pm25"], want["pm10"])
+    assert (fr(a.co_p95 or 0), fr(a.o3_8h_p90 or 0)) == (want["co"], want["o3_8h"])
+    assert a.composite_index is not None
+    assert fr(a.composite_index) == ref_composite(want, S_TRANSITION)
+    assert a.over_limit_days["pm25"] == sum(1 for pm25, _, _ in rows if pm25 > 60)
