@@ -33,12 +33,12 @@ POLLUTANTS: tuple[str, ...] = ("so2", "no2", "pm10", "pm25", "co", "o3_8h")
 # Pollutants assessed by their period mean; CO and O3 are assessed by a percentile.
 MEAN_POLLUTANTS: tuple[str, ...] = ("so2", "no2", "pm10", "pm25")
 
-# HJ 663-2013 Table 1 / 城市环境空气质量排名技术规定: CO by the 95th percentile of its 24 h
+# HJ 663-2013 §4 (评价项目) / 城市环境空气质量排名技术规定: CO by the 95th percentile of its 24 h
 # means, O3 by the 90th percentile of its daily maximum 8 h means.
 CO_PERCENTILE = 95
 O3_PERCENTILE = 90
 
-# HJ 663-2013 Table 1, annual assessment (年评价): besides the annual mean, the 24 h means of
+# HJ 663-2013 §4 (评价项目), annual assessment (年评价): besides the annual mean, the 24 h means of
 # SO2 and NO2 are judged by their 98th percentile and those of PM10 and PM2.5 by their 95th,
 # against the 24 h limits; a calendar year complies only when both do.
 DAILY_PERCENTILES: Mapping[str, int] = MappingProxyType(
@@ -142,7 +142,7 @@ def _percentile_exact(values: Sequence[float], p: float) -> Decimal:
         raise ValueError(f"percentile must be within 0..100, not {p!r}")
     ordered = sorted(_exact(v) for v in values)
     n = len(ordered)
-    # HJ 663-2013 Annex A (A.2): k = 1 + (n - 1) * p%, s = integer part of k,
+    # HJ 663-2013 Annex A (数据统计方法): k = 1 + (n - 1) * p%, s = integer part of k,
     # m_p = X(s) + (X(s+1) - X(s)) * (k - s) over the values in ascending order X(1)..X(n).
     k = 1 + (n - 1) * _exact(p) / 100
     s = int(k)
@@ -219,7 +219,7 @@ LimitsFor = Callable[[date], Limits]
 def _standard(limits: Limits, pollutant: str) -> float:
     # 城市环境空气质量排名技术规定: S_i is the grade II annual limit for SO2, NO2, PM10 and
     # PM2.5, the 24 h limit for CO and the 8 h limit for O3 — the limits the statistics are
-    # compared with for compliance too (HJ 663-2013 §5).
+    # compared with for compliance too.
     if pollutant in MEAN_POLLUTANTS:
         return float(limits.annual[pollutant])
     if pollutant == "co":
@@ -423,8 +423,8 @@ def combine(
 ) -> list[DayValues]:
     """Return an area's (county's, city's) days from its stations' days.
 
-    Each statistic is the arithmetic mean of the stations' valid values that day (HJ 663-2013
-    §5.1: an area's concentration is the mean over its assessment stations). The AQI is
+    Each statistic is the arithmetic mean of the stations' valid values that day (HJ 663-2013,
+    city scale: the mean over the area's assessment stations). The AQI is
     recomputed from those means by the day's HJ 633 edition (or `edition`), and only when all
     six statistics exist, as a station's day is valid only with all six.
     """
