@@ -58,6 +58,10 @@ _AQI_KEYS: dict[str, str] = {
 }
 
 
+# The daily rollup's field of each assessed statistic (docs/standards.md, "Rollups").
+_FIELDS: dict[str, str] = {**_AQI_KEYS, "o3_8h": hj633.O3_8H}
+
+
 @dataclass(frozen=True, slots=True)
 class DayValues:
     """One station's (or area's) day: valid 24 h statistics only, None where not valid."""
@@ -81,6 +85,42 @@ class DayValues:
             raise ValueError(f"{self.day}: AQI must be >= 0, not {self.aqi!r}")
         if self.category is not None and self.category not in range(1, 7):
             raise ValueError(f"{self.day}: category must be 1..6, not {self.category!r}")
+
+    @classmethod
+    def from_fields(
+        cls,
+        day: date,
+        fields: Mapping[str, object],
+        *,
+        day_min_hours: int = 20,
+        o3_8h_min_windows: int = 14,
+    ) -> DayValues:
+        """Build a day from an `air_quality_daily` / `city_air_daily` point's fields.
+
+        The rollup stores a 24 h mean even when too few hours were behind it; a statistic is
+        taken only when its `<field>_n` meets the validity rule (GB 3095-2012 Table 4: 20
+        hourly values; daily maximum 8 h O3: `o3_8h_min_windows` valid windows, the rollup's
+        `rollup.o3_8h_min_windows`). The AQI counts only on a `valid` day.
+        """
+        values: dict[str, float | None] = {}
+        for p, name in _FIELDS.items():
+            raw = fields.get(name)
+            n = fields.get(f"{name}_n")
+            needed = o3_8h_min_windows if p == "o3_8h" else day_min_hours
+            ok = isinstance(raw, int | float) and not isinstance(raw, bool)
+            ok = ok and isinstance(n, int | float) and n >= needed
+            values[p] = float(raw) if ok and isinstance(raw, int | float) else None
+        aqi_raw, category_raw = fields.get("aqi"), fields.get("aqi_category")
+        valid = fields.get("valid") is True and isinstance(aqi_raw, int | float)
+        aqi_value = int(aqi_raw) if valid and isinstance(aqi_raw, int | float) else None
+        category: int | None = None
+        if aqi_value is not None:
+            category = (
+                int(category_raw)
+                if isinstance(category_raw, int | float) and not isinstance(category_raw, bool)
+                else hj633.category_of(aqi_value)
+            )
+        return cls(day=day, aqi=aqi_value, category=category, **values)
 
     def value(self, pollutant: str) -> float | None:
         """Return the day's statistic for one of `POLLUTANTS`."""

@@ -464,3 +464,29 @@ def test_any_month_matches_the_independent_calculation(rows: list[tuple[int, int
     assert a.composite_index is not None
     assert fr(a.composite_index) == ref_composite(want, S_TRANSITION)
     assert a.over_limit_days["pm25"] == sum(1 for pm25, _, _ in rows if pm25 > 60)
+
+
+# --- from the rollup's fields ----------------------------------------------------------------
+
+
+def test_day_values_from_a_daily_point() -> None:
+    fields: dict[str, object] = {
+        "so2_ug_m3": 9.0, "so2_ug_m3_n": 24,
+        "no2_ug_m3": 31.5, "no2_ug_m3_n": 20,
+        "pm10_ug_m3": 70.0, "pm10_ug_m3_n": 19,  # too few hours: not a valid 24 h mean
+        "pm25_ug_m3": 41.0, "pm25_ug_m3_n": 23,
+        "co_mg_m3": 0.9, "co_mg_m3_n": 24,
+        "o3_8h_ug_m3": 130.0, "o3_8h_ug_m3_n": 13,  # 13 valid 8 h windows of 14
+        "aqi": 87, "aqi_category": 2, "valid": False,
+    }  # fmt: skip
+    d = DayValues.from_fields(date(2026, 11, 3), fields)
+    assert (d.so2, d.no2, d.pm10, d.pm25, d.co, d.o3_8h) == (9.0, 31.5, None, 41.0, 0.9, None)
+    assert d.aqi is None and d.category is None  # the day is not valid
+    fields |= {"pm10_ug_m3_n": 20, "o3_8h_ug_m3_n": 14, "valid": True}
+    d = DayValues.from_fields(date(2026, 11, 3), fields)
+    assert (d.pm10, d.o3_8h, d.aqi, d.category) == (70.0, 130.0, 87, 2)
+    # Without a stored category it is worked from the AQI; looser rules are settings.
+    del fields["aqi_category"]
+    d = DayValues.from_fields(date(2026, 11, 3), fields, day_min_hours=18, o3_8h_min_windows=1)
+    assert d.category == 2
+    assert DayValues.from_fields(date(2026, 11, 3), {}).aqi is None
