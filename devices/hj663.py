@@ -578,3 +578,29 @@ def three_year_average(
         compliance=MappingProxyType(compliance),
         edition=closing.edition,
     )
+
+
+def rank(values: Mapping[str, float | None], *, lower_is_better: bool = True) -> dict[str, int]:
+    """Rank areas by one figure as the provincial rankings publish it.
+
+    Composite index ascending, good-day ratio descending (`lower_is_better=False`); equal
+    values share a rank and the next rank skips (1, 2, 2, 4: "数值相同的城市以并列计", notes of
+    Anhui's published rankings). Areas without the figure are left out.
+    """
+    present = {k: v for k, v in values.items() if v is not None}
+    ordered = sorted(present.values(), reverse=not lower_is_better)
+    return {k: ordered.index(v) + 1 for k, v in present.items()}
+
+
+def change_rate(now: float | None, before: float | None, digits: int = 1) -> float | None:
+    """Return the change against the same period last year, in % (同比变化率).
+
+    (now - before) / before x 100, rounded by GB/T 8170; > 0 is worse for the composite index
+    (城市环境空气质量变化程度排名方案, 2017). None without both figures or when `before` is 0.
+    """
+    if now is None or before is None or before == 0:
+        return None
+    with localcontext() as ctx:
+        ctx.prec = 40
+        rate = (_exact(now) - _exact(before)) * 100 / _exact(before)
+    return float(_round_exact(rate, digits))

@@ -20,8 +20,10 @@ from devices.hj663 import (
     Assessment,
     DayValues,
     assess,
+    change_rate,
     combine,
     percentile,
+    rank,
     round_half_even,
     three_year_average,
 )
@@ -490,3 +492,20 @@ def test_day_values_from_a_daily_point() -> None:
     d = DayValues.from_fields(date(2026, 11, 3), fields, day_min_hours=18, o3_8h_min_windows=1)
     assert d.category == 2
     assert DayValues.from_fields(date(2026, 11, 3), {}).aqi is None
+
+
+# --- ranking ---------------------------------------------------------------------------------
+
+
+def test_rank_shares_places_on_ties_and_skips() -> None:
+    index = {"A": 3.41, "B": 2.95, "C": 3.41, "D": 4.02, "E": None}
+    assert rank(index) == {"B": 1, "A": 2, "C": 2, "D": 4}
+    ratio = {"A": 90.0, "B": 93.3, "C": 90.0, "D": 80.0}
+    assert rank(ratio, lower_is_better=False) == {"B": 1, "A": 2, "C": 2, "D": 4}
+
+
+def test_change_rate() -> None:
+    assert change_rate(3.30, 3.00) == 10.0
+    assert change_rate(2.85, 3.00) == -5.0
+    assert change_rate(1.0, 3.0) == -66.7
+    assert change_rate(3.0, None) is None and change_rate(3.0, 0) is None
