@@ -1,6 +1,8 @@
 """The plan progress report as a terminal table, JSON, CSV or one self-contained HTML file.
 
-Every format shows the same figures from one :class:`report.figures.PlanReport`. The HTML file
+Every format shows the same figures from one :class:`report.figures.PlanReport`, and a period
+report (:class:`report.period.PeriodReport`) adds its statistics sections, each rendered the same
+generic way from its ``key``, ``to_json()``, ``tables()`` and ``notes()``. The HTML file
 needs nothing else: styles inline, charts drawn here as inline SVG, no scripts, no network; it
 prints on A4 (one section per page where it fits).
 """
@@ -25,6 +27,8 @@ from rich.table import Table
 
 from report import plan as P
 from report.figures import PlanReport
+from report.period import PeriodReport
+from report.sections import Cell, Section
 
 FORMATS = ("table", "json", "csv", "html")
 TEMPLATE = Path(__file__).resolve().parent / "template.html"
@@ -146,9 +150,47 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def render_json(report: PlanReport) -> str:
+Report = PlanReport | PeriodReport
+
+
+def _parts(report: Report) -> tuple[PlanReport, list[Section]]:
+    if isinstance(report, PeriodReport):
+        return report.plan, list(report.sections)
+    return report, []
+
+
+def to_json_dict(report: Report) -> dict[str, Any]:
+    """The report as JSON data: the plan figures, then (a period report) ``period`` and one
+    top-level key per statistics section."""
+    plan, sections = _parts(report)
+    data = to_dict(plan)
+    if isinstance(report, PeriodReport):
+        p = report.period
+        data["period"] = {
+            "first": p.first.isoformat(),
+            "last": p.last.isoformat(),
+            "label": p.label,
+            "kind": report.kind,
+        }
+    for s in sections:
+        if s.key in data:
+            raise ValueError(f"section key {s.key!r} is already a key of the report")
+        data[s.key] = _plain(s.to_json())
+    return data
+
+
+def render_json(report: Report) -> str:
     """The report as indented UTF-8 JSON."""
-    return json.dumps(to_dict(report), ensure_ascii=False, indent=2) + "\n"
+    return json.dumps(to_json_dict(report), ensure_ascii=False, indent=2) + "\n"
+
+
+def cell_text(v: Cell) -> str:
+    """A section table's cell as text: ``—`` for no value."""
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:g}" if math.isfinite(v) else "—"
+    return str(v)
 
 
 # ----------------------------------------------------------------------------------- CSV
@@ -173,11 +215,29 @@ CSV_COLUMNS = (
 )
 
 
-def render_csv(report: PlanReport) -> str:
-    """One row per figure: value, target, met, coverage (named units joined by ``;``)."""
+def render_csv(report: Report) -> str:
+    """One row per figure: value, target, met, coverage (named units joined by ``;``); a period
+    report then has each section table after a blank line: a header ``section, table,
+    <columns>`` and rows prefixed by the section's key and the table's title."""
+    plan, sections = _parts(report)
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
+    _figure_rows(plan, w)
+    for sec in sections:
+        for t in sec.tables():
+            w.writerow([])
+            w.writerow(["section", "table", *t.columns])
+            for r in t.rows:
+                w.writerow([sec.key, t.title, *("" if v is None else v for v in r)])
+        for n in sec.notes():
+            w.writerow([])
+            w.writerow(["section", "note"])
+            w.writerow([sec.key, n])
+    return out.getvalue()
+
+
+def _figure_rows(report: PlanReport, w: Any) -> None:
     for f in report.figures:
         w.writerow(
             [
@@ -199,7 +259,6 @@ def render_csv(report: PlanReport) -> str:
                 f.note,
             ]
         )
-    return out.getvalue()
 
 
 # --------------------------------------------------------------------------------- table
@@ -213,8 +272,42 @@ def _title(report: PlanReport) -> str:
     return f"{report.plan_zh} / {report.plan_en}{scope}\n{report.start} – {report.end}"
 
 
-def render_table(report: PlanReport, console: Console) -> None:
-    """The report as terminal tables: figures first, then the evidence behind each."""
+def render_table(report: Report, console: Console) -> None:
+    """The report as terminal tables: figures first, then the evidence behind each, then the
+    statistics sections of a period report."""
+    plan, sections = _parts(report)
+    _plan_table(plan, console)
+    if isinstance(report, PeriodReport):
+        console.print(
+            f"[bold]统计期 Period {report.period.label}[/bold] ({report.kind}: "
+            f"{report.period.first} – {report.period.last})"
+        )
+    for sec in sections:
+        console.print(f"[bold]{section_title(sec.key)}[/bold]")
+        for t in sec.tables():
+            rt = Table(title=t.title)
+            for col in t.columns:
+                rt.add_column(col, overflow="fold")
+            for r in t.rows:
+                rt.add_row(*(cell_text(v) for v in r))
+            console.print(rt)
+        for n in sec.notes():
+            console.print(f"note: {n}")
+
+
+# Headings of the sections the shipped builders make; another section shows its key.
+SECTION_TITLES: dict[str, str] = {
+    "air_assessment": "环境空气质量评价 Air quality assessment (HJ 663, GB 3095)",
+    "water_assessment": "地表水断面评价 Water-section assessment",
+}
+
+
+def section_title(key: str) -> str:
+    """A section's heading: its bilingual title, or its key."""
+    return SECTION_TITLES.get(key, key)
+
+
+def _plan_table(report: PlanReport, console: Console) -> None:
     console.print(f"[bold]{_title(report)}[/bold]")
     console.print(f"generated {report.generated_at} ({report.timezone})")
     t = Table(title="指标 Figures", show_lines=False)
@@ -577,6 +670,7 @@ def _env() -> Environment:
         met=fmt_met,
         coverage=fmt_coverage,
         num=_num,
+        cell=cell_text,
         items=items_text,
         status=lambda s: STATUS_NAMES.get(s, s),
         pollutant=lambda p: POLLUTANT_NAMES.get(p, p),
@@ -584,11 +678,28 @@ def _env() -> Environment:
     return env
 
 
-def render_html(report: PlanReport) -> str:
+def render_html(report: Report) -> str:
     """The report as one self-contained, printable HTML page (Chinese and English labels)."""
+    plan, sections = _parts(report)
+    period = report.period if isinstance(report, PeriodReport) else None
+    kind = report.kind if isinstance(report, PeriodReport) else None
+    report = plan
     template = _env().get_template(TEMPLATE.name)
     return template.render(
         r=report,
+        period=period,
+        period_kind=kind,
+        statistics=[
+            {
+                "key": sec.key,
+                "title": section_title(sec.key),
+                "tables": [
+                    {"title": t.title, "columns": t.columns, "rows": t.rows} for t in sec.tables()
+                ],
+                "notes": list(sec.notes()),
+            }
+            for sec in sections
+        ],
         title=_title(report).replace("\n", " · "),
         charts=charts(report),
         categories=[(c, P.CATEGORY_ZH[c - 1], P.CATEGORY_EN[c - 1]) for c in range(1, 7)],
@@ -597,7 +708,7 @@ def render_html(report: PlanReport) -> str:
     )
 
 
-def render(report: PlanReport, fmt: str, *, width: int = 160) -> str:
+def render(report: Report, fmt: str, *, width: int = 160) -> str:
     """The report in ``fmt`` (table, json, csv, html) as text."""
     if fmt == "json":
         return render_json(report)

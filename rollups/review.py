@@ -29,8 +29,14 @@ REASONS = (
     "instrument_fault",
     "abnormal_value",
     "suspected_tampering",
+    "exceptional_event",
     "other",
 )
+# HJ 663-2026 例外事件 (sand and dust, wildfire, …): the data are valid and stay in every rollup;
+# the period assessment (report/air_assessment.py) leaves the marked days out. So the rollups
+# ignore marks with these reasons (``rollup_marks``).
+EXCEPTIONAL_EVENT = "exceptional_event"
+ASSESSMENT_ONLY: frozenset[str] = frozenset({EXCEPTIONAL_EVENT})
 ALL_FIELDS = "*"
 
 _SCHEMA = """
@@ -102,6 +108,12 @@ def check(mark: Mark) -> None:
         raise ReviewError(f"reason must be one of {', '.join(REASONS)}")
     if mark.reason == "other" and not mark.comment.strip():
         raise ReviewError('reason "other" needs a comment saying what happened')
+
+
+def rollup_marks(marks: Iterable[Mark]) -> list[Mark]:
+    """The marks that take samples out of the rollups: not those that only speak for the
+    period assessment (``ASSESSMENT_ONLY``)."""
+    return [m for m in marks if m.reason not in ASSESSMENT_ONLY]
 
 
 class Marks:

@@ -40,7 +40,7 @@ from ingest.writer import InfluxWriter, Outcome
 from rollups import pv_job
 from rollups.config import QcSettings, RollupConfig
 from rollups.qc import FAIL, QcConfig, load_qc, run_tests
-from rollups.review import Marks, ReviewStore
+from rollups.review import Marks, ReviewStore, rollup_marks
 from rollups.windows import (
     DATA_KIND_TAG,
     ROLLUP_KINDS,
@@ -324,7 +324,10 @@ class Rollup:
         ``Station.left_out``); the ids of the devices with marks in the span."""
         store = self._review()
         ids = [st.tags["device_id"] for st in stations if st.tags.get("device_id")]
-        marks = Marks(store.marks(from_ms=span.start_ms, to_ms=span.end_ms, device_ids=ids))
+        # Exceptional-event marks leave the data valid: only the period assessment reads them.
+        marks = Marks(
+            rollup_marks(store.marks(from_ms=span.start_ms, to_ms=span.end_ms, device_ids=ids))
+        )
         if not marks:
             return []
         for st in stations:

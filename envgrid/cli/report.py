@@ -32,6 +32,20 @@ def report(
     to: Annotated[
         str | None, typer.Option("--to", help="Last local date, inclusive; default: the plan's.")
     ] = None,
+    period_kind: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            help="month, quarter, year or custom: the period report with the official "
+            "statistics (air assessment, ranking); custom takes --from/--to.",
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at", help="Which period: 2026-11, 2026-Q4 or 2026; default: the last closed one."
+        ),
+    ] = None,
     county: Annotated[
         str | None, typer.Option("--county", help="Only this county's sections and devices.")
     ] = None,
@@ -46,18 +60,27 @@ def report(
     store: Annotated[
         bool,
         typer.Option(
-            "--store", help="Also write the figures to InfluxDB (plan_progress) for Grafana."
+            "--store",
+            help="Also write the figures to InfluxDB (plan_progress, and with --period each "
+            "section's measurement, e.g. air_assessment) for Grafana.",
         ),
     ] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Compute every plan figure for a period: value, target, met or not, data coverage."""
+    """Compute every plan figure for a period: value, target, met or not, data coverage; with
+    --period also the period's official statistics (air assessment, county ranking)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
     from devices.registry import RegistryError, load_registry
     from ingest.influxql import QueryError
     from report.figures import Reporter, ReportError, known_counties, load_plan
     from report.figures import store as store_figures
+    from report.period import PeriodError, PeriodReport, build_sections, resolve, store_sections
     from report.plan import PlanError
-    from report.render import FORMATS, render
+    from report.render import FORMATS, Report, render
+    from report.sections import SectionContext
+    from rollups.review import ReviewStore
 
     setup_logging("WARNING")
     if fmt not in FORMATS:
@@ -66,11 +89,21 @@ def report(
         plan = load_plan(plan_file)
     except PlanError as e:
         raise fail(str(e)) from None
-    first = parse_date("--from", from_) if from_ is not None else plan.plan.start
-    last = parse_date("--to", to) if to is not None else plan.plan.end
+    given_first = parse_date("--from", from_) if from_ is not None else None
+    given_last = parse_date("--to", to) if to is not None else None
+    settings = settings_or_exit(config)
+    tz = ZoneInfo(settings.standards.timezone)
+    try:
+        period = resolve(period_kind, at, given_first, given_last, datetime.now(tz).date())
+    except PeriodError as e:
+        raise fail(str(e)) from None
+    if period is not None:
+        first, last = period.first, period.last
+    else:
+        first = given_first if given_first is not None else plan.plan.start
+        last = given_last if given_last is not None else plan.plan.end
     if last < first:
         raise fail(f"--to {last} is before --from {first}: give the earlier date first")
-    settings = settings_or_exit(config)
     try:
         registry = load_registry(settings.devices.registry)
     except RegistryError as e:
@@ -81,7 +114,8 @@ def report(
             f"--county {county!r} is not in the device registry: use one of {', '.join(counties)}"
         )
 
-    async def work() -> tuple[str, int]:
+    async def work() -> tuple[str, int, int]:
+        report: Report
         async with Reporter(settings, registry, plan) as rep:
             console = Console(stderr=True)
             columns = (
@@ -100,11 +134,32 @@ def report(
                     bar.update(job, description=label, advance=1)
 
                 result = await rep.run(first, last, county, tick)
+                report = result
+                if period is not None:
+                    review = ReviewStore(settings.rollup.review_store)
+                    try:
+                        ctx = SectionContext(
+                            client=rep.client,
+                            registry=registry,
+                            settings=settings,
+                            period=period,
+                            tz=tz,
+                            now=rep.now,
+                            county=county,
+                            extra={"review_store": review},
+                        )
+                        bar.update(job, description="statistics sections")
+                        report = PeriodReport(result, period, await build_sections(ctx))
+                    finally:
+                        review.close()
         stored = await store_figures(settings, result) if store else 0
-        return render(result, fmt), stored
+        points = 0
+        if store and isinstance(report, PeriodReport):
+            points = await store_sections(settings, report.sections)
+        return render(report, fmt), stored, points
 
     try:
-        text, stored = run_async(work)
+        text, stored, points = run_async(work)
     except (QueryError, ReportError) as e:
         raise fail(str(e), code=1) from None
     if output is None:
@@ -117,3 +172,5 @@ def report(
         typer.echo(f"wrote the {fmt} report for {first}..{last} to {output}", err=True)
     if store:
         typer.echo(f"stored {stored} figures in plan_progress", err=True)
+        if period is not None:
+            typer.echo(f"stored {points} statistics points ({period.label})", err=True)

@@ -1,0 +1,494 @@
+"""The air assessment of a period (HJ 663, limits of GB 3095 by date): per station, per county
+and for the city, with the county ranking the province publishes.
+
+Input: ``air_quality_daily`` (each station's 24 h means with their ``_n``, the daily maximum 8 h
+O3, ``aqi``, ``aqi_category``, ``valid``; tags ``device_id``, ``site``, ``county``,
+``assessment``, ``aqi_edition``) for the period and for the same period a year earlier. The
+statistics are ``devices.hj663.assess``; this module reads, groups and ranks.
+
+- A station's days are its daily points (the edition in force on the day wins where a day was
+  recomputed under another edition).
+- A county's and the city's days are the mean of their stations' days (``hj663.combine``); the
+  city uses the national-assessment stations (registry or tag ``assessment = national``).
+- Exceptional-event days (review marks with the reason ``exceptional_event``) leave the station's
+  assessment; an area drops a marked station-day from its daily mean, and leaves a day out
+  entirely when all its stations with data that day are marked.
+- Counties are ranked by composite index (ascending) and by good-day ratio (descending), with the
+  change against the same period a year earlier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from devices import air
+from devices import hj663 as H
+from devices.aqi import edition_for
+from devices.lineproto import FieldValue, encode_line
+from ingest.influxql import Row, quote_ident, time_literal
+from report.sections import Period, SectionContext, Table
+from rollups.review import EXCEPTIONAL_EVENT, Mark, ReviewStore
+from rollups.windows import AIR_DAILY, day_window, local_date
+
+KEY = "air_assessment"
+MEASUREMENT = "air_assessment"
+NATIONAL = "national"
+POLLUTANT_FIELDS: tuple[str, ...] = (
+    "so2_ug_m3",
+    "no2_ug_m3",
+    "pm10_ug_m3",
+    "pm25_ug_m3",
+    "co_mg_m3",
+    "o3_8h_ug_m3",
+)
+# The published statistic of each pollutant, in the order bulletins print them.
+STATS: tuple[tuple[str, str], ...] = (
+    ("so2", "so2"),
+    ("no2", "no2"),
+    ("pm10", "pm10"),
+    ("pm25", "pm25"),
+    ("co", "co_p95"),
+    ("o3_8h", "o3_8h_p90"),
+)
+CATEGORY_NAMES = ("优", "良", "轻度污染", "中度污染", "重度污染", "严重污染")
+
+
+@dataclass(slots=True)
+class Station:
+    """One station's days in one period (and what a review mark left out)."""
+
+    device_id: str
+    site: str
+    county: str
+    national: bool
+    days: dict[date, H.DayValues] = field(default_factory=dict)
+    excluded: set[date] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One assessed unit (station, county or the city), this period and a year earlier."""
+
+    level: str  # city | county | station
+    name: str
+    county: str
+    device_id: str
+    now: H.Assessment
+    before: H.Assessment | None
+    rank: int | None = None
+    rank_good_day_ratio: int | None = None
+    stations: int = 1
+
+    def changes(self) -> dict[str, float | None]:
+        """Change against the same period a year earlier, as the rankings publish it."""
+        b = self.before
+        ci_now, ci_before = self.now.composite_index, b.composite_index if b else None
+        gd_now, gd_before = self.now.good_day_ratio, b.good_day_ratio if b else None
+        return {
+            "composite_index_last_year": ci_before,
+            "good_day_ratio_last_year": gd_before,
+            "composite_index_change": _diff(ci_now, ci_before),
+            "composite_index_change_pct": H.change_rate(ci_now, ci_before),
+            "good_day_ratio_change": _diff(gd_now, gd_before),  # percentage points
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        a = self.now
+        out: dict[str, Any] = {"level": self.level, "name": self.name, "county": self.county}
+        if self.level == "station":
+            out["device_id"] = self.device_id
+        else:
+            out["stations"] = self.stations
+        out |= {
+            "so2": a.so2,
+            "no2": a.no2,
+            "pm10": a.pm10,
+            "pm25": a.pm25,
+            "co_p95": a.co_p95,
+            "o3_8h_p90": a.o3_8h_p90,
+            "composite_index": a.composite_index,
+            "good_day_ratio": a.good_day_ratio,
+            "valid_days": a.valid_days,
+            "good_days": a.good_days,
+        }
+        if self.level == "county":
+            out["rank"] = self.rank
+            out["rank_good_day_ratio"] = self.rank_good_day_ratio
+        out |= {
+            "shares": dict(a.shares),
+            "category_days": list(a.category_days),
+            "over_limit_days": dict(a.over_limit_days),
+            "compliance": dict(a.compliance),
+            "enough_data": dict(a.enough_data),
+            "excluded_days": a.excluded_days,
+            "editions": list(a.editions),
+            **self.changes(),
+        }
+        return out
+
+
+def _diff(now: float | None, before: float | None) -> float | None:
+    # Both are published (rounded) figures: their difference is exact in decimal.
+    if now is None or before is None:
+        return None
+    return float(Decimal(repr(now)) - Decimal(repr(before)))
+
+
+@dataclass(slots=True)
+class AirAssessment:
+    """The ``air_assessment`` section: city, ranked counties, stations."""
+
+    period: Period
+    kind: str
+    start_ms: int
+    city: Result | None
+    counties: list[Result]
+    stations: list[Result]
+    note_lines: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return KEY
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "period": {
+                "first": self.period.first.isoformat(),
+                "last": self.period.last.isoformat(),
+                "label": self.period.label,
+                "kind": self.kind,
+            },
+            "city": self.city.to_json() if self.city else None,
+            "counties": [c.to_json() for c in self.counties],
+            "stations": [s.to_json() for s in self.stations],
+            "notes": list(self.note_lines),
+        }
+
+    def tables(self) -> list[Table]:
+        head = ["SO2", "NO2", "PM10", "PM2.5", "CO p95", "O3-8h p90", "综合指数 CI", "优良率 %"]
+        ranking = Table(
+            "县区排名 County ranking",
+            [
+                "排名 Rank",
+                "县区 County",
+                "综合指数 CI",
+                "同比 ΔCI",
+                "同比 ΔCI %",
+                "优良率 %",
+                "优良率排名 Rank",
+                "同比 Δ pts",
+                "有效天数 Days",
+            ],
+            [
+                [
+                    c.rank,
+                    c.name,
+                    c.now.composite_index,
+                    ch["composite_index_change"],
+                    ch["composite_index_change_pct"],
+                    c.now.good_day_ratio,
+                    c.rank_good_day_ratio,
+                    ch["good_day_ratio_change"],
+                    c.now.valid_days,
+                ]
+                for c in self.counties
+                if (ch := c.changes()) is not None
+            ],
+        )
+        units = [*([self.city] if self.city else []), *self.counties, *self.stations]
+        stats = Table(
+            "浓度与综合指数 Statistics (µg/m³; CO mg/m³)",
+            ["级别 Level", "名称 Name", *head, "有效天数 Days", "版本 Editions"],
+            [
+                [
+                    u.level,
+                    u.name,
+                    u.now.so2,
+                    u.now.no2,
+                    u.now.pm10,
+                    u.now.pm25,
+                    u.now.co_p95,
+                    u.now.o3_8h_p90,
+                    u.now.composite_index,
+                    u.now.good_day_ratio,
+                    u.now.valid_days,
+                    ", ".join(u.now.editions),
+                ]
+                for u in units
+            ],
+        )
+        days = Table(
+            "类别天数与超标天数 Days per category and over the 24 h limits",
+            [
+                "级别 Level",
+                "名称 Name",
+                *CATEGORY_NAMES,
+                *(f"超标 {n}" for n, _ in STATS),
+                "例外事件 Excluded",
+            ],
+            [
+                [
+                    u.level,
+                    u.name,
+                    *u.now.category_days,
+                    *(u.now.over_limit_days.get(p, 0) for p, _ in STATS),
+                    u.now.excluded_days,
+                ]
+                for u in units
+            ],
+        )
+        return [ranking, stats, days]
+
+    def points(self) -> list[str]:
+        out = []
+        for u in [*([self.city] if self.city else []), *self.counties, *self.stations]:
+            tags = {"level": u.level, "period": self.kind, "label": self.period.label}
+            if u.county:
+                tags["county"] = u.county
+            if u.level == "station":
+                tags["device_id"] = u.device_id
+            a = u.now
+            fields: dict[str, FieldValue] = {
+                name: float(v) for p, name in STATS if (v := a.statistic(p)) is not None
+            }
+            if a.composite_index is not None:
+                fields["composite_index"] = float(a.composite_index)
+            if a.good_day_ratio is not None:
+                fields["good_day_ratio"] = float(a.good_day_ratio)
+            fields["valid_days"] = a.valid_days
+            fields["good_days"] = a.good_days
+            fields["excluded_days"] = a.excluded_days
+            for i, n in enumerate(a.category_days, start=1):
+                fields[f"category_{i}_days"] = n
+            for k, v in u.changes().items():
+                if v is not None:
+                    fields[k] = float(v)
+            if u.rank is not None:
+                fields["rank"] = u.rank
+            if u.rank_good_day_ratio is not None:
+                fields["rank_good_day_ratio"] = u.rank_good_day_ratio
+            line = encode_line(MEASUREMENT, sorted(tags.items()), fields.items(), self.start_ms)
+            if line is not None:
+                out.append(line)
+        return out
+
+    def notes(self) -> list[str]:
+        return list(self.note_lines)
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def _setting(ctx: SectionContext, name: str, default: int) -> int:
+    rollup = getattr(ctx.settings, "rollup", None)
+    value = getattr(rollup, name, default)
+    return int(value) if isinstance(value, int) else default
+
+
+def _store(ctx: SectionContext) -> tuple[ReviewStore | None, bool]:
+    """The review store (from ``ctx.extra["review_store"]``, else the settings' path) and
+    whether this module opened it."""
+    given = ctx.extra.get("review_store")
+    if isinstance(given, ReviewStore):
+        return given, False
+    rollup = getattr(ctx.settings, "rollup", None)
+    path = getattr(rollup, "review_store", None)
+    if isinstance(path, Path):
+        return ReviewStore(path), True
+    return None, False
+
+
+async def _read(ctx: SectionContext, period: Period) -> dict[str, Station]:
+    tz = ctx.tz
+    start_ms = day_window(period.first, tz).start_ms
+    end_ms = day_window(period.last, tz).end_ms
+    names = [*POLLUTANT_FIELDS, *(f"{f}_n" for f in POLLUTANT_FIELDS)]
+    cols = ", ".join(quote_ident(n) for n in [*names, "aqi", "aqi_category", "valid"])
+    q = (
+        f"SELECT {cols} FROM {quote_ident(AIR_DAILY)} WHERE time >= {time_literal(start_ms)} "
+        f'AND time < {time_literal(end_ms)} GROUP BY "device_id", "site", "county", '
+        '"assessment", "aqi_edition"'
+    )
+    rows: list[Row] = await ctx.client.query(q)
+    forced = ctx.settings.standards.aqi_edition
+    day_min = _setting(ctx, "day_min_hours", 20)
+    o3_min = _setting(ctx, "o3_8h_min_windows", 14)
+    picked: dict[tuple[str, date], Row] = {}
+    for r in rows:
+        device = str(r.get("device_id") or "")
+        if not device:
+            continue
+        day = local_date(int(r["time"] or 0), tz)
+        if not period.first <= day <= period.last:
+            continue
+        key = (device, day)
+        # A day recomputed under another edition leaves two points: the edition in force wins.
+        if key not in picked or r.get("aqi_edition") == edition_for(day, forced):
+            picked[key] = r
+    stations: dict[str, Station] = {}
+    for (device, day), r in sorted(picked.items()):
+        st = stations.get(device)
+        if st is None:
+            dev = ctx.registry.get(device)
+            county = dev.county if dev is not None and dev.known else str(r.get("county") or "")
+            site = dev.site if dev is not None and dev.known else str(r.get("site") or device)
+            level = air.facts(dev).assessment if dev is not None and dev.known else None
+            national = (level or r.get("assessment")) == NATIONAL
+            st = stations[device] = Station(device, site, county, national)
+        st.days[day] = H.DayValues.from_fields(
+            day, r, day_min_hours=day_min, o3_8h_min_windows=o3_min
+        )
+    return stations
+
+
+def exceptional_days(marks: Sequence[Mark], period: Period, ctx: SectionContext) -> set[date]:
+    """Days of the period an ``exceptional_event`` mark leaves out of one station's assessment:
+    the newest such mark overlapping the day is an ``invalidate`` (a later ``restore`` with the
+    same reason brings the day back)."""
+    out = set()
+    ordered = sorted((m for m in marks if m.reason == EXCEPTIONAL_EVENT), key=lambda m: m.id)
+    for d in period.dates():
+        w = day_window(d, ctx.tz)
+        state = False
+        for m in ordered:
+            if m.from_ms < w.end_ms and m.to_ms > w.start_ms:
+                state = m.action == "invalidate"
+        if state:
+            out.add(d)
+    return out
+
+
+def _mark(
+    stations: Mapping[str, Station], store: ReviewStore | None, period: Period, ctx: SectionContext
+) -> None:
+    if store is None or not stations:
+        return
+    w0, w1 = day_window(period.first, ctx.tz), day_window(period.last, ctx.tz)
+    marks = store.marks(from_ms=w0.start_ms, to_ms=w1.end_ms, device_ids=list(stations))
+    by: dict[str, list[Mark]] = {}
+    for m in marks:
+        by.setdefault(m.device_id, []).append(m)
+    for device, ms in by.items():
+        stations[device].excluded = exceptional_days(ms, period, ctx)
+
+
+def _area_days(members: Sequence[Station]) -> tuple[list[H.DayValues], set[date]]:
+    """An area's days from its stations (marked station-days dropped) and the days every
+    station with data had marked."""
+    kept = [[d for day, d in st.days.items() if day not in st.excluded] for st in members]
+    with_data: dict[date, list[Station]] = {}
+    for st in members:
+        for day in st.days:
+            with_data.setdefault(day, []).append(st)
+    excluded = {day for day, sts in with_data.items() if all(day in s.excluded for s in sts)}
+    return H.combine(kept), excluded
+
+
+def _assess_all(
+    stations: Mapping[str, Station], period: Period, county: str | None
+) -> tuple[H.Assessment | None, dict[str, tuple[H.Assessment, int]], dict[str, H.Assessment]]:
+    first, last = period.first, period.last
+    per_station = {
+        k: H.assess(list(st.days.values()), first, last, st.excluded)
+        for k, st in stations.items()
+        if county is None or st.county == county
+    }
+    by_county: dict[str, list[Station]] = {}
+    for st in stations.values():
+        if county is None or st.county == county:
+            by_county.setdefault(st.county, []).append(st)
+    counties = {}
+    for c, members in by_county.items():
+        days, excluded = _area_days(members)
+        counties[c] = (H.assess(days, first, last, excluded), len(members))
+    national = [st for st in stations.values() if st.national]
+    city = None
+    if national:
+        days, excluded = _area_days(national)
+        city = H.assess(days, first, last, excluded)
+    return city, counties, per_station
+
+
+async def build(ctx: SectionContext) -> AirAssessment:
+    """The period's air assessment (a :data:`report.sections.Builder`)."""
+    from report.period import kind_of
+
+    period = ctx.period
+    before_period = period.year_earlier()
+    store, opened = _store(ctx)
+    try:
+        now = await _read(ctx, period)
+        before = await _read(ctx, before_period)
+        _mark(now, store, period, ctx)
+        _mark(before, store, before_period, ctx)
+    finally:
+        if opened and store is not None:
+            store.close()
+    city_now, counties_now, stations_now = _assess_all(now, period, ctx.county)
+    city_b, counties_b, stations_b = _assess_all(before, before_period, ctx.county)
+    ci_rank = H.rank({c: a.composite_index for c, (a, _) in counties_now.items()})
+    gd_rank = H.rank(
+        {c: a.good_day_ratio for c, (a, _) in counties_now.items()}, lower_is_better=False
+    )
+    counties = [
+        Result(
+            "county",
+            c,
+            c,
+            "",
+            a,
+            counties_b[c][0] if c in counties_b else None,
+            ci_rank.get(c),
+            gd_rank.get(c),
+            n,
+        )
+        for c, (a, n) in counties_now.items()
+    ]
+    counties.sort(key=lambda r: (r.rank is None, r.rank or 0, r.name))
+    stations = [
+        Result(
+            "station",
+            now[k].site,
+            now[k].county,
+            k,
+            a,
+            stations_b.get(k),
+        )
+        for k, a in sorted(stations_now.items(), key=lambda kv: (now[kv[0]].county, kv[0]))
+    ]
+    city = None
+    if city_now is not None:
+        n = sum(st.national for st in now.values())
+        city = Result("city", "全市 city", "", "", city_now, city_b, stations=n)
+    notes = []
+    if not now:
+        notes.append(f"No air_quality_daily point in {period.label}: nothing to assess.")
+    elif city is None:
+        notes.append("No national-assessment station (assessment = national): no city figure.")
+    if not before:
+        notes.append(f"No air data for {before_period.label}: no change against last year.")
+    excluded = sorted({(k, d) for k, st in now.items() for d in st.excluded})
+    if excluded:
+        notes.append(
+            "例外事件 Exceptional-event days left out: "
+            + ", ".join(f"{k} {d.isoformat()}" for k, d in excluded)
+        )
+    unranked = [c.name for c in counties if c.rank is None]
+    if unranked:
+        notes.append(
+            "Counties without a composite index (a statistic missing): " + ", ".join(unranked)
+        )
+    return AirAssessment(
+        period=period,
+        kind=kind_of(period),
+        start_ms=day_window(period.first, ctx.tz).start_ms,
+        city=city,
+        counties=counties,
+        stations=stations,
+        note_lines=notes,
+    )
