@@ -145,7 +145,8 @@ def expect(day_values: dict[date, dict[str, Decimal]], aqis: dict[date, int], li
     ci = rnd(sum((stat[p] / limits_s[p] for p in POLLS), Decimal(0)), 2)
     cats = [0] * 6
     for a in aqis.values():
-        cats[(0 if a <= 50 else 1 if a <= 100 else 2 if a <= 150 else 3 if a <= 200 else 4) if a <= 300 else 5] += 1  # noqa: E501
+        # HJ 633 Table 2: 0-50, 51-100, 101-150, 151-200, 201-300, > 300.
+        cats[sum(a > top for top in (50, 100, 150, 200, 300))] += 1
     good = cats[0] + cats[1]
     over = {
         p: sum(1 for d, v in day_values.items() if rnd(v[p], DIGITS[p]) > day_limits(d)[p])
@@ -323,7 +324,8 @@ def test_an_exceptional_event_mark_leaves_the_assessment(env: Env) -> None:
     assert stations["AQ-A1"]["excluded_days"] == 1
     assert stations["AQ-A1"]["valid_days"] == 30
     counties = {c["name"]: c for c in a["counties"]}
-    assert pick(counties["甲县"]) == area_expect(COUNTIES["甲县"], MARCH, {"AQ-A1": {event}}, S_2026)
+    without = area_expect(COUNTIES["甲县"], MARCH, {"AQ-A1": {event}}, S_2026)
+    assert pick(counties["甲县"]) == without
     assert any("AQ-A1 2026-03-10" in n for n in a["notes"])
 
     # Restored (same reason): the day counts again.
@@ -358,7 +360,7 @@ def test_every_format_shows_the_ranking_and_store_writes_it(
     assert "stored 7 statistics points (2026-03)" in r.output  # city + 2 counties + 4 stations
     got = influxdb.points(
         'SELECT "composite_index", "rank" FROM "air_assessment" '
-        "WHERE \"level\" = 'county' GROUP BY \"county\", \"period\", \"label\"",
+        'WHERE "level" = \'county\' GROUP BY "county", "period", "label"',
         env.db,
     )
     counties = {c["name"]: c for c in data["air_assessment"]["counties"]}
