@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
-from dashboards.influxql import INTERVAL, TIME_FILTER, group_by, ident, where
+from dashboards.influxql import INTERVAL, TIME_FILTER, group_by, ident, matches, where
 from dashboards.panels import (
     AQI_BANDS,
     AQI_CATEGORIES,
@@ -25,7 +25,7 @@ from dashboards.panels import (
     unit_overrides,
     value_mappings,
 )
-from dashboards.schema import unit
+from dashboards.schema import AIR_ASSESSMENT, unit
 
 UID = "envgrid-air"
 M = "air_quality"
@@ -45,6 +45,28 @@ def per_site(field: str, fn: str = "mean") -> str:
         f"SELECT {fn}({ident(field)}) AS {ident(field)} FROM {ident(M)} "
         f"WHERE {where(TIME_FILTER, SCOPE)} {group_by('site', interval=INTERVAL)} fill(none)"
     )
+
+
+RANKING_COLUMNS: tuple[str, ...] = (
+    "rank",
+    "composite_index",
+    "composite_index_change",
+    "good_day_ratio",
+    "rank_good_day_ratio",
+    "good_day_ratio_change",
+    "valid_days",
+)
+# The latest monthly county assessment stored by `envgrid report --period month --store`: the
+# selector last() returns the other fields of the same point, so a row is one month's figures.
+COUNTY_MONTHS = ("\"level\" = 'county'", "\"period\" = 'month'", matches("county", "county"))
+# No time filter: the latest month stored, whatever the dashboard's range (a month's point is
+# stamped at its first local midnight, outside the usual "last 24 hours").
+RANKING_QUERY = (
+    f"SELECT last({ident('rank')}) AS {ident('rank')}, "
+    + ", ".join(ident(c) for c in RANKING_COLUMNS[1:])
+    + f", {ident('label')} FROM {ident(AIR_ASSESSMENT)} "
+    f"WHERE {where(*COUNTY_MONTHS)} {group_by('county')}"
+)
 
 
 def build(ctx: Ctx) -> db.Dashboard:
@@ -119,6 +141,32 @@ def build(ctx: Ctx) -> db.Dashboard:
             w=12,
             h=8,
         ).with_target(ctx.q(per_site("primary_pollutant", "last"), alias="$tag_site"))
+    )
+    d.with_panel(
+        table_panel(
+            "County ranking (latest month)",
+            "HJ 663 assessment of the latest month stored by `envgrid report --period month "
+            "--store` (docs/report.md): counties ranked by composite index (综合指数, lower is "
+            "cleaner) and by good-day ratio (优良天数比率), with the change against the same "
+            "month last year (Δ index; Δ ratio in percentage points), whatever the time range.",
+            w=24,
+            h=8,
+            units=unit_overrides(AIR_ASSESSMENT, RANKING_COLUMNS),
+            titles={
+                "composite_index": "composite index",
+                "composite_index_change": "Δ index",
+                "good_day_ratio": "good days",
+                "rank_good_day_ratio": "rank (good days)",
+                "good_day_ratio_change": "Δ good days (pts)",
+                "valid_days": "valid days",
+                "label": "month",
+            },
+            transformations=[
+                organize(["county", *RANKING_COLUMNS, "label", "Time"], hide=["Time"])
+            ],
+            sort="rank",
+            no_value="no stored assessment: run envgrid report --period month --store",
+        ).with_target(ctx.q(RANKING_QUERY, table=True))
     )
     d.with_row(row("Pollutants (mean per bucket, one line per station)"))
     for field, title in POLLUTANTS:

@@ -18,6 +18,7 @@ from devices import air, water
 from devices.aqi import O3, POLLUTANTS
 from devices.kinds import KINDS
 from ingest.pipeline import CATEGORIES
+from report import air_assessment
 from rollups.pv import (
     PV_DAILY,
     PV_DAILY_FIELDS,
@@ -78,6 +79,10 @@ PLAN_PROGRESS_FIELDS: dict[str, str] = {
 }
 
 
+# report.air_assessment: the period air assessment `envgrid report --period … --store` writes.
+AIR_ASSESSMENT = air_assessment.MEASUREMENT
+
+
 def city_air_daily_fields() -> dict[str, str]:
     """rollups.windows.city_air_daily: the city's daily statistics (24 h means, O3 8 h and 1 h
     maxima) each with its ``_n``, the daily AQI fields, ``valid`` and ``stations``."""
@@ -126,6 +131,9 @@ def measurements() -> dict[str, Measurement]:
     )
     out[PLAN_PROGRESS] = Measurement(PLAN_PROGRESS, PLAN_PROGRESS_TAGS, PLAN_PROGRESS_FIELDS)
     out[PV_DAILY] = Measurement(PV_DAILY, PV_DAILY_TAGS, PV_DAILY_FIELDS)
+    out[AIR_ASSESSMENT] = Measurement(
+        AIR_ASSESSMENT, air_assessment.POINT_TAGS, air_assessment.POINT_FIELDS
+    )
     out[PV_GRID_DAILY] = Measurement(PV_GRID_DAILY, PV_GRID_TAGS, PV_GRID_FIELDS)
     return out
 

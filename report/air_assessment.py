@@ -57,6 +57,31 @@ STATS: tuple[tuple[str, str], ...] = (
 )
 CATEGORY_NAMES = ("优", "良", "轻度污染", "中度污染", "重度污染", "严重污染")
 
+# What ``AirAssessment.points`` writes (dashboards/schema.py reads these): tags, and fields with
+# their schema units (a field is left out of a point when it has no value).
+POINT_TAGS: tuple[str, ...] = ("level", "county", "device_id", "period", "label")
+POINT_FIELDS: dict[str, str] = {
+    "so2": "µg/m³",
+    "no2": "µg/m³",
+    "pm10": "µg/m³",
+    "pm25": "µg/m³",
+    "co_p95": "mg/m³",
+    "o3_8h_p90": "µg/m³",
+    "composite_index": "",
+    "good_day_ratio": "%",
+    "valid_days": "count",
+    "good_days": "count",
+    "excluded_days": "count",
+    **{f"category_{i}_days": "count" for i in range(1, 7)},
+    "composite_index_last_year": "",
+    "good_day_ratio_last_year": "%",
+    "composite_index_change": "",
+    "composite_index_change_pct": "%",
+    "good_day_ratio_change": "",  # percentage points
+    "rank": "",
+    "rank_good_day_ratio": "",
+}
+
 
 @dataclass(slots=True)
 class Station:

@@ -30,7 +30,7 @@ from dashboards import plan as plan_dashboard
 from dashboards import queries as Q
 from dashboards.build import Built, build_all
 from dashboards.panels import CITY_TZ
-from dashboards.schema import ALERTS, PLAN_PROGRESS, STATS, measurements
+from dashboards.schema import AIR_ASSESSMENT, ALERTS, PLAN_PROGRESS, STATS, measurements
 from devices.kinds import KINDS
 from devices.registry import FLEET, Device, Registry, load_registry
 from envgrid.localstack import InfluxQueryError, LocalInfluxDB, LocalMosquitto
@@ -39,6 +39,8 @@ from envgrid.simulator import SimMessage, generate, publish_all
 from ingest.pipeline import Accepted, Pipeline
 from ingest.topics import TopicMap
 from report.figures import PlanReport, Reporter, load_plan, store
+from report.period import build_sections, month, store_sections
+from report.sections import SectionContext
 from rollups.runner import Rollup
 from rollups.windows import CITY_AIR_DAILY, WATER_SECTION_DAILY, day_window
 from tests.helpers import make_settings, mqtt_client, running_service, wait_for
@@ -135,6 +137,17 @@ async def _seed_plan(
     assert done.by_measurement[WATER_SECTION_DAILY] >= days
     async with Reporter(settings, registry, load_plan()) as reporter:
         report = await reporter.run(first, last)
+        # The period report's sections of the month, as ``report --period month --store``
+        # (the Air dashboard's county ranking reads air_assessment).
+        ctx = SectionContext(
+            client=reporter.client,
+            registry=registry,
+            settings=settings,
+            period=month(first.year, first.month),
+            tz=tz,
+            now=reporter.now,
+        )
+        assert await store_sections(settings, await build_sections(ctx)) > 0
     assert await store(settings, report) == sum(f.value is not None for f in report.figures)
     return report
 
@@ -351,7 +364,15 @@ async def test_every_dashboard_query_returns_rows(
 
     # What was stored is what the dashboards may name: the schema holds every tag and field.
     schema = measurements()
-    for name in [*stored, STATS, ALERTS, CITY_AIR_DAILY, WATER_SECTION_DAILY, PLAN_PROGRESS]:
+    for name in [
+        *stored,
+        STATS,
+        ALERTS,
+        CITY_AIR_DAILY,
+        WATER_SECTION_DAILY,
+        PLAN_PROGRESS,
+        AIR_ASSESSMENT,
+    ]:
         fields = {
             r["fieldKey"] for r in influxdb.points(f'SHOW FIELD KEYS FROM "{name}"', influx_db)
         }

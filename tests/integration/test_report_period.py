@@ -25,6 +25,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from dashboards.air import RANKING_QUERY
 from devices.aqi import aqi_daily, edition_for
 from envgrid.cli.main import app
 from envgrid.localstack import LocalInfluxDB
@@ -370,6 +371,12 @@ def test_every_format_shows_the_ranking_and_store_writes_it(
     assert {(g["period"], g["label"], g["time"]) for g in got} == {
         ("month", "2026-03", ms(date(2026, 3, 1)))
     }
+    # The Air dashboard's county-ranking panel reads the same ranking back.
+    panel = influxdb.points(RANKING_QUERY.replace("$county", ".*"), env.db)
+    assert sorted((p["rank"], p["county"], p["composite_index"], p["label"]) for p in panel) == [
+        (c["rank"], c["name"], c["composite_index"], "2026-03")
+        for c in data["air_assessment"]["counties"]
+    ]
     # Re-running overwrites (same timestamp and tags): still one point per county.
     CliRunner().invoke(app, ["report", "--config", str(env.config), *args, "--store"])
     assert len(influxdb.points('SELECT * FROM "air_assessment"', env.db)) == 7
