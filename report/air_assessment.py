@@ -108,6 +108,7 @@ class Result:
     rank: int | None = None
     rank_good_day_ratio: int | None = None
     stations: int = 1
+    three_year: H.ThreeYearAverage | None = None  # year periods: this and the two years before
 
     def changes(self) -> dict[str, float | None]:
         """Change against the same period a year earlier, as the rankings publish it."""
@@ -154,6 +155,19 @@ class Result:
             "editions": list(a.editions),
             **self.changes(),
         }
+        t = self.three_year
+        out["three_year_average"] = (
+            None
+            if t is None
+            else {
+                "first_year": t.first_year,
+                "last_year": t.last_year,
+                **{name: t.values.get(p) for p, name in STATS},
+                "composite_index": t.composite_index,
+                "compliance": dict(t.compliance),
+                "edition": t.edition,
+            }
+        )
         return out
 
 
@@ -221,8 +235,7 @@ class AirAssessment:
                     ch["good_day_ratio_change"],
                     c.now.valid_days,
                 ]
-                for c in self.counties
-                if (ch := c.changes()) is not None
+                for c, ch in ((c, c.changes()) for c in self.counties)
             ],
         )
         units = [*([self.city] if self.city else []), *self.counties, *self.stations]
@@ -267,7 +280,27 @@ class AirAssessment:
                 for u in units
             ],
         )
-        return [ranking, stats, days]
+        out = [ranking, stats, days]
+        averaged = [(u, u.three_year) for u in units if u.three_year is not None]
+        if averaged:
+            out.append(
+                Table(
+                    "三年滑动平均 Three-year moving average (HJ 663-2026)",
+                    ["级别 Level", "名称 Name", "年份 Years", *head[:7], "标准 Limits"],
+                    [
+                        [
+                            u.level,
+                            u.name,
+                            f"{t.first_year}–{t.last_year}",
+                            *(t.values.get(p) for p, _ in STATS),
+                            t.composite_index,
+                            t.edition,
+                        ]
+                        for u, t in averaged
+                    ],
+                )
+            )
+        return out
 
     def points(self) -> list[str]:
         out = []
@@ -414,19 +447,37 @@ def _area_days(members: Sequence[Station]) -> tuple[list[H.DayValues], set[date]
     return H.combine(kept), excluded
 
 
-def _assess_all(
-    stations: Mapping[str, Station], period: Period, county: str | None
-) -> tuple[H.Assessment | None, dict[str, tuple[H.Assessment, int]], dict[str, H.Assessment]]:
+@dataclass(frozen=True, slots=True)
+class Assessed:
+    """Every unit of one period assessed: stations as read, the city, counties (with their
+    number of stations) and stations."""
+
+    period: Period
+    stations: Mapping[str, Station]
+    city: H.Assessment | None
+    counties: Mapping[str, tuple[H.Assessment, int]]
+    per_station: Mapping[str, H.Assessment]
+
+    def unit(self, level: str, name: str) -> H.Assessment | None:
+        """One unit's assessment (county by name, station by device id, city)."""
+        if level == "city":
+            return self.city
+        if level == "county":
+            found = self.counties.get(name)
+            return found[0] if found else None
+        return self.per_station.get(name)
+
+
+def assess_period(stations: Mapping[str, Station], period: Period, county: str | None) -> Assessed:
+    """Assess every station, every county (of ``county`` only, when given) and the city."""
     first, last = period.first, period.last
+    scoped = [st for st in stations.values() if county is None or st.county == county]
     per_station = {
-        k: H.assess(list(st.days.values()), first, last, st.excluded)
-        for k, st in stations.items()
-        if county is None or st.county == county
+        st.device_id: H.assess(list(st.days.values()), first, last, st.excluded) for st in scoped
     }
     by_county: dict[str, list[Station]] = {}
-    for st in stations.values():
-        if county is None or st.county == county:
-            by_county.setdefault(st.county, []).append(st)
+    for st in scoped:
+        by_county.setdefault(st.county, []).append(st)
     counties = {}
     for c, members in by_county.items():
         days, excluded = _area_days(members)
@@ -436,84 +487,135 @@ def _assess_all(
     if national:
         days, excluded = _area_days(national)
         city = H.assess(days, first, last, excluded)
-    return city, counties, per_station
+    return Assessed(period, stations, city, counties, per_station)
+
+
+async def _assessed(ctx: SectionContext, period: Period, store: ReviewStore | None) -> Assessed:
+    stations = await _read(ctx, period)
+    _mark(stations, store, period, ctx)
+    return assess_period(stations, period, ctx.county)
+
+
+def _year(y: int) -> Period:
+    return Period(date(y, 1, 1), date(y, 12, 31), f"{y}")
+
+
+def _three_year(level: str, name: str, years: Sequence[Assessed]) -> H.ThreeYearAverage | None:
+    found = [a.unit(level, name) for a in years]
+    present = [a for a in found if a is not None]
+    if len(present) != 3:
+        return None
+    return H.three_year_average(present)
 
 
 async def build(ctx: SectionContext) -> AirAssessment:
     """The period's air assessment (a :data:`report.sections.Builder`)."""
+    # report.period lists this builder in BUILDERS: imported here, not at the top, to avoid
+    # the import cycle.
     from report.period import kind_of
 
     period = ctx.period
-    before_period = period.year_earlier()
+    kind = kind_of(period)
     store, opened = _store(ctx)
     try:
-        now = await _read(ctx, period)
-        before = await _read(ctx, before_period)
-        _mark(now, store, period, ctx)
-        _mark(before, store, before_period, ctx)
+        now = await _assessed(ctx, period, store)
+        before = await _assessed(ctx, period.year_earlier(), store)
+        # HJ 663-2026 three-year moving average: for a calendar year, with the two before it.
+        years = []
+        if kind == "year":
+            y = period.first.year
+            years = [await _assessed(ctx, _year(y - 2), store), before, now]
     finally:
         if opened and store is not None:
             store.close()
-    city_now, counties_now, stations_now = _assess_all(now, period, ctx.county)
-    city_b, counties_b, stations_b = _assess_all(before, before_period, ctx.county)
-    ci_rank = H.rank({c: a.composite_index for c, (a, _) in counties_now.items()})
+    ci_rank = H.rank({c: a.composite_index for c, (a, _) in now.counties.items()})
     gd_rank = H.rank(
-        {c: a.good_day_ratio for c, (a, _) in counties_now.items()}, lower_is_better=False
+        {c: a.good_day_ratio for c, (a, _) in now.counties.items()}, lower_is_better=False
     )
     counties = [
         Result(
-            "county",
-            c,
-            c,
-            "",
-            a,
-            counties_b[c][0] if c in counties_b else None,
-            ci_rank.get(c),
-            gd_rank.get(c),
-            n,
+            level="county",
+            name=c,
+            county=c,
+            device_id="",
+            now=a,
+            before=before.unit("county", c),
+            rank=ci_rank.get(c),
+            rank_good_day_ratio=gd_rank.get(c),
+            stations=n,
+            three_year=_three_year("county", c, years) if years else None,
         )
-        for c, (a, n) in counties_now.items()
+        for c, (a, n) in now.counties.items()
     ]
     counties.sort(key=lambda r: (r.rank is None, r.rank or 0, r.name))
+    by_place = sorted(now.per_station.items(), key=lambda kv: (now.stations[kv[0]].county, kv[0]))
     stations = [
         Result(
-            "station",
-            now[k].site,
-            now[k].county,
-            k,
-            a,
-            stations_b.get(k),
+            level="station",
+            name=f"{now.stations[k].site} ({k})",
+            county=now.stations[k].county,
+            device_id=k,
+            now=a,
+            before=before.unit("station", k),
+            three_year=_three_year("station", k, years) if years else None,
         )
-        for k, a in sorted(stations_now.items(), key=lambda kv: (now[kv[0]].county, kv[0]))
+        for k, a in by_place
     ]
     city = None
-    if city_now is not None:
-        n = sum(st.national for st in now.values())
-        city = Result("city", "全市 city", "", "", city_now, city_b, stations=n)
+    if now.city is not None:
+        city = Result(
+            level="city",
+            name="全市 city",
+            county="",
+            device_id="",
+            now=now.city,
+            before=before.city,
+            stations=sum(st.national for st in now.stations.values()),
+            three_year=_three_year("city", "", years) if years else None,
+        )
+    return AirAssessment(
+        period=period,
+        kind=kind,
+        start_ms=day_window(period.first, ctx.tz).start_ms,
+        city=city,
+        counties=counties,
+        stations=stations,
+        note_lines=_notes(ctx, now, before, [city, *counties, *stations]),
+    )
+
+
+def _notes(
+    ctx: SectionContext, now: Assessed, before: Assessed, units: Sequence[Result | None]
+) -> list[str]:
+    period = now.period
     notes = []
-    if not now:
+    if day_window(period.last, ctx.tz).end_ms > int(ctx.now.timestamp() * 1000):
+        notes.append(f"{period.label} has not closed yet: the statistics cover the days so far.")
+    if not now.stations:
         notes.append(f"No air_quality_daily point in {period.label}: nothing to assess.")
-    elif city is None:
+    elif now.city is None:
         notes.append("No national-assessment station (assessment = national): no city figure.")
-    if not before:
-        notes.append(f"No air data for {before_period.label}: no change against last year.")
-    excluded = sorted({(k, d) for k, st in now.items() for d in st.excluded})
+    if not before.stations:
+        notes.append(f"No air data for {before.period.label}: no change against last year.")
+    excluded = sorted({(k, d) for k, st in now.stations.items() for d in st.excluded})
     if excluded:
         notes.append(
             "例外事件 Exceptional-event days left out: "
             + ", ".join(f"{k} {d.isoformat()}" for k, d in excluded)
         )
-    unranked = [c.name for c in counties if c.rank is None]
+    thin = [
+        f"{u.name} ({', '.join(p for p, ok in u.now.enough_data.items() if not ok)})"
+        for u in units
+        if u is not None and not all(u.now.enough_data.values())
+    ]
+    if thin:
+        notes.append(
+            "数据不足 Too few valid days for a valid statistic (HJ 663; shown, not compliant): "
+            + "; ".join(thin)
+        )
+    unranked = [u.name for u in units if u is not None and u.level == "county" and u.rank is None]
     if unranked:
         notes.append(
             "Counties without a composite index (a statistic missing): " + ", ".join(unranked)
         )
-    return AirAssessment(
-        period=period,
-        kind=kind_of(period),
-        start_ms=day_window(period.first, ctx.tz).start_ms,
-        city=city,
-        counties=counties,
-        stations=stations,
-        note_lines=notes,
-    )
+    return notes

@@ -90,9 +90,9 @@ def aqi_of(v: dict[str, float], day: date) -> tuple[int, int]:
     return r.aqi, r.category
 
 
-def lines() -> Iterator[str]:
+def lines(seeded: list[date] = SEEDED) -> Iterator[str]:
     for device, (site, county, assessment) in STATIONS.items():
-        for day in SEEDED:
+        for day in seeded:
             if (device, day) in MISSING:
                 continue
             v = values(device, day)
@@ -207,6 +207,10 @@ class Env:
 @pytest.fixture
 def env(influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path) -> Env:
     influxdb.write("\n".join(lines()), influx_db)
+    return configure(influxdb, influx_db, tmp_path)
+
+
+def configure(influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path) -> Env:
     registry = tmp_path / "registry.yaml"
     registry.write_text(
         yaml.safe_dump(
@@ -394,3 +398,28 @@ def test_bad_period_options_are_one_line_errors(env: Env) -> None:
         assert r.exit_code == 2, r.output
         assert text in r.output
         assert "Traceback" not in r.output
+
+
+def test_a_year_has_its_three_year_moving_average(
+    influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
+) -> None:
+    years = {y: days(date(y, 1, 1), date(y, 12, 31)) for y in (2023, 2024, 2025)}
+    influxdb.write("\n".join(lines([d for ds in years.values() for d in ds])), influx_db)
+    env = configure(influxdb, influx_db, tmp_path)
+    a = air(env, "--period", "year", "--at", "2025")
+    assert a["period"]["kind"] == "year"
+    county = {c["name"]: c for c in a["counties"]}["乙县"]
+    annual = {y: area_expect(COUNTIES["乙县"], ds, {}, S_2012) for y, ds in years.items()}
+    assert pick(county) == annual[2025]
+    avg = county["three_year_average"]
+    assert (avg["first_year"], avg["last_year"], avg["edition"]) == (2023, 2025, "GB 3095-2012")
+    stats: dict[str, Decimal] = {}
+    for p, name in zip(POLLS, KEYS, strict=False):  # so2 … o3_8h_p90
+        mean = sum((Decimal(repr(annual[y][name])) for y in years), Decimal(0)) / 3
+        stats[p] = rnd(mean, DIGITS[p])
+        assert avg[name] == float(stats[p]), name
+    ci = rnd(sum((stats[p] / S_2012[p] for p in POLLS), Decimal(0)), 2)
+    assert avg["composite_index"] == float(ci)
+    # The month of March alone has none (only calendar years are averaged).
+    march = air(env, "--period", "month", "--at", "2025-03")
+    assert all(c["three_year_average"] is None for c in march["counties"])

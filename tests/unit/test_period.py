@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -68,7 +69,8 @@ def test_custom_and_errors() -> None:
         28,
     )
     assert resolve(None, None, date(2026, 1, 1), None, date(2026, 12, 3)) is None  # plan report
-    for args, text in (
+    Args = tuple[str | None, str | None, date | None, date | None]
+    cases: list[tuple[Args, str]] = [
         (
             ("month", "2026-Q4", None, None),
             "--at '2026-Q4' is not a month: write e.g. --at 2026-11",
@@ -78,9 +80,10 @@ def test_custom_and_errors() -> None:
         (("custom", "2026", date(2026, 2, 1), date(2026, 2, 2)), "not --at"),
         ((None, "2026-11", None, None), "--at needs --period"),
         (("fortnight", None, None, None), "--period 'fortnight' is not a period"),
-    ):
-        with pytest.raises(PeriodError, match=text.replace("(", r"\(").replace(".", r"\.")):
-            resolve(*args, date(2026, 12, 3))  # type: ignore[arg-type]
+    ]
+    for (kind, at, first, last), text in cases:
+        with pytest.raises(PeriodError, match=re.escape(text)):
+            resolve(kind, at, first, last, date(2026, 12, 3))
 
 
 def test_exceptional_event_marks_stay_out_of_the_rollups() -> None:
