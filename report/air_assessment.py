@@ -55,6 +55,14 @@ STATS: tuple[tuple[str, str], ...] = (
     ("co", "co_p95"),
     ("o3_8h", "o3_8h_p90"),
 )
+DISPLAY = {
+    "so2": "SO2",
+    "no2": "NO2",
+    "pm10": "PM10",
+    "pm25": "PM2.5",
+    "co": "CO",
+    "o3_8h": "O3-8h",
+}
 CATEGORY_NAMES = ("优", "良", "轻度污染", "中度污染", "重度污染", "严重污染")
 
 # What ``AirAssessment.points`` writes (dashboards/schema.py reads these): tags, and fields with
@@ -266,7 +274,7 @@ class AirAssessment:
                 "级别 Level",
                 "名称 Name",
                 *CATEGORY_NAMES,
-                *(f"超标 {n}" for n, _ in STATS),
+                *(f"超标 {DISPLAY[p]}" for p, _ in STATS),
                 "例外事件 Excluded",
             ],
             [
