@@ -27,9 +27,12 @@ from typer.testing import CliRunner
 
 from dashboards.air import RANKING_QUERY
 from devices.aqi import aqi_daily, edition_for
+from devices.registry import Device, Registry
 from envgrid.cli.main import app
 from envgrid.localstack import LocalInfluxDB
+from envgrid.settings import load_settings
 from rollups.review import Mark, ReviewStore
+from rollups.runner import Rollup
 
 TZ = ZoneInfo("Asia/Shanghai")
 # device -> (site, county, assessment)
@@ -423,3 +426,47 @@ def test_a_year_has_its_three_year_moving_average(
     # The month of March alone has none (only calendar years are averaged).
     march = air(env, "--period", "month", "--at", "2025-03")
     assert all(c["three_year_average"] is None for c in march["counties"])
+
+
+async def test_the_rollups_ignore_an_exceptional_event_mark(
+    influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path
+) -> None:
+    """Real rollup over a day of minute readings: an exceptional-event mark keeps every hour
+    (the data are valid), a maintenance mark over the same hours takes them out."""
+    day = datetime(2026, 3, 2, tzinfo=TZ)
+    influxdb.write(
+        "\n".join(
+            "air_quality,device_id=AQ-A1,site=S,county=C pm25_ug_m3=30,pm10_ug_m3=50,"
+            f"so2_ug_m3=8,no2_ug_m3=20,co_mg_m3=0.6,o3_ug_m3=60 {ms_at(day, m)}"
+            for m in range(1440)
+        ),
+        influx_db,
+    )
+    registry = Registry(
+        [Device(id="AQ-A1", kind="air", site="S", county="C", facts={"assessment": "national"})]
+    )
+    store = ReviewStore(tmp_path / "review.db")
+    settings = load_settings(
+        None,
+        influx={"url": influxdb.url, "database": influx_db},
+        rollup={"review_store": str(store.path)},
+        qc={"enabled": False},  # constant synthetic values
+    )
+    ten, noon = ms_at(day, 600), ms_at(day, 720)
+    store.add(Mark("AQ-A1", ("*",), ten, noon, "invalidate", "exceptional_event", "a", "dust"))
+
+    async def daily() -> tuple[int, str]:
+        async with Rollup(settings, registry, kinds=["air"]) as rollup:
+            await rollup.run_range(day, day + timedelta(days=1))
+        (row,) = influxdb.points('SELECT * FROM "air_quality_daily"', influx_db)
+        return row["pm25_ug_m3_n"], row["left_out"]
+
+    assert await daily() == (24, "")
+    store.add(Mark("AQ-A1", ("*",), ten, noon, "invalidate", "maintenance", "a", "cleaned"))
+    n, left_out = await daily()
+    assert n == 22 and "maintenance" in left_out
+    store.close()
+
+
+def ms_at(day: datetime, minute: int) -> int:
+    return int((day + timedelta(minutes=minute)).timestamp() * 1000)
