@@ -380,7 +380,9 @@ async def _read(ctx: SectionContext, period: Period) -> dict[str, Station]:
         f'AND time < {time_literal(end_ms)} GROUP BY "device_id", "site", "county", '
         '"assessment", "aqi_edition"'
     )
-    rows: list[Row] = await ctx.client.query(q)
+    # InfluxDB 1.x streams a long period in chunks (as report.figures reads it).
+    chunk = 10_000 if ctx.settings.influx.api == "v1" else None
+    rows: list[Row] = await ctx.client.query(q, chunk_size=chunk)
     forced = ctx.settings.standards.aqi_edition
     day_min = _setting(ctx, "day_min_hours", 20)
     o3_min = _setting(ctx, "o3_8h_min_windows", 14)
@@ -605,6 +607,13 @@ def _notes(
         notes.append("No national-assessment station (assessment = national): no city figure.")
     if not before.stations:
         notes.append(f"No air data for {before.period.label}: no change against last year.")
+    silent = sorted(
+        d.id
+        for d in ctx.registry.of_kind(air.KIND.name)
+        if d.id not in now.stations and (ctx.county is None or d.county == ctx.county)
+    )
+    if silent:
+        notes.append("无数据 Registered stations without a daily point: " + ", ".join(silent))
     excluded = sorted({(k, d) for k, st in now.stations.items() for d in st.excluded})
     if excluded:
         notes.append(

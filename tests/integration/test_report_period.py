@@ -222,6 +222,8 @@ def configure(influxdb: LocalInfluxDB, influx_db: str, tmp_path: Path) -> Env:
                     {"id": k, "kind": "air", "site": s, "county": c, "assessment": a}
                     for k, (s, c, a) in STATIONS.items()
                 ]
+                # Registered, never reported: named in the notes, in no county's figures.
+                + [{"id": "AQ-C1", "kind": "air", "site": "丙站", "county": "丙县"}]
             },
             allow_unicode=True,
         ),
@@ -303,6 +305,7 @@ def test_month_matches_an_independent_calculation(env: Env) -> None:
     # The city: the national-assessment stations A1 and B1.
     assert pick(a["city"]) == area_expect(["AQ-A1", "AQ-B1"], MARCH, {}, S_2026)
     assert a["city"]["stations"] == 2
+    assert "无数据 Registered stations without a daily point: AQ-C1" in a["notes"]
 
 
 def test_a_span_over_2026_03_01_uses_each_edition_by_day(env: Env) -> None:
