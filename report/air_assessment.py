@@ -202,6 +202,11 @@ class AirAssessment:
     def key(self) -> str:
         return KEY
 
+    @property
+    def title(self) -> str:
+        """The heading the table and HTML formats show."""
+        return "环境空气质量评价 Air quality assessment (HJ 663, GB 3095)"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "period": {

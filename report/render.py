@@ -283,7 +283,7 @@ def render_table(report: Report, console: Console) -> None:
             f"{report.period.first} – {report.period.last})"
         )
     for sec in sections:
-        console.print(f"[bold]{section_title(sec.key)}[/bold]")
+        console.print(f"[bold]{section_title(sec)}[/bold]")
         for t in sec.tables():
             rt = Table(title=t.title)
             for col in t.columns:
@@ -295,16 +295,11 @@ def render_table(report: Report, console: Console) -> None:
             console.print(f"note: {n}")
 
 
-# Headings of the sections the shipped builders make; another section shows its key.
-SECTION_TITLES: dict[str, str] = {
-    "air_assessment": "环境空气质量评价 Air quality assessment (HJ 663, GB 3095)",
-    "water_assessment": "地表水断面评价 Water-section assessment",
-}
-
-
-def section_title(key: str) -> str:
-    """A section's heading: its bilingual title, or its key."""
-    return SECTION_TITLES.get(key, key)
+def section_title(sec: Section) -> str:
+    """A section's heading: its ``title`` attribute when it has one (not part of the
+    interface: a section without it is headed by its key)."""
+    title = getattr(sec, "title", None)
+    return title if isinstance(title, str) and title else sec.key
 
 
 def _plan_table(report: PlanReport, console: Console) -> None:
@@ -692,7 +687,7 @@ def render_html(report: Report) -> str:
         statistics=[
             {
                 "key": sec.key,
-                "title": section_title(sec.key),
+                "title": section_title(sec),
                 "tables": [
                     {"title": t.title, "columns": t.columns, "rows": t.rows} for t in sec.tables()
                 ],

@@ -355,6 +355,7 @@ def test_every_format_shows_the_ranking_and_store_writes_it(
     args = ("--period", "month", "--at", "2026-03")
     table = report(env, *args)
     assert "县区排名 County ranking" in table and "甲县" in table and "乙县" in table
+    assert "环境空气质量评价 Air quality assessment" in table
     html = report(env, *args, "--format", "html")
     assert 'id="air_assessment"' in html and "县区排名 County ranking" in html
     assert "2026-03" in html
