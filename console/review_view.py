@@ -3,7 +3,7 @@
 ``/review`` lists, per device and field, the hours whose values QC flagged suspect (3) or fail
 (4) — the ``<measurement>_qc`` points the rollups store — and the values ingest set apart
 (``<field>_invalid``), newest first. ``/review/<device_id>`` draws a field over the period with
-the flagged values marked and the ranges marks invalidated hatched, offers the mark form, and
+the flagged values marked and the ranges marks invalidated shaded, offers the mark form, and
 lists the device's marks. A mark is recorded through :class:`rollups.review_api.Desk`, the path
 ``POST /api/review/marks`` takes (stored, then the windows it touches recomputed).
 
@@ -231,7 +231,7 @@ def chart_svg(
     period: Period,
     lang: Lang,
 ) -> Markup:
-    """The field's readings with the flagged values marked and the invalidated ranges hatched."""
+    """The field's readings with the flagged values marked and the invalidated ranges shaded."""
     t = translator(lang)
     clock = console.clock
     nums = [
