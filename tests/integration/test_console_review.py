@@ -169,6 +169,15 @@ async def test_auditor_invalidates_a_suspect_hour_on_the_review_page(
         await expect(page.locator('input[name="field_pm25_ug_m3"]')).to_be_checked()
         await expect(page.locator("#no-marks")).to_be_visible()
 
+        # ---- "other" without a comment is refused, the form kept; nothing recorded
+        await page.get_by_label("原因").select_option("other")
+        await page.get_by_role("button", name="提交审核").click()
+        await expect(page.locator("#form-error")).to_contain_text('"other" needs a comment')
+        await expect(page.get_by_label("开始时间")).to_have_value(
+            day.strftime("%Y-%m-%dT") + "10:00"
+        )
+        assert (await svc.http.get("/api/review/marks")).json() == []
+
         # ---- invalidate with a reason; the history says who, what and why
         await page.get_by_label("标记无效").check()
         await page.get_by_label("原因").select_option("instrument_fault")
