@@ -279,7 +279,9 @@ async def device_page(
     lang = console.lang(request)
     t = translator(lang)
     clock = console.clock
-    q = request.query_params
+    q: dict[str, str] = dict(request.query_params)
+    if form is not None:  # a refused mark: the page as it was when the form was sent
+        q.update({k: form.get(f"view_{k}", "") for k in ("from", "to", "field")})
     period = Period.parse(q, clock, int(time.time() * 1000))
     problem = ""
     try:

@@ -176,6 +176,9 @@ async def test_auditor_invalidates_a_suspect_hour_on_the_review_page(
         await expect(page.get_by_label("开始时间")).to_have_value(
             day.strftime("%Y-%m-%dT") + "10:00"
         )
+        await expect(page.get_by_label("从", exact=True)).to_have_value(
+            day.strftime("%Y-%m-%dT00:00")
+        )
         assert (await svc.http.get("/api/review/marks")).json() == []
 
         # ---- invalidate with a reason; the history says who, what and why
@@ -191,6 +194,9 @@ async def test_auditor_invalidates_a_suspect_hour_on_the_review_page(
         await expect(mark).to_contain_text("分析仪采样泵故障")
         await expect(mark).to_contain_text(day.strftime("%Y-%m-%d") + " 10:00")
         await expect(chart.locator("rect.c-band")).to_have_count(1)
+        await expect(page.get_by_label("从", exact=True)).to_have_value(
+            day.strftime("%Y-%m-%dT00:00")
+        )
         await page.screenshot(path=str(SCREENSHOT), full_page=True)
 
         listed = (await svc.http.get("/api/review/marks", params={"device_id": DEVICE})).json()
@@ -216,6 +222,10 @@ async def test_auditor_invalidates_a_suspect_hour_on_the_review_page(
             }
             r = await web.post(f"/review/{DEVICE}/marks", data=form)
             assert r.status_code == 403 and "只有审核员或管理员" in r.text
+            web.cookies.set("envgrid_lang", "en")
+            r = await web.get("/review")
+            assert r.status_code == 200 and "Data to review" in r.text
+            assert f'data-device="{DEVICE}"' in r.text and "Only an auditor" in r.text
         assert len((await svc.http.get("/api/review/marks")).json()) == 1
 
     # ---- the mark recomputed the day: 10:00 has no PM2.5 mean, and says why
