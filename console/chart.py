@@ -98,8 +98,14 @@ def numeric_chart(
     title: str,
     desc: str,
     ident: str = "chart",
+    bands: Sequence[tuple[int, int]] = (),
+    flagged: Sequence[tuple[int, float, int]] = (),
 ) -> str:
-    """An SVG line chart of (time ms, value) points with limit lines and the breach marked."""
+    """An SVG line chart of (time ms, value) points with limit lines and the breach marked.
+
+    ``bands`` are shaded time ranges (with a dashed outline), e.g. the ranges a review invalidated;
+    ``flagged`` are (time, value, QC flag) points drawn as a shape per flag over the line: a
+    diamond for 3 (suspect), a cross for 4 (fail), so the flag does not rest on colour."""
     span = max(end_ms - start_ms, 1)
     values = [v for _, v in points] + [lv.value for lv in levels]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
@@ -116,6 +122,13 @@ def numeric_chart(
 
     parts = [_svg_open(title, desc, ident)]
     parts.append(f'<rect class="c-plot" x="{LEFT}" y="{TOP}" width="{PLOT_W}" height="{PLOT_H}"/>')
+    for b0, b1 in bands:
+        x1, x2 = x(max(b0, start_ms)), x(min(b1, end_ms))
+        if x2 > x1:
+            parts.append(
+                f'<rect class="c-band" x="{x1:.1f}" y="{TOP}" width="{max(x2 - x1, 2):.1f}" '
+                f'height="{PLOT_H}"/>'
+            )
     for v in nice_ticks(lo, hi):
         yy = y(v)
         parts.append(
@@ -162,6 +175,20 @@ def numeric_chart(
         if len(pts) <= 80:
             parts.extend(
                 f'<circle class="c-dot" cx="{x(t):.1f}" cy="{y(v):.1f}" r="4"/>' for t, v in pts
+            )
+    for t, v, flag in flagged:
+        if not start_ms <= t <= end_ms:
+            continue
+        cx, cy = x(t), y(v)
+        if flag >= 4:
+            parts.append(
+                f'<path class="c-fail" d="M{cx - 7:.1f},{cy - 7:.1f} L{cx + 7:.1f},{cy + 7:.1f} '
+                f'M{cx - 7:.1f},{cy + 7:.1f} L{cx + 7:.1f},{cy - 7:.1f}"/>'
+            )
+        else:
+            parts.append(
+                f'<path class="c-suspect" d="M{cx:.1f},{cy - 7:.1f} L{cx + 7:.1f},{cy:.1f} '
+                f'L{cx:.1f},{cy + 7:.1f} L{cx - 7:.1f},{cy:.1f} Z"/>'
             )
     parts.append("</svg>")
     return "".join(parts)

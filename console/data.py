@@ -12,6 +12,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+from devices.base import NOT_NUMBER
 from devices.kinds import KINDS
 from ingest.influxql import (
     InfluxQLClient,
@@ -159,4 +160,78 @@ async def readings(
         if isinstance(t := r.get("time"), int) and r.get(field_name) is not None
     ]
     out.reverse()
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Flagged:
+    """A value QC flagged (``flag`` 3 or 4, ``why`` the test) or set apart as invalid
+    (``flag`` 0, ``why`` its reason code)."""
+
+    device_id: str
+    field: str
+    ts_ms: int
+    flag: int
+    why: str
+
+
+def _span(start_ms: int, end_ms: int, device_id: str | None) -> str:
+    where = f"time >= {time_literal(start_ms)} AND time < {time_literal(end_ms)}"
+    if device_id is not None:
+        where += f" AND {quote_ident('device_id')} = {quote_string(device_id)}"
+    return where
+
+
+async def qc_flags(
+    client: InfluxQLClient,
+    measurement: str,
+    start_ms: int,
+    end_ms: int,
+    device_id: str | None = None,
+    limit: int = 50_000,
+) -> list[Flagged]:
+    """The QC flags the rollups stored in ``measurement`` (``<field>_qc`` = 3 or 4 and
+    ``<field>_qc_test``, docs/review.md), newest first."""
+    q = (
+        f"SELECT * FROM {quote_ident(measurement)} WHERE {_span(start_ms, end_ms, device_id)} "
+        f"GROUP BY {quote_ident('device_id')} ORDER BY time DESC LIMIT {int(limit)}"
+    )
+    out: list[Flagged] = []
+    for row in await client.query(q):
+        ts, dev = row.get("time"), row.get("device_id")
+        if not isinstance(ts, int) or not dev:
+            continue
+        for key, v in row.items():
+            if key.endswith("_qc") and isinstance(v, int | float) and not isinstance(v, bool):
+                name = key[: -len("_qc")]
+                out.append(Flagged(str(dev), name, ts, int(v), str(row.get(f"{key}_test") or "")))
+    return out
+
+
+async def invalid_values(
+    client: InfluxQLClient,
+    measurement: str,
+    start_ms: int,
+    end_ms: int,
+    device_id: str | None = None,
+    limit: int = 50_000,
+) -> list[Flagged]:
+    """Values ingest set apart (``<field>_invalid`` with ``<field>_flag``, or a flag alone for a
+    value that was not a number), newest first."""
+    q = (
+        f"SELECT /_invalid$|_flag$/ FROM {quote_ident(measurement)} "
+        f"WHERE {_span(start_ms, end_ms, device_id)} "
+        f"GROUP BY {quote_ident('device_id')} ORDER BY time DESC LIMIT {int(limit)}"
+    )
+    out: list[Flagged] = []
+    for row in await client.query(q):
+        ts, dev = row.get("time"), row.get("device_id")
+        if not isinstance(ts, int) or not dev:
+            continue
+        for key, v in row.items():
+            if key.endswith("_invalid") and v is not None:
+                name = key[: -len("_invalid")]
+                out.append(Flagged(str(dev), name, ts, 0, str(row.get(f"{name}_flag") or "")))
+            elif key.endswith("_flag") and v == NOT_NUMBER:
+                out.append(Flagged(str(dev), key[: -len("_flag")], ts, 0, NOT_NUMBER))
     return out

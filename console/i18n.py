@@ -292,6 +292,101 @@ LABELS: dict[str, tuple[str, str]] = {
     "cn_1064": ("设置分钟数据间隔", "set the minute data interval"),
     "cn_1000": ("设置超时时间及重发次数", "set the answer timeout and retry count"),
     "cn_1072": ("设置访问密码", "set the access password"),
+    # Review (审核, docs/review.md)
+    "nav_review": ("审核", "Review"),
+    "review_title": ("数据审核", "Data review"),
+    "review_intro": (
+        "自动质控标记为可疑（3）或失败（4）的小时和被剔除的无效值排在最前；选择一个小时进行审核。",
+        "Hours with values QC flagged suspect (3) or fail (4), and values set apart as invalid, "
+        "come first; pick an hour to review it.",
+    ),
+    "review_range": ("查看时段", "Period shown"),
+    "view_from": ("从", "From"),
+    "view_to": ("到", "To"),
+    "show": ("显示", "Show"),
+    "suspect_data": ("待审核数据", "Data to review"),
+    "no_suspect": (
+        "此时段没有可疑、失败或无效的数据。",
+        "No suspect, failed or invalid data in this period.",
+    ),
+    "hour": ("小时", "Hour"),
+    "field": ("监测项", "Field"),
+    "n_suspect": ("可疑", "Suspect"),
+    "n_fail": ("失败", "Fail"),
+    "n_invalid": ("无效值", "Invalid"),
+    "qc_tests": ("质控检查", "QC tests"),
+    "select_hour": ("选择此小时", "Select this hour"),
+    "review_devices": ("可审核的设备", "Devices to review"),
+    "review_readonly": (
+        "只有审核员或管理员可以标记数据；你可以查看。",
+        "Only an auditor or an admin may mark data; you may look.",
+    ),
+    "auditor_only": (
+        "只有审核员或管理员可以审核数据。",
+        "Only an auditor or an admin may review data.",
+    ),
+    "review_unavailable": ("本进程未启用审核。", "Review is not available in this process."),
+    "no_such_device": (
+        "没有这个设备，或它的数据不参与统计。",
+        "There is no such device, or its data are not rolled up.",
+    ),
+    "back_to_review": ("返回审核列表", "Back to the review list"),
+    "chart_of": ("{field} 读数", "{field} readings"),
+    "chart_legend": (
+        "◆ 可疑（3）　✕ 失败（4）　虚线框阴影：已标记无效的时段",
+        "◆ suspect (3)   ✕ fail (4)   shaded, dashed outline: ranges marked invalid",
+    ),
+    "mark_data": ("标记数据", "Mark data"),
+    "mark_from": ("开始时间", "From"),
+    "mark_to": ("结束时间（不含）", "To (exclusive)"),
+    "mark_fields": ("监测项", "Fields"),
+    "all_fields": ("全部监测项", "All fields"),
+    "action": ("操作", "Action"),
+    "mark_reason": ("原因", "Reason"),
+    "comment_hint": (
+        "原因为“其他”时必须填写说明。",
+        'A comment is required for the reason "other".',
+    ),
+    "submit_mark": ("提交审核", "Record the mark"),
+    "mark_done": (
+        "标记 #{id} 已记录，相关时段已重新统计。",
+        "Mark #{id} is recorded and the windows it touches are recomputed.",
+    ),
+    "mark_refused": ("未记录：", "Not recorded: "),
+    "bad_time": ("请填写有效的开始和结束时间。", "Give a valid start and end time."),
+    "no_fields_chosen": (
+        "请至少选择一个监测项，或“全部监测项”。",
+        'Choose at least one field, or "all fields".',
+    ),
+    "mark_history": ("审核记录", "Review history"),
+    "no_marks": ("此时段没有审核记录。", "No review marks in this period."),
+    "recorded_at": ("记录时间", "Recorded"),
+    "who": ("审核人", "By"),
+    "period": ("时段", "Period"),
+}
+
+ACTION_LABELS: dict[str, tuple[str, str]] = {
+    "invalidate": ("标记无效", "Invalidate"),
+    "restore": ("恢复有效", "Restore"),
+}
+
+# The fixed reasons of rollups.review.REASONS.
+REASON_LABELS: dict[str, tuple[str, str]] = {
+    "calibration": ("校准", "Calibration"),
+    "maintenance": ("维护", "Maintenance"),
+    "power_cut": ("停电", "Power cut"),
+    "communication_loss": ("通信中断", "Communication loss"),
+    "instrument_fault": ("仪器故障", "Instrument fault"),
+    "abnormal_value": ("数据异常", "Abnormal value"),
+    "suspected_tampering": ("疑似人为干扰", "Suspected tampering"),
+    "other": ("其他", "Other"),
+}
+
+QC_TEST_LABELS: dict[str, tuple[str, str]] = {
+    "gross_range": ("量程", "gross range"),
+    "spike": ("尖峰", "spike"),
+    "rate_of_change": ("变化率", "rate of change"),
+    "flat_line": ("恒值", "flat line"),
 }
 
 SEVERITY_LABELS: dict[str, tuple[str, str]] = {

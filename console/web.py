@@ -31,7 +31,7 @@ from alerts.dispatch import Dispatcher as NotifyDispatcher
 from alerts.engine import AlertEngine
 from alerts.rules import Rule, duration_ms
 from alerts.store import AlertFilter, AlertRecord, Matchers, Silence
-from console import data, notify_view, stations
+from console import data, notify_view, review_view, stations
 from console.auth import (
     LoginLimiter,
     OperatorBook,
@@ -69,6 +69,7 @@ from devices.registry import Device, Registry
 from hj212.commands import CommandError
 from hj212.dispatch import Dispatcher as Hj212Dispatcher
 from ingest.influxql import InfluxQLClient, QueryError
+from rollups.review_api import Desk
 
 log = logging.getLogger("envgrid.console")
 
@@ -202,6 +203,9 @@ class Console:
         # the HJ 212 gateway's command dispatcher (None until, or unless, it runs here).
         self.notify = notify
         self._hj212 = hj212 or (lambda: None)
+        # The review desk (审核), set by the composition root with the review API's store and
+        # recomputation (envgrid/review.py); None: the page shows, nothing can be marked.
+        self.review: Desk | None = None
         self.clock = Clock(ZoneInfo(settings.standards.timezone))
         self.latest = data.Latest(influx, int(self.cfg.lookback.total_seconds()))
         self.limiter = LoginLimiter()
@@ -806,6 +810,7 @@ class Console:
                 f"/stations/{quote(mn, safe='')}?done=queued&qn={cmd.qn}", status_code=303
             )
 
+        router.include_router(review_view.router(console))
         return router
 
     def hj212(self) -> Hj212Dispatcher | None:

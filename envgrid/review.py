@@ -18,7 +18,7 @@ from devices.registry import Registry
 from envgrid.settings import Settings
 from ingest.influxql import QueryError
 from rollups.review import Mark, ReviewStore
-from rollups.review_api import router
+from rollups.review_api import Desk, router
 from rollups.runner import Rollup, RollupError
 from rollups.windows import ROLLUP_KINDS
 
@@ -57,6 +57,8 @@ def build_review(
             log.warning("review mark %d stored; its windows were not recomputed: %s", mark.id, e)
 
     token = settings.http.token.get_secret_value() if settings.http.token else None
+    if console is not None:
+        console.review = Desk(store, recompute)  # the 审核 page records as the API does
     return router(store, token, session=session, recompute=recompute), store
 
 

@@ -136,6 +136,13 @@ def _field(base: FieldQc, raw: Any, where: str) -> FieldQc:
                 d = parse_duration(value) if value is not None else None
             except ValueError as e:
                 raise QcConfigError(f"{where}.{key}: {e}") from None
+            # QC sees one local day at a time (a closed rollup window): a run can last 23:59 at
+            # most, so a longer threshold would silently never flag anything.
+            if d is not None and d >= timedelta(days=1):
+                raise QcConfigError(
+                    f"{where}.{key}: {value} is never reached: QC runs on one local day at a "
+                    "time; give less than 24h"
+                )
             changes[f"{key}_ms"] = int(d / timedelta(milliseconds=1)) if d is not None else None
         elif value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
             changes[key] = None if value is None else float(value)

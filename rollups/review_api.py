@@ -75,6 +75,22 @@ class MarkOut(BaseModel):
         )
 
 
+class Desk:
+    """Where a mark is recorded: checked and stored, then the windows it touches recomputed.
+    The API and the console's 审核 page both record through it, so they cannot differ."""
+
+    def __init__(self, store: ReviewStore, recompute: Recompute | None = None) -> None:
+        self.store = store
+        self._recompute = recompute
+
+    async def record(self, mark: Mark) -> Mark:
+        """The mark as stored (ReviewError when it cannot be), after the recomputation."""
+        stored = self.store.add(mark)
+        if self._recompute is not None:
+            await self._recompute(stored)
+        return stored
+
+
 def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
@@ -94,6 +110,7 @@ def router(
 ) -> APIRouter:
     """The review routes over ``store``."""
     r = APIRouter(prefix="/api/review", tags=["review"])
+    desk = Desk(store, recompute)
 
     def actor(request: Request) -> str:
         header = request.headers.get("authorization", "")
@@ -131,11 +148,9 @@ def router(
             comment=body.comment,
         )
         try:
-            stored = store.add(mark)
+            stored = await desk.record(mark)
         except ReviewError as e:
             raise HTTPException(422, str(e)) from None
-        if recompute is not None:
-            await recompute(stored)
         return MarkOut.of(stored)
 
     @r.get("/marks", response_model_by_alias=True)

@@ -694,8 +694,14 @@ def water_rollup(
         section = _section_type(st.tags)
         # A water hour is valid with any value: stations sample every few hours (HJ 915).
         values = hourly_values(st, windows, fields, 0)
+        left = left_out_by_hour(st, windows)
         for i, w in enumerate(windows):
-            if not values[i] or (hours is not None and i not in hours):
+            if hours is not None and i not in hours:
+                continue
+            if not values[i]:
+                if left[i]:  # every value of the hour left out: say so, with no figures
+                    out_h: dict[str, FieldValue] = {"valid": False, "left_out": _hour_text(left[i])}
+                    points.append(Point(WATER_HOURLY, dict(st.tags), out_h, w.start_ms))
                 continue
             hour_out = _hour_fields(values[i], fields)
             hour_out.update(
@@ -703,8 +709,9 @@ def water_rollup(
             )
             hour_out["valid"] = all(hv.valid for hv in values[i].values())
             hour_out["source"] = _source(values[i])
+            hour_out["left_out"] = _hour_text(left[i])
             points.append(Point(WATER_HOURLY, dict(st.tags), hour_out, w.start_ms))
-        if not daily or not any(values):
+        if not daily or not (any(values) or any(left)):
             continue
         stats = {
             name: agg
@@ -718,6 +725,7 @@ def water_rollup(
             out[f"{name}_n"] = agg.n
         out.update(_water_class_fields({k: a.value for k, a in stats.items()}, section))
         out["valid"] = bool(stats) and all(a.valid for a in stats.values())
+        out["left_out"] = _day_left_out(left, windows, opts.tz)
         points.append(Point(WATER_DAILY, dict(st.tags), out, day_window(day, opts.tz).start_ms))
     if daily:
         points.extend(water_section_daily(dailies, day, opts))

@@ -78,5 +78,7 @@ def test_device_overrides_start_from_the_kind_and_errors_name_the_key(tmp_path: 
         parse_qc("kinds:\n  air:\n    pm25_ug_m3: {spik: 3}\n", "qc.yaml")
     with pytest.raises(QcConfigError, match=r"flat_suspect: 'soon' is not a duration"):
         parse_qc("kinds:\n  air:\n    pm25_ug_m3: {flat_suspect: soon}\n", "qc.yaml")
+    with pytest.raises(QcConfigError, match=r"kinds.water.ph.flat_suspect: 24h is never reached"):
+        parse_qc("kinds:\n  water:\n    ph: {flat_suspect: 24h}\n", "qc.yaml")
     with pytest.raises(QcConfigError, match="cannot read the QC file"):
         load_qc(tmp_path / "missing.yaml")
