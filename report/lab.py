@@ -109,9 +109,9 @@ def _number(text: str, what: str) -> float:
     try:
         v = float(text)
     except ValueError:
-        raise ValueError(f"{what} {text!r} is not a number: write it like 0.05") from None
+        raise ValueError(f"{what} {text!r} is not a number — write it like 0.05") from None
     if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{what} {text!r} must be a number ≥ 0: write the measured value")
+        raise ValueError(f"{what} {text!r} must be a number ≥ 0 — write the measured value")
     return v
 
 
@@ -124,7 +124,7 @@ def _when(text: str, tz: ZoneInfo) -> datetime:
         dt = datetime.fromisoformat(t)
     except ValueError:
         raise ValueError(
-            f"{t!r} is not a date or time: write 2026-11-05 or 2026-11-05 10:30 (local time)"
+            f"{t!r} is not a date or time — write 2026-11-05 or 2026-11-05 10:30 (local time)"
         ) from None
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=tz)
 
@@ -148,7 +148,7 @@ class LabRow(BaseModel):
     def _item(cls, v: str) -> str:
         if v not in LAB_ITEMS:
             raise ValueError(
-                f"unknown item {v!r}: use a GB 3838-2002 Table 1 item ({', '.join(LAB_ITEMS)})"
+                f"unknown item {v!r} — use a GB 3838-2002 Table 1 item ({', '.join(LAB_ITEMS)})"
             )
         return v
 
@@ -156,31 +156,33 @@ class LabRow(BaseModel):
         """The stored result; ValueError says what is wrong and how to write it."""
         dl = _number(self.dl, "dl") if self.dl else None
         if dl is not None and dl == 0:
-            raise ValueError("dl 0 is not a detection limit: write the method's limit, e.g. 0.01")
+            raise ValueError("dl 0 is not a detection limit — write the method's limit, e.g. 0.01")
         value: float | None
         text = self.value
         if self.flag.upper() == "ND" or text.upper() == "ND":
             if dl is None:
-                raise ValueError("flag ND needs the detection limit: fill in the dl column")
+                raise ValueError("flag ND needs the detection limit — fill in the dl column")
             if text and text.upper() != "ND":
                 raise ValueError(
-                    f"value {text!r} with flag ND: leave value empty for a result below the "
+                    f"value {text!r} with flag ND — leave value empty for a result below the "
                     "detection limit, or drop the flag"
                 )
             value = None
         elif (m := _BELOW.match(text)) is not None:
             below = _number(m["dl"] or m["dl2"], "detection limit")
             if below == 0:
-                raise ValueError(f"value {text!r}: write the method's detection limit, e.g. <0.01")
+                raise ValueError(f"value {text!r} has no detection limit — write it, e.g. <0.01")
             if dl is not None and dl != below:
-                raise ValueError(f"value {text!r} and dl {self.dl}: the two limits differ")
+                raise ValueError(
+                    f"value {text!r} and dl {self.dl} differ — give one detection limit"
+                )
             value, dl = None, below
         elif not text:
-            raise ValueError("value is empty: write the result, <DL, or flag ND with dl")
+            raise ValueError("value is empty — write the result, <DL, or flag ND with dl")
         else:
             value = _number(text, "value")
         if self.item == "ph" and value is not None and value > 14:
-            raise ValueError(f"pH {value:g} is outside 0–14: check the value")
+            raise ValueError(f"pH {value:g} is outside 0–14 — check the value")
         ts = _when(self.sampled_at, tz)
         return LabResult(
             line, self.section, county, self.item, int(ts.timestamp() * 1000), value, dl,
@@ -235,7 +237,9 @@ def parse_lab_csv(
             row = LabRow.model_validate(data)
         except ValidationError as e:
             problems += error_lines(
-                e, where=f"{source}:{n}", messages={"literal_error": "write ND or leave it empty"}
+                e,
+                where=f"{source}:{n}",
+                messages={"literal_error": "not a flag — write ND or leave it empty"},
             )
             continue
         if row.section not in sections:

@@ -36,12 +36,13 @@ from typing import Any, Literal
 from devices import water
 from devices.gb3838 import ASSESSED_ITEMS_2020, SectionType, section_class
 from devices.lineproto import FieldValue, encode_line
-from ingest.influxql import finite, quote_ident, quote_string, time_literal
+from ingest.influxql import Row, finite, quote_ident, quote_string, time_literal
 from report.lab import LAB_MEASUREMENT
 from report.sections import Cell, Period, SectionContext, Table
 from rollups.windows import WATER_DAILY, day_window, local_date
 
 KEY = "water_assessment"
+_CHUNK = 10_000
 MEASUREMENT = "water_assessment"
 _ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V", 6: "劣V"}
 # Automatic stations measure these of the assessed items (devices/water.py WaterReading).
@@ -530,13 +531,22 @@ async def build(ctx: SectionContext) -> WaterAssessment:
     return WaterAssessment(period, rules, stats, city, counties, start_ms, month_starts, notes)
 
 
+async def _rows(ctx: SectionContext, q: str) -> list[Row]:
+    # Streamed in chunks on 1.x: a year of daily values can pass InfluxDB's max-row-limit.
+    chunk = _CHUNK if ctx.settings.influx.api == "v1" else None
+    return await ctx.client.query(q, chunk_size=chunk)
+
+
 async def _auto(
     ctx: SectionContext, span: str, sections: dict[str, SectionData], closed: set[date]
 ) -> None:
     items = ", ".join(quote_ident(i) for i in _AUTO_MEASURED)
-    q = f'SELECT {items}, "valid" FROM {quote_ident(WATER_DAILY)} WHERE {span} GROUP BY "site"'
+    q = (
+        f'SELECT {items}, "valid" FROM {quote_ident(WATER_DAILY)} WHERE {span} '
+        'GROUP BY "site", "device_id"'
+    )
     per_day: dict[tuple[str, date], list[dict[str, float]]] = {}
-    for r in await ctx.client.query(q):
+    for r in await _rows(ctx, q):
         site = str(r.get("site") or "")
         if site not in sections or r.get("valid") is not True:
             continue
@@ -560,7 +570,7 @@ async def _lab(ctx: SectionContext, span: str, sections: dict[str, SectionData])
         f'SELECT "value", "dl", "below_dl" FROM {quote_ident(LAB_MEASUREMENT)} '
         f'WHERE {span} GROUP BY "site", "item"'
     )
-    for r in await ctx.client.query(q):
+    for r in await _rows(ctx, q):
         site, item = str(r.get("site") or ""), str(r.get("item") or "")
         if site not in sections or item not in ASSESSED_ITEMS_2020:
             continue

@@ -98,7 +98,7 @@ def test_header_problems() -> None:
         parse(
             "城南断面,2026-11-05,cod_mg_l,25,mg/L\n", header="section,sampled_at,item,value,unit\n"
         )
-    with pytest.raises(LabFileError, match="lab.csv:1: the file is empty"):
+    with pytest.raises(LabFileError, match=r"lab\.csv:1: the file is empty"):
         parse_lab_csv("", "lab.csv", SECTIONS, TZ)
     with pytest.raises(LabFileError, match="no results below the header"):
         parse("")
