@@ -29,6 +29,27 @@ LIMITS: dict[str, tuple[float, float, float, float, float]] = {
     "tn_mg_l": (0.2, 0.5, 1.0, 1.5, 2.0),
 }
 
+# GB 3838-2002 Table 1, items 10-23 (mg/L, upper limits for Classes I..V): the metals and the
+# other basic items a surface-water automatic station does not measure, analysed by a lab and
+# imported with ``envgrid lab import``. Kept apart from LIMITS, whose rows the dashboards and
+# the per-reading class use. Fecal coliform (item 24) is not assessed (环办监测函〔2020〕82号).
+TABLE1_LAB_LIMITS: dict[str, tuple[float, float, float, float, float]] = {
+    "cu_mg_l": (0.01, 1.0, 1.0, 1.0, 1.0),  # 10 铜
+    "zn_mg_l": (0.05, 1.0, 1.0, 2.0, 2.0),  # 11 锌
+    "f_mg_l": (1.0, 1.0, 1.0, 1.5, 1.5),  # 12 氟化物 (as F-)
+    "se_mg_l": (0.01, 0.01, 0.01, 0.02, 0.02),  # 13 硒
+    "as_mg_l": (0.05, 0.05, 0.05, 0.1, 0.1),  # 14 砷
+    "hg_mg_l": (0.00005, 0.00005, 0.0001, 0.001, 0.001),  # 15 汞
+    "cd_mg_l": (0.001, 0.005, 0.005, 0.005, 0.01),  # 16 镉
+    "cr6_mg_l": (0.01, 0.05, 0.05, 0.05, 0.1),  # 17 铬（六价）
+    "pb_mg_l": (0.01, 0.01, 0.05, 0.05, 0.1),  # 18 铅
+    "cn_mg_l": (0.005, 0.05, 0.2, 0.2, 0.2),  # 19 氰化物
+    "phenol_mg_l": (0.002, 0.002, 0.005, 0.01, 0.1),  # 20 挥发酚
+    "oil_mg_l": (0.05, 0.05, 0.05, 0.5, 1.0),  # 21 石油类
+    "las_mg_l": (0.2, 0.2, 0.2, 0.3, 0.3),  # 22 阴离子表面活性剂
+    "sulfide_mg_l": (0.05, 0.1, 0.2, 0.5, 1.0),  # 23 硫化物
+}
+
 # GB 3838-2002 Table 1, TP row for lakes and reservoirs (湖、库): replaces the river TP row
 # when the section is on a lake or reservoir.
 LAKE_LIMITS: dict[str, tuple[float, float, float, float, float]] = {
@@ -55,8 +76,13 @@ ASSESSED_ITEMS: tuple[str, ...] = (
     "tp_mg_l",
 )
 
+# The 21 items that decide a section's class in the official statistics: GB 3838-2002 Table 1
+# except water temperature, fecal coliform and TN (环办监测函〔2020〕82号, 地表水环境质量监测数据
+# 统计技术规定（试行）, 评价指标), in Table 1 order.
+ASSESSED_ITEMS_2020: tuple[str, ...] = (*ASSESSED_ITEMS, *TABLE1_LAB_LIMITS)
+
 # Every item `item_class` can class.
-CLASSED_ITEMS: tuple[str, ...] = (*ASSESSED_ITEMS, "tn_mg_l")
+CLASSED_ITEMS: tuple[str, ...] = (*ASSESSED_ITEMS, "tn_mg_l", *TABLE1_LAB_LIMITS)
 
 _ROMAN = ("I", "II", "III", "IV", "V", "劣V")
 # Qualitative names used in bulletins (水质状况): I and II are both 优.
@@ -79,7 +105,7 @@ def _check_section_type(section_type: str) -> None:
 def _limits(item: str, section_type: SectionType) -> tuple[float, float, float, float, float]:
     if section_type == "lake" and item in LAKE_LIMITS:
         return LAKE_LIMITS[item]
-    return LIMITS[item]
+    return LIMITS[item] if item in LIMITS else TABLE1_LAB_LIMITS[item]
 
 
 def class_limit(item: str, water_class: int, section_type: SectionType = "river") -> float:
@@ -88,7 +114,7 @@ def class_limit(item: str, water_class: int, section_type: SectionType = "river"
     pH has a range, not a single limit (see PH_RANGE); it and unknown items raise ValueError.
     """
     _check_section_type(section_type)
-    if item not in LIMITS:
+    if item not in LIMITS and item not in TABLE1_LAB_LIMITS:
         raise ValueError(f"no single GB 3838-2002 limit for item {item!r}")
     if not 1 <= water_class <= 5:
         # 劣Ⅴ is "worse than V": it has no limit of its own.
@@ -150,15 +176,19 @@ class WaterClass:
 
 
 def section_class(
-    values: Mapping[str, float | None], section_type: SectionType = "river"
+    values: Mapping[str, float | None],
+    section_type: SectionType = "river",
+    items: tuple[str, ...] = ASSESSED_ITEMS,
 ) -> WaterClass | None:
     """Return the single-factor class of a section (worst assessed item), or None if none present.
 
     None values, TN and unclassed items are ignored; `item_classes` holds the assessed items only.
+    ``items`` are the assessed items: the automatic station's by default, ASSESSED_ITEMS_2020 for
+    the official statistics with lab results.
     """
     _check_section_type(section_type)
     item_classes: dict[str, int] = {}
-    for item in ASSESSED_ITEMS:
+    for item in items:
         value = values.get(item)
         if value is None:
             continue

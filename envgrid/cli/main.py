@@ -26,6 +26,7 @@ from envgrid.cli.console import operators_app
 from envgrid.cli.dashboards import dashboards_app
 from envgrid.cli.hj212 import commands_app as hj212_commands_app
 from envgrid.cli.hj212 import hj212_app
+from envgrid.cli.lab import lab_app
 from envgrid.cli.pv import pv_app
 from envgrid.cli.report import report_app
 from envgrid.cli.rollup import rollup_app
@@ -49,6 +50,7 @@ app.add_typer(hj212_commands_app, name="hj212")
 app.add_typer(operators_app, name="operators")
 app.add_typer(report_app, name="report")
 app.add_typer(pv_app, name="pv")
+app.add_typer(lab_app, name="lab")
 
 
 @app.command()
