@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -58,6 +58,9 @@ class ShorePowerFacts(Facts):
     berth: str | None = None
     port: str | None = None
     voltage: str | None = None
+    # 港口和船舶岸电管理办法 Art. 11 obliges a ship after 2 h at an inland port, 3 h at a coastal
+    # one; unset: the report's configured default (report/shore_calls.py).
+    waters: Literal["inland", "coastal"] | None = None
 
 
 def facts(device: Device) -> ShorePowerFacts:
@@ -137,6 +140,7 @@ KIND = DeviceKind(
         "berth": Label("泊位", "Berth"),
         "port": Label("港区", "Port"),
         "voltage": Label("供电制式", "Supply"),
+        "waters": Label("水域", "Waters"),
     },
     key_fields=("connected", "vessel_id", "power_kw", "energy_kwh"),
     summary=summary,

@@ -29,6 +29,7 @@ from envgrid.cli.hj212 import hj212_app
 from envgrid.cli.pv import pv_app
 from envgrid.cli.report import report_app
 from envgrid.cli.rollup import rollup_app
+from envgrid.cli.shore import shore_app
 from envgrid.roles import Role
 
 app = typer.Typer(
@@ -49,6 +50,7 @@ app.add_typer(hj212_commands_app, name="hj212")
 app.add_typer(operators_app, name="operators")
 app.add_typer(report_app, name="report")
 app.add_typer(pv_app, name="pv")
+app.add_typer(shore_app, name="shore")
 
 
 @app.command()
