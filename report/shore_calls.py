@@ -200,10 +200,17 @@ class CallResult:
     threshold_hours: float
     status: Status
     reason: str  # REASONS key, "" for an obliged call
+    detail: str  # the register's own words for a vessel exemption, else ""
     connected: bool
     connection_hours: float
     kwh: float
     meters: int  # shore-power meters at the berth
+
+    @property
+    def reason_text(self) -> str:
+        """Why the call was not obliged, in both languages ("" when it was)."""
+        text = REASONS.get(self.reason, self.reason)
+        return f"{text}: {self.detail}" if self.detail else text
 
     @property
     def obliged(self) -> bool:
@@ -316,7 +323,7 @@ class ShoreCallsSection:
                     "threshold_hours": c.threshold_hours,
                     "obliged": c.obliged,
                     "status": c.status,
-                    "reason": REASONS.get(c.reason, c.reason),
+                    "reason": c.reason_text,
                     "connected": c.connected,
                     "connection_hours": _r(c.connection_hours),
                     "kwh": _r(c.kwh),
@@ -395,7 +402,7 @@ class ShoreCallsSection:
                     c.berth,
                     c.arrival,
                     _r(c.berthing_hours, 2),
-                    REASONS.get(c.reason, c.reason),
+                    c.reason_text,
                     "yes" if c.connected else "no",
                 ]
                 for c in self.calls
@@ -532,6 +539,7 @@ async def build(ctx: SectionContext) -> ShoreCallsSection:
                     threshold_hours=threshold,
                     status=status,
                     reason=reason,
+                    detail=facts_v.exemption if facts_v and reason == "vessel_exempt" else "",
                     connected=conn_ms > 0,
                     connection_hours=conn_ms / HOUR_MS,
                     kwh=kwh,
