@@ -130,7 +130,11 @@ def simulate(
         st = "Faulted"
     state["status"] = st
     power = rated * rnd.uniform(0.85, 0.98) if st == "Charging" else 0.0
-    dt_h = state.get("dt_h", 1 / 60)
+    # The register counts the power over the time since the previous reading (a minute for the
+    # first), so energy matches power whatever the simulator's step (as devices/pv.py does).
+    last, state["at"] = state.get("at"), now
+    gap_h = (now - last).total_seconds() / 3600 if isinstance(last, datetime) else 0.0
+    dt_h = gap_h if 0 < gap_h <= 1 else state.get("dt_h", 1 / 60)
     if power:
         energy += power * dt_h
         state["soc"] = min(100.0, state["soc"] + power * dt_h / 0.6)

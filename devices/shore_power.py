@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -58,6 +58,9 @@ class ShorePowerFacts(Facts):
     berth: str | None = None
     port: str | None = None
     voltage: str | None = None
+    # 港口和船舶岸电管理办法 Art. 11 obliges a ship after 2 h at an inland port, 3 h at a coastal
+    # one; unset: the report's configured default (report/shore_calls.py).
+    waters: Literal["inland", "coastal"] | None = None
 
 
 def facts(device: Device) -> ShorePowerFacts:
@@ -93,12 +96,17 @@ def simulate(
         state["until"] = now.fromtimestamp(now.timestamp() + rnd.uniform(2, 10) * 3600, now.tzinfo)
         state["vessel"] = f"CN{rnd.randrange(100000, 999999)}" if connected else None
         state["load"] = rnd.uniform(50, 400)
+    # The register counts the power over the time since the previous reading (a minute for the
+    # first), so energy matches power whatever the simulator's step (as devices/pv.py does).
+    last, state["at"] = state.get("at"), now
+    gap_h = (now - last).total_seconds() / 3600 if isinstance(last, datetime) else 0.0
+    dt_h = gap_h if 0 < gap_h <= 1 else state.get("dt_h", 1 / 60)
     berth = facts(device).berth or "B1"
     out: dict[str, Any] = {"berth": berth, "connected": state["connected"]}
     if state["connected"]:
         power = max(5.0, state["load"] + rnd.gauss(0, 5))
         voltage = 380 + rnd.gauss(0, 3)
-        energy += power * state.get("dt_h", 1 / 60)
+        energy += power * dt_h
         state["energy"] = energy
         out.update(
             vessel_id=state["vessel"],
@@ -132,6 +140,7 @@ KIND = DeviceKind(
         "berth": Label("泊位", "Berth"),
         "port": Label("港区", "Port"),
         "voltage": Label("供电制式", "Supply"),
+        "waters": Label("水域", "Waters"),
     },
     key_fields=("connected", "vessel_id", "power_kw", "energy_kwh"),
     summary=summary,

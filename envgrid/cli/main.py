@@ -30,6 +30,7 @@ from envgrid.cli.lab import lab_app
 from envgrid.cli.pv import pv_app
 from envgrid.cli.report import report_app
 from envgrid.cli.rollup import rollup_app
+from envgrid.cli.shore import shore_app
 from envgrid.roles import Role
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ app.add_typer(operators_app, name="operators")
 app.add_typer(report_app, name="report")
 app.add_typer(pv_app, name="pv")
 app.add_typer(lab_app, name="lab")
+app.add_typer(shore_app, name="shore")
 
 
 @app.command()
