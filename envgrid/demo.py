@@ -10,7 +10,9 @@ import os
 import secrets
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.live import Live
@@ -24,6 +26,7 @@ from envgrid.localstack import LocalInfluxDB, free_port
 from envgrid.provision import SIMULATOR_USER, FleetMosquitto, provision
 from envgrid.settings import Settings
 from envgrid.simulate import run_simulation
+from envgrid.simulator import resume
 from ingest.service import IngestService
 
 log = logging.getLogger("envgrid.demo")
@@ -50,9 +53,15 @@ def demo_operator(path: Path) -> str:
 
 
 async def run_demo(
-    settings: Settings, *, rate: float, duration: float, bad_fraction: float, workdir: Path
+    settings: Settings,
+    *,
+    rate: float,
+    duration: float,
+    bad_fraction: float,
+    workdir: Path,
+    history_days: int = 0,
 ) -> int:
-    """Run the whole pipeline locally; the exit code."""
+    """Run the whole pipeline locally, after ``history_days`` of history; the exit code."""
     from envgrid.cli.common import setup_logging
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -91,8 +100,14 @@ async def run_demo(
         console.print(f"[bold]influxd[/]   {influx.url} (database {settings.influx.database})")
     if settings.devices.registry is None:
         updates["devices"] = settings.devices.model_copy(update={"registry": DEFAULT_REGISTRY})
+    ingest: dict[str, object] = {}
     if not _overridden("INGEST__SPOOL_DIR"):
-        updates["ingest"] = settings.ingest.model_copy(update={"spool_dir": workdir / "spool"})
+        ingest["spool_dir"] = workdir / "spool"
+    if history_days and not _overridden("INGEST__MAX_AGE"):
+        # The service refuses readings older than max_age; the history must pass that check.
+        ingest["max_age"] = max(settings.ingest.max_age, timedelta(days=history_days + 2))
+    if ingest:
+        updates["ingest"] = settings.ingest.model_copy(update=ingest)
     if not _overridden("ALERTS__STORE"):
         updates["alerts"] = settings.alerts.model_copy(update={"store": workdir / "alerts.db"})
     if not _overridden("HTTP__PORT"):
@@ -118,6 +133,8 @@ async def run_demo(
                     f"in as [bold]{DEMO_OPERATOR}[/] with password [bold]{password}[/] (new at "
                     f"every start; only its hash is kept, in {workdir / 'operators.yaml'})"
                 )
+            if history_days:
+                await _history(settings, sim_settings, running, history_days, console)
             published = await _watch(
                 settings, sim_settings, running, rate, duration, bad_fraction, workdir, console
             )
@@ -126,6 +143,34 @@ async def run_demo(
         console.print(_table(running.service, time.monotonic() - t0))
         _print_hints(settings, published, workdir, console, local)
     return 0
+
+
+async def _history(
+    settings: Settings, sim_settings: Settings, running: Running, days: int, console: Console
+) -> None:
+    """Back-fill ``days`` of the fleet's history through the running service and roll it up."""
+    from envgrid.backfill import Span, backfill
+
+    span = Span.of(days, ZoneInfo(settings.standards.timezone), datetime.now(UTC))
+    console.print(
+        f"[bold]history[/]   {days} days of the fleet ({span.start():%Y-%m-%d} to now), one "
+        f"reading per device every {span.step_ms // 60_000} min, through the service "
+        "(skip it with --no-history)"
+    )
+    r = await backfill(
+        settings,
+        running.service,
+        running.registry,
+        span,
+        publish_settings=sim_settings,
+        console=console,
+    )
+    resume(r.states)  # live readings continue the history's energy registers
+    console.print(
+        f"[bold]history[/]   {r.stored:,} readings stored in {r.stored_seconds:,.0f} s, "
+        f"{r.days} days rolled up ({r.rollup_points:,} rollup points) in "
+        f"{r.seconds - r.stored_seconds:,.0f} s"
+    )
 
 
 async def _watch(
