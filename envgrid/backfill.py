@@ -37,7 +37,8 @@ from devices.kinds import KINDS
 from devices.registry import Device, Registry
 from envgrid.settings import Settings
 from envgrid.simulate import publisher
-from envgrid.simulator import SimMessage, publish_all
+from envgrid.simulator import SimMessage
+from ingest.mqtt import MqttClient
 from ingest.service import IngestService
 from rollups.runner import Rollup, Task
 
@@ -147,6 +148,18 @@ class Result:
     stored_seconds: float = 0.0  # until the service had stored every reading
 
 
+async def _publisher(client: MqttClient, stream: Iterator[SimMessage], sent: list[int]) -> None:
+    """Publish from the shared stream until it ends, one message awaiting its PUBACK at a time.
+
+    ``_WINDOW`` of these share one stream instead of a task per message: the back-fill
+    publishes from the service's own process, where a task per message was a large share of
+    the CPU (py-spy). Each takes its next message and queues it without yielding in between,
+    so messages go out in the stream's order."""
+    for m in stream:
+        await client.publish(m.topic, m.payload, qos=1)
+        sent[0] += 1
+
+
 def _seen(service: IngestService) -> int:
     """Messages the service has taken off the broker (stored, dead-lettered or refused)."""
     return sum(service.stats.received.values())
@@ -207,28 +220,21 @@ async def backfill(
         await client.start()
         try:
             await client.wait_connected(timeout=15)
-            sent = 0
-
-            def on_sent(_m: SimMessage) -> None:
-                nonlocal sent
-                sent += 1
+            stream = history(devices, span, prefix=settings.mqtt.topic_prefix, states=result.states)
+            sent = [0]
 
             async def show() -> None:
                 while True:
-                    bar.update(sent_job, completed=sent)
+                    bar.update(sent_job, completed=sent[0])
                     bar.update(stored_job, completed=_seen(service) - base)
                     await asyncio.sleep(0.2)
 
             shower = asyncio.create_task(show())
             try:
-                stream = history(
-                    devices, span, prefix=settings.mqtt.topic_prefix, states=result.states
-                )
-                result.published = await publish_all(
-                    client, stream, window=_WINDOW, on_sent=on_sent
-                )
+                await asyncio.gather(*(_publisher(client, stream, sent) for _ in range(_WINDOW)))
             finally:
                 shower.cancel()
+            result.published = sent[0]
             bar.update(sent_job, completed=result.published)
         finally:
             await client.close()
