@@ -39,6 +39,7 @@ from envgrid.settings import Settings
 from envgrid.simulate import publisher
 from envgrid.simulator import SimMessage
 from ingest.mqtt import MqttClient
+from ingest.pipeline import Accepted
 from ingest.service import IngestService
 from rollups.runner import Rollup, Task
 
@@ -160,28 +161,68 @@ async def _publisher(client: MqttClient, stream: Iterator[SimMessage], sent: lis
         sent[0] += 1
 
 
-def _seen(service: IngestService) -> int:
-    """Messages the service has taken off the broker (stored, dead-lettered or refused)."""
-    return sum(service.stats.received.values())
+class _Tally:
+    """A sink of the service counting the history's readings it accepted: those stamped on the
+    span's grid (a PV verdict the rollups send meanwhile is stamped off it)."""
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.n = 0
+
+    def __call__(self, res: Accepted) -> None:
+        ts, span = res.ts_ms, self.span
+        if span.start_ms <= ts < span.end_ms and (ts - span.start_ms) % span.step_ms == 0:
+            self.n += 1
 
 
 async def _durable(
-    service: IngestService, target: int, timeout: float, bar: Progress, job: TaskID, base: int
+    service: IngestService, tally: _Tally, target: int, timeout: float, bar: Progress, job: TaskID
 ) -> None:
-    """Wait until the service has seen ``target`` messages and acknowledged every one (it
-    acknowledges only what InfluxDB or its spool holds)."""
+    """Wait until the service has taken ``target`` history readings and acknowledged every
+    message it took (it acknowledges only what InfluxDB or its spool holds)."""
     deadline = time.monotonic() + timeout
+    rejected = service.stats.rejected.total()
     while True:
-        seen = _seen(service)
-        bar.update(job, completed=min(seen - base, target - base))
-        if seen >= target and service.mqtt.unacked_count == 0:
+        bar.update(job, completed=min(tally.n, target))
+        if tally.n >= target and service.mqtt.unacked_count == 0:
             return
         if time.monotonic() > deadline:
+            refused = service.stats.rejected.total() - rejected
             raise BackfillError(
-                f"the service took {seen - base} of {target - base} history readings in "
-                f"{timeout:.0f} s ({service.mqtt.unacked_count} not yet stored)"
+                f"the service stored {tally.n} of {target} history readings in {timeout:.0f} s "
+                f"({service.mqtt.unacked_count} awaiting storage, {refused} refused meanwhile: "
+                "see the dead letters)"
             )
         await asyncio.sleep(0.1)
+
+
+async def _publish(
+    settings: Settings,
+    stream: Iterator[SimMessage],
+    bar: Progress,
+    jobs: tuple[TaskID, TaskID],
+    tally: _Tally,
+) -> int:
+    """Publish the stream with these settings' MQTT identity, showing progress; how many."""
+    client = publisher(settings, "history")
+    sent = [0]
+
+    async def show() -> None:
+        while True:
+            bar.update(jobs[0], completed=sent[0])
+            bar.update(jobs[1], completed=tally.n)
+            await asyncio.sleep(0.2)
+
+    await client.start()
+    shower = asyncio.create_task(show())
+    try:
+        await client.wait_connected(timeout=15)
+        await asyncio.gather(*(_publisher(client, stream, sent) for _ in range(_WINDOW)))
+    finally:
+        shower.cancel()
+        await client.close()
+    bar.update(jobs[0], completed=sent[0])
+    return sent[0]
 
 
 async def backfill(
@@ -215,31 +256,17 @@ async def backfill(
         stored_job = bar.add_task("history stored", total=total)
         days = span.days()
         days_job = bar.add_task("days rolled up", total=len(days))
-        base = _seen(service)
-        client = publisher(publish_settings or settings, "history")
-        await client.start()
+        tally = _Tally(span)
+        service.sinks.append(tally)
         try:
-            await client.wait_connected(timeout=15)
             stream = history(devices, span, prefix=settings.mqtt.topic_prefix, states=result.states)
-            sent = [0]
-
-            async def show() -> None:
-                while True:
-                    bar.update(sent_job, completed=sent[0])
-                    bar.update(stored_job, completed=_seen(service) - base)
-                    await asyncio.sleep(0.2)
-
-            shower = asyncio.create_task(show())
-            try:
-                await asyncio.gather(*(_publisher(client, stream, sent) for _ in range(_WINDOW)))
-            finally:
-                shower.cancel()
-            result.published = sent[0]
-            bar.update(sent_job, completed=result.published)
+            result.published = await _publish(
+                publish_settings or settings, stream, bar, (sent_job, stored_job), tally
+            )
+            await _durable(service, tally, result.published, timeout, bar, stored_job)
         finally:
-            await client.close()
-        await _durable(service, base + result.published, timeout, bar, stored_job, base)
-        result.stored = _seen(service) - base
+            service.sinks.remove(tally)
+        result.stored = tally.n
         result.stored_seconds = time.monotonic() - t0
         async with Rollup(settings, registry) as rollup:
             by_day: dict[date, list[Task]] = {}
