@@ -49,6 +49,8 @@ from rollups.runner import Rollup, Task
 # "Two commands"; a finer step costs proportionally more).
 DEFAULT_STEP = timedelta(minutes=5)
 _encode = msgspec.json.Encoder().encode
+# Seconds without a history reading arriving, nor any awaiting storage, before giving up.
+_STALLED = 10.0
 # Readings awaiting the broker's PUBACK at once.
 _WINDOW = 2000
 
@@ -180,18 +182,23 @@ async def _durable(
 ) -> None:
     """Wait until the service has taken ``target`` history readings and acknowledged every
     message it took (it acknowledges only what InfluxDB or its spool holds)."""
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
     rejected = service.stats.rejected.total()
+    last, moved = tally.n, start
     while True:
+        now = time.monotonic()
         bar.update(job, completed=min(tally.n, target))
         if tally.n >= target and service.mqtt.unacked_count == 0:
             return
-        if time.monotonic() > deadline:
+        if tally.n != last or service.mqtt.unacked_count:
+            last, moved = tally.n, now
+        # Nothing arriving and nothing awaiting storage: the rest is not coming.
+        if now - start > timeout or now - moved > _STALLED:
             refused = service.stats.rejected.total() - rejected
             raise BackfillError(
-                f"the service stored {tally.n} of {target} history readings in {timeout:.0f} s "
-                f"({service.mqtt.unacked_count} awaiting storage, {refused} refused meanwhile: "
-                "see the dead letters)"
+                f"the service stored {tally.n} of {target} history readings in {now - start:.0f} "
+                f"s ({service.mqtt.unacked_count} awaiting storage, {refused} refused meanwhile: "
+                "see the dead letters in the log)"
             )
         await asyncio.sleep(0.1)
 
@@ -241,6 +248,13 @@ async def backfill(
     ``publish_settings``: the MQTT identity to publish with (the demo's simulator user);
     ``settings`` by default. ``console``: where the progress bars go (none without it).
     """
+    max_age = settings.ingest.max_age
+    if span.start_ms < span.end_ms - max_age.total_seconds() * 1000:
+        raise BackfillError(
+            f"the history starts {span.start():%Y-%m-%d %H:%M}, older than the service accepts "
+            f"(ingest.max_age {max_age.total_seconds() / 86400:g} days): raise "
+            "ENVGRID_INGEST__MAX_AGE or back-fill fewer days"
+        )
     t0 = time.monotonic()
     devices = list(registry)
     total = count(devices, span)

@@ -205,11 +205,12 @@ async def _watch(
         f"/metrics) — logs in {workdir / 'envgrid.log'}; Ctrl-C stops everything"
     )
     t0 = time.monotonic()
-    with Live(_table(running.service, 0.0), console=console, refresh_per_second=2) as live:
+    base = running.service.stats.points_written  # the history's, if any: not live points/s
+    with Live(_table(running.service, 0.0, base), console=console, refresh_per_second=2) as live:
         while not stop.is_set() and not sim.done():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
-            live.update(_table(running.service, time.monotonic() - t0))
+            live.update(_table(running.service, time.monotonic() - t0, base))
     stop.set()
     return await sim
 
@@ -243,7 +244,7 @@ def _port(url: str) -> int:
     return urlsplit(url).port or 8086
 
 
-def _table(service: IngestService, elapsed: float) -> Table:
+def _table(service: IngestService, elapsed: float, base: int = 0) -> Table:
     s = service.stats
     t = Table(title=f"envgrid demo — {elapsed:,.0f} s")
     t.add_column("kind")
@@ -256,7 +257,7 @@ def _table(service: IngestService, elapsed: float) -> Table:
         + " ".join(f"{k}={v}" for k, v in sorted(s.rejected.items())),
     )
     t.add_row("[green]points written[/]", f"{s.points_written:,}")
-    rate = s.points_written / elapsed if elapsed > 1 else 0.0
+    rate = (s.points_written - base) / elapsed if elapsed > 1 else 0.0
     t.add_row("points/s", f"{rate:,.0f}")
     t.add_row("spool", f"{s.spool_records} batches, {s.spool_bytes:,} bytes")
     t.add_row("broker", "connected" if s.mqtt_connected else "[red]disconnected[/]")
