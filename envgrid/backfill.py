@@ -6,8 +6,10 @@ The readings go the way a device's do: published over MQTT to the broker, taken 
 the rollup runner, day by day. Nothing is written around the pipeline.
 
 Re-running is safe: readings fall on a grid of ``step`` from the epoch and each device's random
-stream is seeded by its id, so a second back-fill of the same days sends the same points at the
-same times, and InfluxDB overwrites them; the rollups overwrite theirs too.
+stream is seeded by its id, so a back-fill of the same span sends the same points again, and a
+later one sends the days both cover at the same times (with values of its own): InfluxDB
+overwrites a point of the same series and time, so nothing is stored twice; the rollups
+overwrite theirs too.
 """
 
 from __future__ import annotations

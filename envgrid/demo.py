@@ -171,6 +171,13 @@ async def _history(
         f"{r.days} days rolled up ({r.rollup_points:,} rollup points) in "
         f"{r.seconds - r.stored_seconds:,.0f} s"
     )
+    closed = span.days()[:-1]
+    if closed:
+        # The plan's own period is another year: name the history's closed days.
+        console.print(
+            f"[bold]report[/]    while the demo runs: ENVGRID_INFLUX__URL={settings.influx.url} "
+            f"envgrid report --from {closed[0]} --to {closed[-1]}"
+        )
 
 
 async def _watch(
