@@ -6,10 +6,11 @@ edition chosen by the reading's date in the city's time zone and written as tag 
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo
 
@@ -238,6 +239,43 @@ def simulate(
     }
 
 
+@functools.lru_cache(maxsize=512)
+def _city_pm25(day: date) -> float:
+    """The city's PM2.5 level of a day (µg/m³), the same for every station: a weather cycle of
+    about ten days, and on about one day in six a pollution episode; a function of the date,
+    so a history written twice is the same history."""
+    rnd = random.Random(day.toordinal())
+    level = 26 + 14 * math.sin(day.toordinal() * 2 * math.pi / 10.5)
+    if rnd.random() < 0.17:
+        level += rnd.uniform(45, 85)
+    return level
+
+
+@functools.lru_cache(maxsize=512)
+def _sunshine(day: date) -> float:
+    """How much of the clear-sky ozone a day makes (cloud, a cool season): 0.5 to 1."""
+    return random.Random(day.toordinal() * 5 + 1).uniform(0.5, 1.0)
+
+
+def history(
+    device: Device, now: datetime, rnd: random.Random, state: dict[str, Any], step: timedelta
+) -> dict[str, Any]:
+    """Readings of the past: the simulator, with its slow PM drift pulled towards the city's
+    level of the day (so some days are poor), higher at night and in the morning, when the
+    boundary layer is low, and less ozone on cloudy days."""
+    site = state.setdefault("site", rnd.uniform(0.85, 1.2))
+    hour = now.hour + now.minute / 60
+    today, tomorrow = _city_pm25(now.date()), _city_pm25(now.date() + timedelta(days=1))
+    level = today + (tomorrow - today) * max(0.0, hour - 18) / 6  # weather changes overnight
+    target = level * site * (1 + 0.25 * math.cos((hour - 5) / 24 * 2 * math.pi))
+    pull = min(1.0, step.total_seconds() / 3600)
+    pm = state.get("pm", target)
+    state["pm"] = pm + (target - pm) * pull
+    out = simulate(device, now, rnd, state)
+    out["o3_ug_m3"] = round(max(2.0, out["o3_ug_m3"] * _sunshine(now.date())), 1)
+    return out
+
+
 class AirFacts(Facts):
     """A monitor's registry facts: the level that assesses it (the city's AQI is computed from
     the ``national`` monitors, HJ 663)."""
@@ -304,4 +342,5 @@ KIND = DeviceKind(
     dashboard="envgrid-air",
     simulate=simulate,
     bad_sample={"pm25_ug_m3": -3.0},
+    history=history,
 )

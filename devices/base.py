@@ -14,7 +14,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from random import Random
 from typing import Annotated, Any, ClassVar, Protocol
 
@@ -128,6 +128,9 @@ Derive = Callable[[Any, Device], Iterator[tuple[str, FieldValue]]]
 DeriveTags = Callable[[Any, Device], Iterator[tuple[str, str]]]
 # (device, local time, random stream, the device's own state between calls) -> payload fields.
 Simulate = Callable[[Device, datetime, Random, dict[str, Any]], dict[str, Any]]
+# The same for a reading of the past at a coarse step (the demo's history back-fill), with the
+# step: a kind whose days should differ (poor-air episodes, runoff after rain) says how here.
+History = Callable[[Device, datetime, Random, dict[str, Any], timedelta], dict[str, Any]]
 # A stored value as the console reads it back (None: never reported).
 Value = FieldValue | None
 
@@ -236,6 +239,8 @@ class DeviceKind:
     simulate: Simulate | None = None
     # Payload fields the model must reject as out of range: the simulator's bad sample.
     bad_sample: Mapping[str, Any] = field(default_factory=dict)
+    # Readings of the past at a coarse step (sample_history); None: the simulator's.
+    history: History | None = None
 
     def __post_init__(self) -> None:
         if self.label is None:
@@ -279,6 +284,20 @@ class DeviceKind:
         if self.simulate is None:
             raise ValueError(f"device kind {self.name!r} has no simulator")
         return self.simulate(device, now, rnd, state)
+
+    def sample_history(
+        self, device: Device, at: datetime, rnd: Random, state: dict[str, Any], step: timedelta
+    ) -> dict[str, Any]:
+        """A plausible payload (without ``ts``) for a reading at ``at`` in the past, one ``step``
+        after the device's previous one: the kind's ``history``, else its simulator told the
+        step (``state["dt_h"]``, hours), so counters that integrate power grow by the step."""
+        if self.history is not None:
+            return self.history(device, at, rnd, state, step)
+        state["dt_h"] = step.total_seconds() / 3600
+        try:
+            return self.sample(device, at, rnd, state)
+        finally:
+            del state["dt_h"]  # the step of this call only: live sampling after goes by its own
 
     def daily(self) -> DeviceKind:
         """The kind as a day's mean values are encoded (its daily derivation, if it has one)."""

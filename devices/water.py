@@ -6,11 +6,12 @@ transmission fault and is rejected. Water class per GB 3838-2002 is derived per 
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from bisect import bisect_left
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
 from devices.base import DeviceKind, Glance, Label, Reading, flag_text, rng
@@ -183,6 +184,27 @@ def simulate(
     }
 
 
+@functools.lru_cache(maxsize=512)
+def _runoff(day: date) -> float:
+    """How much rain washed into the city's waters on a day (0: dry), the same for every section;
+    a function of the date, so a history written twice is the same history."""
+    rnd = random.Random(day.toordinal() * 7 + 3)
+    return rnd.uniform(0.15, 0.45) if rnd.random() < 0.2 else 0.0
+
+
+def history(
+    device: Device, now: datetime, rnd: random.Random, state: dict[str, Any], step: timedelta
+) -> dict[str, Any]:
+    """Readings of the past: each section's own load, raised for a day or two after rain (runoff
+    carries nutrients and organic matter), so a section near the Class III limit falls to
+    Class IV on some days only."""
+    base = state.setdefault("base_load", rnd.uniform(0.2, 1.15))
+    day = now.date()
+    rain = _runoff(day) + 0.5 * _runoff(day - timedelta(days=1))
+    state["load"] = base * (1 + rain)
+    return simulate(device, now, rnd, state)
+
+
 KIND = DeviceKind(
     name="water",
     measurement="water_quality",
@@ -208,4 +230,5 @@ KIND = DeviceKind(
     dashboard="envgrid-water",
     simulate=simulate,
     bad_sample={"ph": 15.0},
+    history=history,
 )

@@ -10,7 +10,9 @@ import os
 import secrets
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.live import Live
@@ -24,6 +26,7 @@ from envgrid.localstack import LocalInfluxDB, free_port
 from envgrid.provision import SIMULATOR_USER, FleetMosquitto, provision
 from envgrid.settings import Settings
 from envgrid.simulate import run_simulation
+from envgrid.simulator import resume
 from ingest.service import IngestService
 
 log = logging.getLogger("envgrid.demo")
@@ -50,9 +53,15 @@ def demo_operator(path: Path) -> str:
 
 
 async def run_demo(
-    settings: Settings, *, rate: float, duration: float, bad_fraction: float, workdir: Path
+    settings: Settings,
+    *,
+    rate: float,
+    duration: float,
+    bad_fraction: float,
+    workdir: Path,
+    history_days: int = 0,
 ) -> int:
-    """Run the whole pipeline locally; the exit code."""
+    """Run the whole pipeline locally, after ``history_days`` of history; the exit code."""
     from envgrid.cli.common import setup_logging
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -91,8 +100,14 @@ async def run_demo(
         console.print(f"[bold]influxd[/]   {influx.url} (database {settings.influx.database})")
     if settings.devices.registry is None:
         updates["devices"] = settings.devices.model_copy(update={"registry": DEFAULT_REGISTRY})
+    ingest: dict[str, object] = {}
     if not _overridden("INGEST__SPOOL_DIR"):
-        updates["ingest"] = settings.ingest.model_copy(update={"spool_dir": workdir / "spool"})
+        ingest["spool_dir"] = workdir / "spool"
+    if history_days and not _overridden("INGEST__MAX_AGE"):
+        # The service refuses readings older than max_age; the history must pass that check.
+        ingest["max_age"] = max(settings.ingest.max_age, timedelta(days=history_days + 2))
+    if ingest:
+        updates["ingest"] = settings.ingest.model_copy(update=ingest)
     if not _overridden("ALERTS__STORE"):
         updates["alerts"] = settings.alerts.model_copy(update={"store": workdir / "alerts.db"})
     if not _overridden("HTTP__PORT"):
@@ -118,6 +133,8 @@ async def run_demo(
                     f"in as [bold]{DEMO_OPERATOR}[/] with password [bold]{password}[/] (new at "
                     f"every start; only its hash is kept, in {workdir / 'operators.yaml'})"
                 )
+            if history_days:
+                await _history(settings, sim_settings, running, history_days, console)
             published = await _watch(
                 settings, sim_settings, running, rate, duration, bad_fraction, workdir, console
             )
@@ -126,6 +143,41 @@ async def run_demo(
         console.print(_table(running.service, time.monotonic() - t0))
         _print_hints(settings, published, workdir, console, local)
     return 0
+
+
+async def _history(
+    settings: Settings, sim_settings: Settings, running: Running, days: int, console: Console
+) -> None:
+    """Back-fill ``days`` of the fleet's history through the running service and roll it up."""
+    from envgrid.backfill import Span, backfill
+
+    span = Span.of(days, ZoneInfo(settings.standards.timezone), datetime.now(UTC))
+    console.print(
+        f"[bold]history[/]   {days} days of the fleet ({span.start():%Y-%m-%d} to now), one "
+        f"reading per device every {span.step_ms // 60_000} min, through the service "
+        "(skip it with --no-history)"
+    )
+    r = await backfill(
+        settings,
+        running.service,
+        running.registry,
+        span,
+        publish_settings=sim_settings,
+        console=console,
+    )
+    resume(r.states)  # live readings continue the history's energy registers
+    console.print(
+        f"[bold]history[/]   {r.stored:,} readings stored in {r.stored_seconds:,.0f} s, "
+        f"{r.days} days rolled up ({r.rollup_points:,} rollup points) in "
+        f"{r.seconds - r.stored_seconds:,.0f} s"
+    )
+    closed = span.days()[:-1]
+    if closed:
+        # The plan's own period is another year: name the history's closed days.
+        console.print(
+            f"[bold]report[/]    while the demo runs: ENVGRID_INFLUX__URL={settings.influx.url} "
+            f"envgrid report --from {closed[0]} --to {closed[-1]}"
+        )
 
 
 async def _watch(
@@ -160,11 +212,12 @@ async def _watch(
         f"/metrics) — logs in {workdir / 'envgrid.log'}; Ctrl-C stops everything"
     )
     t0 = time.monotonic()
-    with Live(_table(running.service, 0.0), console=console, refresh_per_second=2) as live:
+    base = running.service.stats.points_written  # the history's, if any: not live points/s
+    with Live(_table(running.service, 0.0, base), console=console, refresh_per_second=2) as live:
         while not stop.is_set() and not sim.done():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
-            live.update(_table(running.service, time.monotonic() - t0))
+            live.update(_table(running.service, time.monotonic() - t0, base))
     stop.set()
     return await sim
 
@@ -198,7 +251,7 @@ def _port(url: str) -> int:
     return urlsplit(url).port or 8086
 
 
-def _table(service: IngestService, elapsed: float) -> Table:
+def _table(service: IngestService, elapsed: float, base: int = 0) -> Table:
     s = service.stats
     t = Table(title=f"envgrid demo — {elapsed:,.0f} s")
     t.add_column("kind")
@@ -211,7 +264,7 @@ def _table(service: IngestService, elapsed: float) -> Table:
         + " ".join(f"{k}={v}" for k, v in sorted(s.rejected.items())),
     )
     t.add_row("[green]points written[/]", f"{s.points_written:,}")
-    rate = s.points_written / elapsed if elapsed > 1 else 0.0
+    rate = (s.points_written - base) / elapsed if elapsed > 1 else 0.0
     t.add_row("points/s", f"{rate:,.0f}")
     t.add_row("spool", f"{s.spool_records} batches, {s.spool_bytes:,} bytes")
     t.add_row("broker", "connected" if s.mqtt_connected else "[red]disconnected[/]")

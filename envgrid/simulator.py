@@ -10,7 +10,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -81,6 +81,12 @@ def _bad(
 
 
 _STATE: dict[str, dict[str, Any]] = {}
+
+
+def resume(states: Mapping[str, dict[str, Any]]) -> None:
+    """Carry on from these devices' simulator states (the demo's history back-fill), so live
+    readings continue its counters (energy registers) instead of starting new ones."""
+    _STATE.update(states)
 
 
 def _kind(dev: Device) -> DeviceKind:

@@ -178,6 +178,15 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where local servers keep their data.")] = Path(
         "var/demo"
     ),
+    history: Annotated[
+        bool,
+        typer.Option(
+            help="First back-fill the fleet's history through the service and roll it up."
+        ),
+    ] = True,
+    history_days: Annotated[
+        int, typer.Option(min=1, max=366, help="Days of history to back-fill before going live.")
+    ] = 35,
 ) -> None:
     """One command: local mosquitto + influxd (unless URLs are set), simulator, the service."""
     from envgrid.demo import run_demo
@@ -187,7 +196,12 @@ def demo(
     try:
         code = run_async(
             lambda: run_demo(
-                settings, rate=rate, duration=duration, bad_fraction=bad_fraction, workdir=workdir
+                settings,
+                rate=rate,
+                duration=duration,
+                bad_fraction=bad_fraction,
+                workdir=workdir,
+                history_days=history_days if history else 0,
             )
         )
     except (RegistryError, OSError, RuntimeError, MqttError) as e:

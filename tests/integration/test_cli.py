@@ -50,7 +50,17 @@ def test_bad_registry_names_file_and_line(tmp_path: Path) -> None:
 
 def test_demo_stores_all_five_kinds(tmp_path: Path) -> None:
     work = tmp_path / "demo"
-    r = run("demo", "--duration", "6", "--rate", "150", "--workdir", str(work), timeout=120)
+    r = run(
+        "demo",
+        "--duration",
+        "6",
+        "--rate",
+        "150",
+        "--no-history",
+        "--workdir",
+        str(work),
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Query what was stored" in r.stdout
     with LocalInfluxDB(work / "influxdb") as influx:  # the demo's own data, reopened
