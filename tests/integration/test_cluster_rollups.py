@@ -121,7 +121,8 @@ async def test_one_host_rolls_up_and_another_takes_over_when_it_dies(
         assert await lease.current() == "b"
         await _until("the late hour rolled up", lambda: _hourly_n(influxdb, influx_db, older) == 50)
         await _until("the last hour again", lambda: _hourly_n(influxdb, influx_db, last) == 61)
-        assert b.rollup.passes >= 1 and a.rollup.passes == passes_a
+        await _until("b's first pass done", lambda: b is not None and b.rollup.passes >= 1)
+        assert a.rollup.passes == passes_a
 
         # A clean stop gives the lease up at once.
         await b.stop()
@@ -133,6 +134,68 @@ async def test_one_host_rolls_up_and_another_takes_over_when_it_dies(
         if b is not None:
             await b.stop()
         await lease.close()
+
+
+async def _valve(target: int, flowing: asyncio.Event) -> asyncio.Server:
+    """A relay of 127.0.0.1:<port> to ``target`` that holds every byte while ``flowing`` is
+    clear, connections kept open: what a cut cable looks like to both ends."""
+
+    async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while data := await r.read(65536):
+                await flowing.wait()
+                w.write(data)
+                await w.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            w.close()
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        ur, uw = await asyncio.open_connection("127.0.0.1", target)
+        await asyncio.gather(pipe(r, uw), pipe(ur, w), return_exceptions=True)
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_a_leader_whose_database_calls_hang_stops_before_another_leads(
+    influxdb: LocalInfluxDB, influx_db: str, pg_url: str
+) -> None:
+    registry = Registry([Device(id="AQ-R", kind="air", site="s", county="c", known=True)])
+    flowing = asyncio.Event()
+    flowing.set()
+    port = int(pg_url.rsplit(":", 1)[1].split("/", 1)[0])
+    relay = await _valve(port, flowing)
+    via = pg_url.replace(f":{port}/", f":{relay.sockets[0].getsockname()[1]}/")
+    a, lead_a = _runner(_settings(influxdb, influx_db, via, "a"), registry)
+    b: Background | None = None
+    try:
+        await _until("a leads", lambda: lead_a.leading)
+        b, lead_b = _runner(_settings(influxdb, influx_db, pg_url, "b"), registry)
+        await _until("a's passes", lambda: a.rollup.passes >= 2)
+        flowing.clear()  # a's renewals now hang: no error, no answer
+        cut = time.monotonic()
+        stepped_down: float | None = None
+        while not lead_b.leading:
+            assert not (lead_a.leading and lead_b.leading)
+            if stepped_down is None and not lead_a.leading:
+                stepped_down, passes_a = time.monotonic() - cut, a.rollup.passes
+            assert time.monotonic() - cut < FAILOVER_S + 5, "b never led"
+            await asyncio.sleep(0.02)
+        took = time.monotonic() - cut
+        print(f"a stood down {stepped_down:.1f} s after its calls hung; b led at {took:.1f} s")
+        assert stepped_down is not None and stepped_down <= FAILOVER_S - RENEW_S
+        await _until("b's first pass", lambda: b is not None and b.rollup.passes >= 1)
+        assert a.rollup.passes == passes_a  # a computed nothing after standing down
+        flowing.set()  # the cable is back: a's late call finds b leading and a stands by
+        await asyncio.sleep(2 * RENEW_S)
+        assert lead_b.leading and not lead_a.leading and a.rollup.passes == passes_a
+    finally:
+        flowing.set()
+        await a.stop()
+        if b is not None:
+            await b.stop()
+        relay.close()
 
 
 async def test_without_a_cluster_database_the_rollups_run_unelected(
