@@ -182,8 +182,13 @@ class Elected:
                 else:
                     self._valid_until = 0.0
                 self._changed.set()
-            except (psycopg.Error, OSError) as e:
-                log.warning("%s: cluster database: %s", self.name, _first_line(e))
+            except Exception as e:
+                # Keep trying whatever failed: a renewer that ended would leave the lease
+                # unheld by this process for good, silently.
+                if isinstance(e, psycopg.Error | OSError):
+                    log.warning("%s: cluster database: %s", self.name, _first_line(e))
+                else:
+                    log.exception("%s: lease renewal failed", self.name)
                 if self._lease is not None:
                     with contextlib.suppress(Exception):
                         await self._lease.close()
