@@ -15,6 +15,7 @@ from devices import air
 from devices.kinds import KINDS
 from devices.registry import FLEET, Registry, load_registry
 from envgrid.alerting import build_alerting, role_settings
+from envgrid.cluster.leader import Elected
 from envgrid.recovered import recompute_recovered
 from envgrid.review import build_review
 from envgrid.roles import Role
@@ -92,7 +93,12 @@ async def started(
         raise
     if alerting is not None:
         await alerting.start()
-    rollups = start_background(settings, registry, worker) if role.ingests else None
+    leader = rollup_leader(settings)
+    rollups = (
+        start_background(settings, registry, worker, leader.run if leader else None)
+        if role.ingests
+        else None
+    )
     if rollups is not None and hj212.commands is not None:
         recompute_recovered(hj212.commands.dispatcher, rollups.rollup)  # 补传 fills windows
     try:
@@ -111,6 +117,14 @@ async def started(
         if console is not None:
             await console.close()
         review_store.close()
+
+
+def rollup_leader(settings: Settings) -> Elected | None:
+    """On a cluster, the rollups run on the holder of the ``rollups`` lease (docs/deploy.md)."""
+    c = settings.cluster
+    if not c.enabled:
+        return None
+    return Elected(c.database_url, "rollups", c.member(), c.failover, c.renew)
 
 
 async def run_service(

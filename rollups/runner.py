@@ -10,7 +10,9 @@ closed and overlaps the period is recomputed whole (its hours and its daily figu
 changes the hourly and daily points together. The service's background task recomputes the last
 ``rollup.startup_lookback`` once at start, then the last ``rollup.lateness`` every
 ``rollup.interval``; readings older than that (a station back-filling after a long outage) need
-``envgrid rollup --from --to``.
+``envgrid rollup --from --to``. On a cluster, the task runs only on the holder of a lease
+(``elect``, given by the caller): a host that takes the lead over starts as a start does, with
+the start-up lookback, so windows that closed while nobody led are computed too.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from devices.lineproto import FieldValue
@@ -64,6 +67,10 @@ KIND_NAMES: tuple[str, ...] = (*ROLLUP_KINDS, pv_job.NAME)
 _WRITE_BATCH = 5000
 # Rows per chunk of a streamed query answer (InfluxDB 1.x may cap unchunked answers).
 _CHUNK = 10_000
+
+# Runs a job (the background task) while this process leads the cluster's rollups, until the
+# event is set: envgrid.cluster.leader.Elected.run.
+Elect = Callable[[asyncio.Event, Callable[[], Awaitable[None]]], Coroutine[Any, Any, None]]
 
 
 class RollupError(RuntimeError):
@@ -148,6 +155,7 @@ class Rollup:
         )
         self.opts = options_from(settings)
         self._store: ReviewStore | None = None
+        self.passes = 0  # background passes completed by this process
         qc = getattr(settings, "qc", None)
         if isinstance(qc, QcSettings) and not qc.enabled:
             self.qc = QcConfig({}, {})
@@ -440,6 +448,7 @@ class Rollup:
         while not stop.is_set():
             try:
                 report = await self.run_recent(within=lookback)
+                self.passes += 1
                 if report.points:
                     log.info("rollup: %d points in %d tasks", report.points, report.tasks)
                 lookback = None  # done once: from now on only the lateness window
@@ -454,12 +463,17 @@ class Rollup:
 
 
 class Background:
-    """The service's rollup task: started with the service, stopped before it."""
+    """The service's rollup task: started with the service, stopped before it; with ``elect``,
+    run only while this process leads (each new lead starts with the start-up lookback)."""
 
-    def __init__(self, rollup: Rollup) -> None:
+    def __init__(self, rollup: Rollup, elect: Elect | None = None) -> None:
         self.rollup = rollup
         self._stop = asyncio.Event()
-        self._task = asyncio.create_task(rollup.run_forever(self._stop), name="rollup")
+        job = rollup.run_forever(self._stop) if elect is None else elect(self._stop, self._job)
+        self._task = asyncio.create_task(job, name="rollup")
+
+    async def _job(self) -> None:
+        await self.rollup.run_forever(self._stop)
 
     async def stop(self) -> None:
         """Stop after the current task (a half-written day is rewritten whole next time)."""
@@ -474,15 +488,20 @@ class Background:
 
 
 def start_background(
-    settings: RollupConfig, registry: Registry, worker: int | None = None
+    settings: RollupConfig,
+    registry: Registry,
+    worker: int | None = None,
+    elect: Elect | None = None,
 ) -> Background | None:
-    """Start the rollup task if ``rollup.enabled`` and this is the first (or only) worker."""
+    """Start the rollup task if ``rollup.enabled`` and this is the first (or only) worker; with
+    ``elect`` (a cluster), it runs only while this process leads."""
     if not settings.rollup.enabled or (worker or 0) != 0:
         return None
     log.info(
-        "rollups every %s (lateness %s, start-up lookback %s)",
+        "rollups every %s (lateness %s, start-up lookback %s)%s",
         settings.rollup.interval,
         settings.rollup.lateness,
         settings.rollup.startup_lookback,
+        "" if elect is None else " while this host leads them",
     )
-    return Background(Rollup(settings, registry))
+    return Background(Rollup(settings, registry), elect)

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -126,3 +127,35 @@ async def forward(host: str, port: int, target: int) -> asyncio.Server:
         await asyncio.gather(pipe(r, uw), pipe(ur, w))
 
     return await asyncio.start_server(handle, host, port)
+
+
+async def wire(
+    net: NetHost, env: dict[str, str], pg_url: str, broker_port: int, influx_port: int
+) -> list[asyncio.Server]:
+    """Point a host's settings (``env``: ``section__key`` names) at the broker, InfluxDB and
+    PostgreSQL through relays on its cable's far end; the relays (close them afterwards)."""
+    pg_port = int(pg_url.rsplit(":", 1)[1].split("/", 1)[0])
+    relays = [await forward(net.outside, 0, port) for port in (broker_port, influx_port, pg_port)]
+    mqtt, influx, pg = (r.sockets[0].getsockname()[1] for r in relays)
+    env["mqtt__url"] = f"mqtt://{net.outside}:{mqtt}"
+    env["influx__url"] = f"http://{net.outside}:{influx}"
+    env["cluster__database"] = pg_url.replace(f"127.0.0.1:{pg_port}", f"{net.outside}:{pg}")
+    return relays
+
+
+def processes(group: int, marker: str) -> list[int]:
+    """Live (not zombie) processes of process group ``group`` whose command line holds
+    ``marker``."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == group and state != "Z" and marker in cmd:
+            found.append(int(d.name))
+    return found

@@ -7,7 +7,9 @@ still drains its sessions, so two processes never hold one session). Then, every
 - it renews its lease and the holds of sessions it is draining; a member that cannot renew for
   ``failover - renew`` (cut off from the database) kills its own ingest workers before anyone
   may adopt their sessions (nothing acknowledged is lost: acks follow durability, and what was
-  not acked is redelivered to whoever holds the session next);
+  not acked is redelivered to whoever holds the session next). A watchdog counts that time
+  from the start of the last renewal that succeeded: behind a cut cable a call to the
+  database hangs rather than fails, so the fence cannot wait for an error;
 - it looks for members whose lease ran out and claims one (a conditional UPDATE: one survivor
   wins), then runs one ``envgrid.cluster.adopt`` process per dead worker, renews the hold
   while they drain, and releases the ids once every one exited 0.
@@ -89,8 +91,9 @@ class ClusterMember:
         waited = False
         while not stopping.is_set():
             try:
+                sent = time.monotonic()
                 if await self.members.join(self.workers):
-                    self._last_renew = time.monotonic()
+                    self._last_renew = sent
                     self.fenced.clear()
                     self.joined.set()
                     log.info(
@@ -129,13 +132,41 @@ class ClusterMember:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Renew, fence and adopt until stopping."""
+        watchdog = asyncio.create_task(self._watchdog(stopping))
+        try:
+            await self._renew_loop(stopping)
+        finally:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+
+    async def _watchdog(self, stopping: asyncio.Event) -> None:
+        """Fence once no renewal succeeded for ``failover - renew``, even while a call hangs."""
         renew = self.c.renew.total_seconds()
         fence_after = (self.c.failover - self.c.renew).total_seconds()
         while not stopping.is_set():
+            left = self._last_renew + fence_after - time.monotonic()
+            if left <= 0 and not self.fenced.is_set():
+                log.error(
+                    "no lease renewal for %.0f s: stopping the ingest workers and drains "
+                    "before another member may take their sessions",
+                    fence_after,
+                )
+                self._fence()
+                for name in list(self.adoptions):
+                    self._kill(self.adoptions.pop(name))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), min(renew, left) if left > 0 else renew)
+
+    async def _renew_loop(self, stopping: asyncio.Event) -> None:
+        renew = self.c.renew.total_seconds()
+        while not stopping.is_set():
             try:
                 assert self.members is not None
+                sent = time.monotonic()
                 mine, held = await self.members.renew()
-                self._last_renew = time.monotonic()
+                if mine:
+                    # The database stamped the lease after ``sent``: count from there.
+                    self._last_renew = sent
                 if not mine and not self.fenced.is_set():
                     log.error("member %s lost its lease: stopping its ingest workers", self.member)
                     self._fence()
@@ -150,15 +181,6 @@ class ClusterMember:
                             await self._start_adoption(orphan)
             except psycopg.Error as e:
                 log.warning("cluster database: %s", _first_line(e))
-                if time.monotonic() - self._last_renew > fence_after and not self.fenced.is_set():
-                    log.error(
-                        "no lease renewal for %.0f s: stopping the ingest workers and drains "
-                        "before another member may take their sessions",
-                        fence_after,
-                    )
-                    self._fence()
-                    for name in list(self.adoptions):
-                        self._kill(self.adoptions.pop(name))
                 with contextlib.suppress(Exception):
                     self.members = await asyncio.wait_for(self._reconnect(), renew)
             with contextlib.suppress(TimeoutError):

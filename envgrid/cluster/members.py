@@ -16,6 +16,8 @@ from datetime import timedelta
 
 import psycopg
 
+from envgrid.cluster.leader import connect
+
 log = logging.getLogger("envgrid.cluster")
 
 SCHEMA = """
@@ -68,7 +70,7 @@ class Members:
     @classmethod
     async def connect(cls, url: str, member: str, failover: timedelta) -> Members:
         """Connect and create the table if needed; psycopg.OperationalError when unreachable."""
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
+        conn = await connect(url, failover)
         try:
             async with conn.transaction():
                 # Hosts starting together would race on CREATE TABLE IF NOT EXISTS.
