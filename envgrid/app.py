@@ -15,6 +15,7 @@ from devices import air
 from devices.kinds import KINDS
 from devices.registry import FLEET, Registry, load_registry
 from envgrid.alerting import build_alerting, role_settings
+from envgrid.gateway import hj212_shared
 from envgrid.recovered import recompute_recovered
 from envgrid.review import build_review
 from envgrid.roles import Role
@@ -52,7 +53,9 @@ async def started(
     configure_standards(settings)
     registry = load_registry(settings.devices.registry)
     settings = role_settings(settings, role)
-    hj212 = ServiceGateway(settings, registry)  # HJ 212 intake; TCP gateway if a port is set
+    # HJ 212 intake; TCP gateway if a port is set; commands and station state in the cluster
+    # database when there is one (gateways on several hosts, docs/deploy.md).
+    hj212 = ServiceGateway(settings, registry, hj212_shared(settings))
     service = IngestService(
         settings,
         KINDS,

@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from pydantic import SecretStr
 
 from devices.registry import Registry
+from hj212.api import SharedApi
 from hj212.codec import (
     MAX_FRAME_LEN,
     CrcError,
@@ -44,10 +45,13 @@ from hj212.codec import (
     build_reply,
     parse,
 )
+from hj212.commands import Command
 from hj212.config import GatewayConfig, command_store_path
 from hj212.dispatch import Dispatcher, StationLink
 from hj212.intake import PROTOCOL, Station, decoder_factory, load_stations
-from hj212.store import CommandStore
+from hj212.routing import publish_command
+from hj212.store import CommandStore, Store
+from hj212.store_pg import PgCommandStore, SharedConfig, StoreError
 from ingest.broker import client_options
 from ingest.deadletter import make_deadletter
 from ingest.mqtt import ConnectError, MqttClient, MqttError, MqttOptions
@@ -612,7 +616,9 @@ class Hj212Gateway:
         conn.rejects_in_a_row = 0
         if self.dispatcher is not None and packet is not None:
             if conn.link is None:
-                conn.link = StationLink(_sender(writer, self._idle_s), "2017", station.leniency.crc)
+                conn.link = StationLink(
+                    _sender(writer, self._idle_s), "2017", station.leniency.crc, conn.peer
+                )
             if self.dispatcher.packet(mn, packet, conn.link):
                 self.stats.count(mn, ANSWER)  # a command's answer: nothing to store
                 return
@@ -761,6 +767,13 @@ class _ServiceLike(Protocol):
     metrics: CollectorRegistry
 
 
+def open_store(settings: GatewayConfig, shared: SharedConfig | None) -> Store:
+    """The command store: PostgreSQL when gateways share one (a cluster), else SQLite."""
+    if shared is not None:
+        return PgCommandStore(shared)
+    return CommandStore(command_store_path(settings))
+
+
 class Commands:
     """The command side of a gateway: store, dispatcher, MQTT inbox and the backfill task."""
 
@@ -770,19 +783,26 @@ class Commands:
         stations: dict[str, Station],
         metrics: CollectorRegistry | None = None,
         client_suffix: str = "hj212cmd",
+        shared: SharedConfig | None = None,
     ) -> None:
         from devices.kinds import KINDS
         from hj212.recovery import Backfill
         from hj212.routing import CommandInbox
 
-        self.store = CommandStore(command_store_path(settings))
+        self.store = open_store(settings, shared)
         # Passwords stations confirmed by 1072 replace the registry's (the dict is shared
         # with the intake, so both check the new one).
         for mn, pw in self.store.passwords().items():
             if mn in stations:
                 stations[mn] = dataclasses.replace(stations[mn], pw=pw)
         tz = ZoneInfo(settings.standards.timezone)
-        self.dispatcher = Dispatcher(settings.hj212, stations, self.store, tz)
+        self.dispatcher = Dispatcher(
+            settings.hj212,
+            stations,
+            self.store,
+            tz,
+            share_every_s=shared.renew_s if shared is not None else 5.0,
+        )
         if metrics is not None:
             metrics.register(self.dispatcher.collector())
         self.backfill = Backfill(
@@ -805,10 +825,17 @@ class Commands:
 
 
 class ServiceGateway:
-    """HJ 212 in ``envgrid run``: the intake decoder always, the gateway when a port is set."""
+    """HJ 212 in ``envgrid run``: the intake decoder always, the gateway when a port is set.
 
-    def __init__(self, settings: GatewayConfig, registry: Registry) -> None:
+    With ``shared`` (a cluster database) the command store and station state are PostgreSQL's,
+    and a process without the gateway still serves /api/hj212 from them."""
+
+    def __init__(
+        self, settings: GatewayConfig, registry: Registry, shared: SharedConfig | None = None
+    ) -> None:
         self.settings = settings
+        self.shared = shared
+        self.shared_api: SharedApi | None = None
         # Validates every station's mn/pw/hj212 facts now: a bad entry stops start-up.
         self.stations = load_stations(
             registry, settings.standards.timezone, settings.devices.registry
@@ -825,11 +852,37 @@ class ServiceGateway:
         return create_router(
             lambda: self.commands.dispatcher if self.commands is not None else None,
             token.get_secret_value() if token is not None else None,
+            lambda: self.shared_api,
+        )
+
+    def _shared_api(self, store: Store, client: MqttClient | None) -> SharedApi | None:
+        if not isinstance(store, PgCommandStore):
+            return None
+        prefix = self.settings.mqtt.topic_prefix
+
+        async def nudge(cmd: Command) -> None:
+            assert client is not None
+            await publish_command(client, prefix, cmd)
+
+        return SharedApi(
+            store,
+            self.stations,
+            self.settings.hj212,
+            ZoneInfo(self.settings.standards.timezone),
+            nudge if client is not None else None,
         )
 
     async def start(self, service: _ServiceLike) -> None:
         """Start the TCP gateway if ENVGRID_HJ212__PORT is set (not in the alerts role)."""
         if self.settings.hj212.port is None or service.evaluate_only:
+            if self.shared is not None:
+                # No gateway here, but /api/hj212 works from the shared store.
+                try:
+                    store = await asyncio.to_thread(PgCommandStore, self.shared, gateway=False)
+                except StoreError as e:
+                    log.warning("/api/hj212 unavailable: %s", e)
+                    return
+                self.shared_api = self._shared_api(store, None)
             return
         # A publish-only connection of its own rather than the service's: its PUBACKs never
         # wait behind the readings the broker streams to the consumer (shared, replies took
@@ -837,7 +890,7 @@ class ServiceGateway:
         # pausing consumption does not stall the stations.
         client = MqttClient(publisher_options(self.settings, worker=service.worker), no_messages)
         await client.start()
-        commands = Commands(self.settings, self.stations, service.metrics)
+        commands = Commands(self.settings, self.stations, service.metrics, shared=self.shared)
         try:
             await wait_for_broker(client, self.settings)
             self.gateway = Hj212Gateway(
@@ -855,6 +908,7 @@ class ServiceGateway:
             raise
         self.client = client
         self.commands = commands
+        self.shared_api = self._shared_api(commands.store, client)
 
     async def stop(self) -> None:
         """Close the gateway and its MQTT connection (unreplied packets are resent)."""
@@ -862,6 +916,8 @@ class ServiceGateway:
             await self.gateway.stop()
         if self.commands is not None:
             await self.commands.stop()
+        elif self.shared_api is not None:
+            self.shared_api.store.close()
         if self.client is not None:
             await self.client.close()
 

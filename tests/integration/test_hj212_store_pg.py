@@ -1,0 +1,213 @@
+"""The HJ 212 command store in PostgreSQL (issue 21): the SQLite store's interface, plus claims
+and shared station state, against a real PostgreSQL (initdb in a temp folder)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+from hj212.commands import Command, new_command
+from hj212.dispatch import StationState
+from hj212.store_pg import PgCommandStore, SharedConfig, StoreError
+from tests.cluster_support import pg_url, postgres
+
+__all__ = ["pg_url", "postgres"]  # fixtures
+
+TZ = ZoneInfo("Asia/Shanghai")
+MN = "88888880000001"
+
+
+def _cmd(mn: str = MN, cn: str = "1011") -> Command:
+    return new_command(mn, cn, {}, "test", TZ, 3600)
+
+
+@pytest.fixture
+def stores(pg_url: str) -> Iterator[tuple[PgCommandStore, PgCommandStore]]:
+    """Two gateways (hosts a and b) sharing one database."""
+    a = PgCommandStore(SharedConfig(pg_url, "a", 1.0, 30.0))
+    b = PgCommandStore(SharedConfig(pg_url, "b", 1.0, 30.0))
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def _expire_lease(url: str, store: PgCommandStore) -> None:
+    """As if the gateway's host died ``failover`` ago: its lease has run out."""
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(
+            "UPDATE hj212_gateways SET until = now() - interval '1 s' WHERE id = %s",
+            (store.gateway,),
+        )
+
+
+def test_same_interface_as_the_sqlite_store(
+    stores: tuple[PgCommandStore, PgCommandStore],
+) -> None:
+    a, b = stores
+    first, second = _cmd(), _cmd(cn="1061")
+    assert a.add(first) and a.add(second)
+    assert not b.add(first)  # the same QN routed to another gateway: stored once
+    got = b.get(first.qn)
+    assert got is not None and (got.mn, got.cn, got.status) == (MN, "1011", "queued")
+    assert [c.qn for c in b.find(mn=MN)] == [second.qn, first.qn]  # newest first
+    assert [c.qn for c in b.find(cn="1061")] == [second.qn]
+    assert [c.qn for c in a.open_commands(MN)] == [first.qn, second.qn]  # oldest first
+    assert b.get("00000000000000000") is None
+    a.set_pw(MN, "654321")
+    assert b.passwords() == {MN: "654321"}
+    a.set_pw(MN, "111111")
+    assert b.passwords() == {MN: "111111"}
+
+
+def test_a_command_for_a_station_connected_nowhere_waits_and_is_claimed_by_its_holder(
+    stores: tuple[PgCommandStore, PgCommandStore],
+) -> None:
+    a, b = stores
+    cmd = _cmd()
+    b.add(cmd)  # queued through host b's API; the station is connected nowhere
+    assert a.claim(MN) is None and b.claim(MN) is None
+    assert [c.qn for c in a.open_commands(MN)] == [cmd.qn]  # not lost
+    assert a.waiting([MN]) == {MN}
+    a.hold(MN, "10.0.0.7:4711", "2017")  # the station connects to host a
+    assert b.claim(MN) is None  # b does not hold it
+    claimed = a.claim(MN)
+    assert claimed is not None and claimed.qn == cmd.qn
+    assert a.claimed_by(cmd.qn) == (a.gateway, "a")
+    assert b.waiting([MN]) == set()  # a's claim counts
+    assert a.claim(MN) is not None  # a may pick it up again (e.g. after a sender restart)
+    claimed.status, claimed.qn_rtn, claimed.exe_rtn = "succeeded", 1, 1
+    assert a.save(claimed)
+    final = b.get(cmd.qn)
+    assert final is not None and final.status == "succeeded"
+    assert not a.save(claimed)  # ended: no second end
+    assert a.claim(MN) is None
+
+
+def test_a_station_that_moves_takes_its_commands_along(
+    stores: tuple[PgCommandStore, PgCommandStore],
+) -> None:
+    a, b = stores
+    cmd = _cmd()
+    a.add(cmd)
+    a.hold(MN, "10.0.0.7:4711", "2017")
+    mine = a.claim(MN)
+    assert mine is not None
+    mine.status, mine.attempts = "sent", 1
+    assert a.save(mine)
+    # The station's connection to a is half-open; it connects to b (the newest connection wins)
+    # while a still thinks it holds it.
+    b.hold(MN, "10.0.0.7:4712", "2017")
+    assert a.claim(MN) is None
+    theirs = b.claim(MN)
+    assert theirs is not None and theirs.qn == cmd.qn and theirs.attempts == 1
+    mine.attempts = 2
+    assert not a.save(mine)  # a's next step finds it lost the command: it stops
+    theirs.status, theirs.attempts = "sent", 2
+    assert b.save(theirs)
+
+
+def test_a_dead_hosts_stations_show_offline_and_its_claims_are_free(
+    pg_url: str, stores: tuple[PgCommandStore, PgCommandStore]
+) -> None:
+    a, b = stores
+    cmd = _cmd()
+    a.add(cmd)
+    a.hold(MN, "10.0.0.7:4711", "2017")
+    assert a.claim(MN) is not None
+    state = StationState(MN, "AQ-1", online=True, edition="2017", last_packet=time.time())
+    state.packets, state.clock_offset_s, state.last_command = 12, -3.5, f"1011 {cmd.qn}"
+    a.publish([state])
+    (row,) = b.stations()
+    assert (row.online, row.member, row.peer, row.packets) == (True, "a", "10.0.0.7:4711", 12)
+    assert (row.clock_offset_s, row.last_command) == (-3.5, f"1011 {cmd.qn}")
+    _expire_lease(pg_url, a)
+    (row,) = b.stations()
+    assert not row.online  # the row still names a, but a's lease ran out
+    # The station reconnects to b, which takes a's claim over.
+    b.hold(MN, "10.0.0.7:4800", "2017")
+    got = b.claim(MN)
+    assert got is not None and got.qn == cmd.qn
+    (row,) = a.stations()
+    assert (row.online, row.member, row.packets) == (True, "b", 0)
+
+
+def test_a_closed_connection_and_a_clean_stop_free_stations_and_claims(
+    pg_url: str, stores: tuple[PgCommandStore, PgCommandStore]
+) -> None:
+    a, b = stores
+    a.add(_cmd())
+    a.hold(MN, "p", "2017")
+    assert a.claim(MN) is not None
+    a.let_go(MN)
+    assert not b.stations()[0].online
+    b.hold(MN, "q", "2017")
+    assert b.claim(MN) is not None
+    c = PgCommandStore(SharedConfig(pg_url, "c", 1.0, 30.0))
+    other = "88888880000002"
+    c.add(_cmd(other))
+    c.hold(other, "r", "2017")
+    assert c.claim(other) is not None
+    c.close()  # a clean stop: at once, without waiting for the lease to run out
+    online = {s.mn: s.online for s in a.stations()}
+    assert online == {MN: True, other: False}
+    a.hold(other, "s", "2017")
+    assert a.claim(other) is not None
+
+
+def test_an_expiry_ends_a_command_once(stores: tuple[PgCommandStore, PgCommandStore]) -> None:
+    a, b = stores
+    cmd = _cmd()
+    a.add(cmd)
+    first, second = a.get(cmd.qn), b.get(cmd.qn)
+    assert first is not None and second is not None
+    first.status = second.status = "expired"
+    assert a.save(first)  # nobody claimed it: any gateway's sweep may end it
+    assert not b.save(second)  # the other sweep finds it ended
+
+
+def test_two_gateways_racing_for_one_command_send_it_once(pg_url: str) -> None:
+    """Many claimers at once on the gateway holding the station and on one that lost it: the
+    holder's claims all name the same command, nobody else gets it."""
+    holder = [PgCommandStore(SharedConfig(pg_url, "a", 1.0, 30.0)) for _ in range(2)]
+    # The same gateway process claiming from two connections (its sender restarted).
+    holder[1].gateway = holder[0].gateway
+    loser = PgCommandStore(SharedConfig(pg_url, "b", 1.0, 30.0))
+    try:
+        loser.hold(MN, "old", "2017")
+        holder[0].hold(MN, "new", "2017")
+        cmds = [_cmd() for _ in range(3)]
+        for c in cmds:
+            holder[0].add(c)
+        got: list[str | None] = []
+        lock = threading.Lock()
+
+        def claim(store: PgCommandStore) -> None:
+            for _ in range(10):
+                c = store.claim(MN)
+                with lock:
+                    got.append(c.qn if c else None)
+
+        threads = [threading.Thread(target=claim, args=(s,)) for s in (*holder, loser)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(set(got) - {None}) == [cmds[0].qn]  # one command at a time, oldest
+        assert got.count(None) == 10  # every one of the loser's tries
+    finally:
+        for s in (*holder, loser):
+            s.close()
+
+
+def test_an_unreachable_database_is_one_clear_error() -> None:
+    with pytest.raises(StoreError) as e:
+        PgCommandStore(SharedConfig("postgresql://envgrid:secret@127.0.0.1:1/none", "a"))
+    message = str(e.value)
+    assert "ENVGRID_CLUSTER__DATABASE" in message and "secret" not in message
