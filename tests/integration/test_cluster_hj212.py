@@ -221,7 +221,8 @@ async def test_commands_reach_the_station_wherever_it_is_connected(
         assert _sent(state, second["qn"]) == 1
         assert _sent(state, first["qn"]) == 1
         with psycopg.connect(pg_url) as c:
-            claimed = dict(c.execute("SELECT qn, claimed_member FROM hj212_commands").fetchall())
+            rows = c.execute("SELECT qn, claimed_member FROM hj212_commands").fetchall()
+        claimed: dict[str, str] = {str(r[0]): str(r[1]) for r in rows}
         assert claimed == {first["qn"]: "a", second["qn"]: "b"}  # sent by the holding gateway
         await logger.close()
         code, _ = await b.terminate(30)

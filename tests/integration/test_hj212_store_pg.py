@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
+import httpx
 import psycopg
 import pytest
 
@@ -199,7 +200,7 @@ def test_two_gateways_racing_for_one_command_send_it_once(pg_url: str) -> None:
             t.start()
         for t in threads:
             t.join()
-        assert sorted(set(got) - {None}) == [cmds[0].qn]  # one command at a time, oldest
+        assert {qn for qn in got if qn is not None} == {cmds[0].qn}  # one command at a time, oldest
         assert got.count(None) == 10  # every one of the loser's tries
     finally:
         for s in (*holder, loser):
@@ -211,3 +212,57 @@ def test_an_unreachable_database_is_one_clear_error() -> None:
         PgCommandStore(SharedConfig("postgresql://envgrid:secret@127.0.0.1:1/none", "a"))
     message = str(e.value)
     assert "ENVGRID_CLUSTER__DATABASE" in message and "secret" not in message
+
+
+async def test_a_process_without_the_gateway_serves_the_api_from_the_shared_store(
+    pg_url: str,
+) -> None:
+    """``envgrid run --workers``: the API is served by the alerts process, where no gateway
+    runs; with a cluster database it queues and shows every host's commands and stations."""
+    from fastapi import FastAPI
+    from prometheus_client.registry import CollectorRegistry
+    from pydantic import SecretStr
+
+    from devices.registry import load_registry
+    from envgrid.app import DEFAULT_REGISTRY
+    from envgrid.settings import load_settings
+    from hj212.gateway import ServiceGateway
+
+    settings = load_settings(None, devices={"registry": DEFAULT_REGISTRY})
+    hj = ServiceGateway(settings, load_registry(DEFAULT_REGISTRY), SharedConfig(pg_url, "x"))
+
+    class AlertsRole:
+        evaluate_only = True
+        worker: int | None = None
+        metrics = CollectorRegistry()
+
+    await hj.start(AlertsRole())
+    assert hj.gateway is None and hj.shared_api is not None
+    app = FastAPI()
+    app.include_router(hj.router(SecretStr("t0ken")))
+    gateway = PgCommandStore(SharedConfig(pg_url, "gw", 1.0, 30.0))
+    mn = next(iter(hj.stations))
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app),
+            base_url="http://api",
+            headers={"Authorization": "Bearer t0ken"},
+        ) as api:
+            r = await api.post("/api/hj212/commands", json={"mn": mn, "cn": "1011"})
+            assert r.status_code == 201, r.text
+            qn = r.json()["qn"]
+            bad = await api.post("/api/hj212/commands", json={"mn": "nope", "cn": "1011"})
+            assert bad.status_code == 400 and "unknown MN" in bad.json()["detail"]
+            listed = (await api.get("/api/hj212/commands", params={"mn": mn})).json()
+            assert [(c["qn"], c["status"]) for c in listed] == [(qn, "queued")]
+            shown = (await api.get("/api/hj212/stations")).json()
+            assert len(shown) == len(hj.stations) and not any(s["online"] for s in shown)
+            gateway.hold(mn, "10.1.2.3:5000", "2017")  # a gateway on another host has it
+            shown = {s["mn"]: s for s in (await api.get("/api/hj212/stations")).json()}
+            assert (shown[mn]["online"], shown[mn]["member"]) == (True, "gw")
+            assert shown[mn]["peer"] == "10.1.2.3:5000"
+            claimed = gateway.claim(mn)
+            assert claimed is not None and claimed.qn == qn
+    finally:
+        gateway.close()
+        await hj.stop()
