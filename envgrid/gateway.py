@@ -12,6 +12,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from devices.registry import load_registry
 from envgrid.settings import Settings
+from hj212.config import command_store_path
 from hj212.gateway import (
     Commands,
     Hj212Gateway,
@@ -21,6 +22,7 @@ from hj212.gateway import (
 )
 from hj212.intake import load_stations
 from hj212.routing import publish_command
+from hj212.store import CommandStore, Store
 from hj212.store_pg import PgCommandStore, SharedConfig
 from ingest.http import HttpServer, create_app
 from ingest.mqtt import MqttClient
@@ -36,6 +38,15 @@ def hj212_shared(settings: Settings) -> SharedConfig | None:
     return SharedConfig(
         c.database_url(), c.member(), c.renew.total_seconds(), c.failover.total_seconds()
     )
+
+
+def command_store(settings: Settings) -> Store:
+    """The command store as the CLI opens it: the cluster's PostgreSQL (queue and read only, no
+    gateway lease) when there is one, else the SQLite file."""
+    shared = hj212_shared(settings)
+    if shared is not None:
+        return PgCommandStore(shared, gateway=False)
+    return CommandStore(command_store_path(settings))
 
 
 def commands_router(

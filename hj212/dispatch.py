@@ -118,6 +118,7 @@ class Dispatcher:
         # One thread for the store: its calls run in the order made (a station's hold before
         # the claim of its commands, a let-go before the next hold), off the event loop.
         self._db = ThreadPoolExecutor(1, thread_name_prefix="hj212-store")
+        self._unheld: set[str] = set()  # connected here, but the store did not take the hold
         self.on_connect: list[Callable[[str], None]] = []  # e.g. the backfill's trigger
         self.on_finished: list[Callable[[Command], None]] = []
 
@@ -142,6 +143,17 @@ class Dispatcher:
         """``fn(*args)`` on the store's thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db, functools.partial(fn, *args))
+
+    def _hold(self, mn: str, link: StationLink) -> None:
+        """On the store's thread: record that the station is connected here. If the database
+        does not take it, the share tick tries again (without it the station's commands cannot
+        be claimed here)."""
+        try:
+            self.store.hold(mn, link.peer, link.edition)
+            self._unheld.discard(mn)
+        except Exception:
+            self._unheld.add(mn)
+            raise
 
     def _background(self, fn: Callable[..., object], *args: object) -> None:
         """``fn(*args)`` on the store's thread, in order, without waiting for it."""
@@ -169,7 +181,7 @@ class Dispatcher:
             state.connected_at, state.peer = time.time(), link.peer
             if self.store.shared:
                 # Before the sender's first claim (same thread): the claim needs the hold.
-                self._background(self.store.hold, mn, link.peer, link.edition)
+                self._background(self._hold, mn, link)
             # Only a new connection can make waiting commands sendable; a command submitted
             # later kicks the sender itself, so packets on a known link cost no store query.
             for callback in self.on_connect:
@@ -350,6 +362,12 @@ class Dispatcher:
         while True:
             try:
                 await self._call(self.store.renew)
+                for mn in list(self._unheld):
+                    link = self._links.get(mn)
+                    if link is None:
+                        self._unheld.discard(mn)
+                    else:
+                        await self._call(self._hold, mn, link)
                 held = [self.states[mn] for mn in list(self._links)]
                 await self._call(self.store.publish, held)
                 for mn, pw in (await self._call(self.store.passwords)).items():
@@ -401,7 +419,7 @@ class Dispatcher:
             return True
         if cn == "1013":
             # The station asks for the time: HJ 212-2017 answers a 1013 with a 1012.
-            self.sync_clock(mn, "station")
+            self._sync_quietly(mn, "station")
             return True
         if cn == "9015":
             return True  # HJ 212-2025 heartbeat: the connection is alive, nothing to store
@@ -434,7 +452,17 @@ class Dispatcher:
             time.monotonic() - state.last_clock_sync < self.cfg.clock_sync_interval.total_seconds()
         ):
             return
-        self.sync_clock(mn, "auto")
+        self._sync_quietly(mn, "auto")
+
+    def _sync_quietly(self, mn: str, requested_by: str) -> None:
+        # On the packet path: a store that cannot be reached (a shared database cut off) must
+        # not cost the station its connection; the next packet tries again.
+        try:
+            self.sync_clock(mn, requested_by)
+        except CommandError:
+            raise
+        except Exception as e:
+            log.warning("HJ 212 clock sync for MN %s not queued: %s", mn, str(e).strip()[:200])
 
     def sync_clock(self, mn: str, requested_by: str) -> Command | None:
         """Queue a 1012 with the platform's time (unless one is already waiting)."""
