@@ -4,10 +4,10 @@ Hosts a and b each run ``envgrid run`` with an HJ 212 port and the same cluster 
 network namespaces of their own; broker, InfluxDB and PostgreSQL stay in the test's namespace
 (reached through relays). A simulated data logger connects to a. A command posted to b's API
 reaches it through a (stored in PostgreSQL, nudged over MQTT, claimed by a), and its answer is
-visible from b. Then a is killed whole (cable cut, SIGKILL): b shows the station as not
-connected once a's lease has run out; a command posted meanwhile waits in PostgreSQL; the
-logger reconnects, now to b (what the load balancer does when a fails its health check), and
-gets that command exactly once.
+visible from b. Then a is killed whole (cable cut, SIGKILL) with a command in flight: b shows
+the station as not connected once a's lease has run out; a command posted meanwhile waits in
+PostgreSQL; the logger reconnects, now to b (what the load balancer does when a fails its
+health check): b sends the one in flight again (same QN), then the waiting one exactly once.
 """
 
 from __future__ import annotations
@@ -198,6 +198,15 @@ async def test_commands_reach_the_station_wherever_it_is_connected(
         assert done["result"] == {"RtdInterval": "30"}
         assert _sent(state, first["qn"]) == 1
 
+        # A command in flight on a when it dies: sent, the logger has not answered yet.
+        state.ignore = 1000
+        flying = await b.post(mn, "1011")
+
+        async def sent(qn: str) -> bool:
+            return (await b.command(qn, mn))["status"] == "sent"
+
+        await b.until(lambda: sent(flying["qn"]), 10, "a sent the third command")
+
         # Host a dies whole; the station's connection to it is left half-open.
         a.kill_host()
         killed = time.monotonic()
@@ -211,10 +220,15 @@ async def test_commands_reach_the_station_wherever_it_is_connected(
         await asyncio.sleep(1.5)  # gateways look at the store every cluster.renew: still waits
         assert (await b.command(second["qn"], mn))["status"] == "queued"
 
-        # The load balancer sends the station's next connection to b.
+        # The load balancer sends the station's next connection to b; the logger answers again.
         await logger.close()
+        state.ignore = 0
+        sent_by_a = _sent(state, flying["qn"])
         logger = await _connect(state, b)
         await b.until(lambda: finished(second["qn"]), 15, "the waiting command succeeded")
+        # The one in flight went out again first (oldest first, same QN), now from b.
+        assert (await b.command(flying["qn"], mn))["status"] == "succeeded"
+        assert _sent(state, flying["qn"]) == sent_by_a + 1
         assert (await b.command(second["qn"], mn))["result"] == {"MinInterval": "10"}
         await b.until(lambda: held_by("b"), 10, "b's API shows the station connected to b")
         await asyncio.sleep(1.5)  # a second send would come within a share tick
@@ -223,7 +237,8 @@ async def test_commands_reach_the_station_wherever_it_is_connected(
         with psycopg.connect(pg_url) as c:
             rows = c.execute("SELECT qn, claimed_member FROM hj212_commands").fetchall()
         claimed: dict[str, str] = {str(r[0]): str(r[1]) for r in rows}
-        assert claimed == {first["qn"]: "a", second["qn"]: "b"}  # sent by the holding gateway
+        # Each was sent by the gateway holding the station at the time.
+        assert claimed == {first["qn"]: "a", flying["qn"]: "b", second["qn"]: "b"}
         await logger.close()
         code, _ = await b.terminate(30)
         assert code == 0, b.tail()
