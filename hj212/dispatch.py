@@ -348,11 +348,15 @@ class Dispatcher:
                 log.warning("HJ 212 command expiry: %s", str(e).strip()[:200])
                 continue
             for cmd in due:
-                if cmd.mn not in self._inflight:
-                    with contextlib.suppress(Exception):
-                        await self._finish(
-                            cmd, "expired", "the station did not connect before it expired"
-                        )
+                if cmd.mn in self._inflight:
+                    continue
+                try:
+                    await self._finish(
+                        cmd, "expired", "the station did not connect before it expired"
+                    )
+                except Exception as e:  # the next sweep tries again
+                    log.warning("HJ 212 command %s not expired: %s", cmd.qn, str(e)[:200])
+                    break
 
     async def _share(self) -> None:
         """Every ``share_every_s``: renew this gateway's lease, write the state of the stations
