@@ -11,13 +11,15 @@ gateway holds its station (docs/hj212.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
+import psycopg
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
@@ -143,6 +145,19 @@ def _dt(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
 
+@contextlib.contextmanager
+def _database() -> Iterator[None]:
+    """A shared store that cannot be reached is a 503 with the reason, not a stack trace."""
+    try:
+        yield
+    except psycopg.Error as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the cluster database (HJ 212 commands and stations) is unreachable: {first[:200]}",
+        ) from None
+
+
 def create_router(
     dispatcher: Callable[[], Dispatcher | None],
     token: str | None,
@@ -171,16 +186,18 @@ def create_router(
         if body.mn not in stations:
             raise HTTPException(400, f"unknown MN {body.mn!r}: no station in the registry has it")
         try:
-            if d is not None:
-                cmd = d.command(body.mn, body.cn, body.params, "api")
-            else:
-                assert v is not None
-                cmd = await asyncio.to_thread(v.queue, body.mn, body.cn, body.params, "api")
+            with _database():
+                if d is not None:
+                    cmd = d.command(body.mn, body.cn, body.params, "api")
+                else:
+                    assert v is not None
+                    cmd = await asyncio.to_thread(v.queue, body.mn, body.cn, body.params, "api")
         except CommandError as e:
             raise HTTPException(400, str(e)) from None
         if v is not None and v.nudge is not None and (d is None or not d.online(body.mn)):
             try:
-                await v.nudge(cmd)
+                async with asyncio.timeout(5):
+                    await v.nudge(cmd)
             except Exception as e:  # stored: the holding gateway finds it at its next look
                 log.warning("HJ 212 command %s not routed through the broker: %s", cmd.qn, e)
         return CommandOut.of(cmd)
@@ -195,7 +212,8 @@ def create_router(
     ) -> list[CommandOut]:
         d, v = dispatcher(), shared()
         if v is not None:
-            found = await asyncio.to_thread(v.store.find, mn, status_, None, None, limit)
+            with _database():
+                found = await asyncio.to_thread(v.store.find, mn, status_, None, None, limit)
         elif d is not None:
             found = d.store.find(mn=mn, status=status_, limit=limit)
         else:
@@ -206,7 +224,8 @@ def create_router(
     async def list_stations() -> list[StationOut]:
         d, v = dispatcher(), shared()
         if v is not None:
-            rows = {r.mn: r for r in await asyncio.to_thread(v.store.stations)}
+            with _database():
+                rows = {r.mn: r for r in await asyncio.to_thread(v.store.stations)}
             return [StationOut.shared(s, rows.get(mn)) for mn, s in v.stations.items()]
         if d is None:
             raise unavailable()

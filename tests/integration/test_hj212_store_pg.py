@@ -263,6 +263,17 @@ async def test_a_process_without_the_gateway_serves_the_api_from_the_shared_stor
             assert shown[mn]["peer"] == "10.1.2.3:5000"
             claimed = gateway.claim(mn)
             assert claimed is not None and claimed.qn == qn
+            # The database gone: a 503 with the reason, no stack trace, no password.
+            store = hj.shared_api.store
+            store.cfg = SharedConfig("postgresql://envgrid:secret@127.0.0.1:1/gone", "x")
+            assert store._conn is not None
+            store._conn.close()
+            for r in (
+                await api.get("/api/hj212/stations"),
+                await api.post("/api/hj212/commands", json={"mn": mn, "cn": "1011"}),
+            ):
+                assert r.status_code == 503, r.text
+                assert "cluster database" in r.json()["detail"] and "secret" not in r.text
     finally:
         gateway.close()
         await hj.stop()
