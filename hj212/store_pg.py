@@ -176,6 +176,10 @@ class PgCommandStore:
         self.gateway = f"{cfg.member}/{secrets.token_hex(4)}" if gateway else None
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
+        # A gateway is built on its event loop's thread. Once the connection is lost, calls
+        # made there fail at once instead of waiting out a reconnect (which could hold up
+        # every station's packets): the dispatcher's own thread reconnects, every renew.
+        self._fail_fast_on = threading.get_ident() if gateway else None
         self._published: dict[str, tuple[Any, ...]] = {}
         try:
             with self._lock:
@@ -196,6 +200,10 @@ class PgCommandStore:
     def _connect(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             if self._conn is not None:
+                if threading.get_ident() == self._fail_fast_on:
+                    raise psycopg.OperationalError(
+                        "the connection to the cluster database was lost: reconnecting"
+                    )
                 self._conn.close()
             # A host cut off from the database must fail a statement within seconds, not hang
             # on TCP retransmissions for many minutes with the gateway's sender waiting.

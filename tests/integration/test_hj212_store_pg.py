@@ -277,3 +277,25 @@ async def test_a_process_without_the_gateway_serves_the_api_from_the_shared_stor
     finally:
         gateway.close()
         await hj.stop()
+
+
+def test_a_lost_connection_fails_fast_on_the_gateways_loop_and_comes_back(
+    pg_url: str, stores: tuple[PgCommandStore, PgCommandStore]
+) -> None:
+    """The gateway's event loop never waits for a reconnect; its store thread reconnects."""
+    a, _ = stores
+    cmd = _cmd()
+    a.add(cmd)
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        c.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid != pg_backend_pid()"
+        )
+    for _ in range(2):  # the first finds the connection gone, the second does not try
+        with pytest.raises(psycopg.OperationalError):
+            a.get(cmd.qn)
+    store_thread = threading.Thread(target=a.renew)  # the dispatcher's share tick
+    store_thread.start()
+    store_thread.join()
+    got = a.get(cmd.qn)
+    assert got is not None and got.qn == cmd.qn
