@@ -197,6 +197,10 @@ async def test_commands_reach_the_station_wherever_it_is_connected(
         done = await b.command(first["qn"], mn)
         assert done["result"] == {"RtdInterval": "30"}
         assert _sent(state, first["qn"]) == 1
+        # The CLI on any host queues into the same store and follows the outcome there.
+        cli = await asyncio.to_thread(b.cli, "hj212", "command", mn, "1063", "--wait", "20")
+        assert cli.returncode == 0 and " succeeded " in cli.stdout, cli.stdout + cli.stderr
+        by_cli = cli.stdout.split()[0]
 
         # A command in flight on a when it dies: sent, the logger has not answered yet.
         state.ignore = 1000
@@ -238,7 +242,7 @@ async def test_commands_reach_the_station_wherever_it_is_connected(
             rows = c.execute("SELECT qn, claimed_member FROM hj212_commands").fetchall()
         claimed: dict[str, str] = {str(r[0]): str(r[1]) for r in rows}
         # Each was sent by the gateway holding the station at the time.
-        assert claimed == {first["qn"]: "a", flying["qn"]: "b", second["qn"]: "b"}
+        assert claimed == {first["qn"]: "a", by_cli: "a", flying["qn"]: "b", second["qn"]: "b"}
         await logger.close()
         code, _ = await b.terminate(30)
         assert code == 0, b.tail()
