@@ -3,15 +3,20 @@ and shared station state, against a real PostgreSQL (initdb in a temp folder).""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
 import pytest
 
+from envgrid.localstack import LocalMosquitto
 from hj212.commands import Command, new_command
 from hj212.dispatch import StationState
 from hj212.store_pg import PgCommandStore, SharedConfig, StoreError
@@ -299,3 +304,74 @@ def test_a_lost_connection_fails_fast_on_the_gateways_loop_and_comes_back(
     store_thread.join()
     got = a.get(cmd.qn)
     assert got is not None and got.qn == cmd.qn
+
+
+async def test_the_standalone_gateway_shares_its_stations_and_commands(
+    mosquitto: LocalMosquitto, pg_url: str, tmp_path: Path
+) -> None:
+    """``envgrid hj212-gateway`` with a cluster database: a station connected to it is shown
+    from the shared table, and a command queued by another host goes out to it."""
+    from devices.registry import load_registry
+    from envgrid.app import DEFAULT_REGISTRY
+    from envgrid.gateway import run_gateway
+    from envgrid.ports import free_port
+    from envgrid.settings import load_settings
+    from hj212.intake import load_stations
+    from hj212.station import DataLogger, LoggerState
+    from tests.helpers import wait_for
+    from tests.hj212_support import rtd_factors
+    from tests.integration.test_hj212_gateway import AIR
+
+    http_port, hj_port = free_port(), free_port()
+    settings = load_settings(
+        None,
+        mqtt={"url": mosquitto.url, "client_id": f"gw-{tmp_path.name}"},
+        http={"host": "127.0.0.1", "port": http_port, "token": "t0ken"},
+        hj212={"host": "127.0.0.1", "port": hj_port, "backfill": False},
+        cluster={"database": pg_url, "member_id": "solo", "renew": "1s", "failover": "3s"},
+        devices={"registry": DEFAULT_REGISTRY},
+        alerts={"store": tmp_path / "alerts.db"},
+    )
+    stations = load_stations(load_registry(DEFAULT_REGISTRY), "Asia/Shanghai")
+    station = next(s for s in stations.values() if s.kind == "air")
+    other_host = PgCommandStore(SharedConfig(pg_url, "other", 1.0, 30.0), gateway=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_gateway(settings, stop))
+    logger = DataLogger(LoggerState(station))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as api:
+            for _ in range(100):
+                with contextlib.suppress(OSError):
+                    await logger.connect("127.0.0.1", hj_port)
+                    break
+                await asyncio.sleep(0.1)
+            await logger.upload("2011", logger.state.now(), rtd_factors(AIR))
+
+            async def shown() -> dict[str, Any]:
+                r = await api.get("/api/hj212/stations")
+                return next(s for s in r.json() if s["mn"] == station.mn)
+
+            seen: dict[str, Any] = {}
+
+            async def online() -> bool:
+                seen.update(await shown())
+                return bool(seen["online"])
+
+            deadline = time.monotonic() + 10
+            while not await online():
+                assert time.monotonic() < deadline, seen
+                await asyncio.sleep(0.2)
+            assert seen["member"] == "solo" and seen["peer"].startswith("127.0.0.1:")
+            cmd = _cmd(station.mn, "1061")
+            other_host.add(cmd)  # queued on another host, no MQTT nudge: found at a renew
+            await wait_for(
+                lambda: (other_host.get(cmd.qn) or cmd).status == "succeeded",
+                10,
+                "the command queued elsewhere succeeded",
+            )
+            assert [p.qn for p in logger.state.requests].count(cmd.qn) == 1
+    finally:
+        await logger.close()
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0
+        other_host.close()
