@@ -72,7 +72,7 @@ async def started(
             alerting.engine,
             registry,
             notify=alerting.dispatcher,
-            hj212=lambda: hj212.commands.dispatcher if hj212.commands is not None else None,
+            hj212=hj212.dispatcher,  # with a cluster database: every host's stations
         )
         if alerting
         else None

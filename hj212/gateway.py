@@ -836,6 +836,10 @@ class ServiceGateway:
         self.settings = settings
         self.shared = shared
         self.shared_api: SharedApi | None = None
+        # Without the gateway here, with a shared store: a dispatcher that never sends, over
+        # the shared store, its station state copied from the shared table (for the console).
+        self.viewer: Dispatcher | None = None
+        self._viewing: asyncio.Task[None] | None = None
         # Validates every station's mn/pw/hj212 facts now: a bad entry stops start-up.
         self.stations = load_stations(
             registry, settings.standards.timezone, settings.devices.registry
@@ -854,6 +858,33 @@ class ServiceGateway:
             token.get_secret_value() if token is not None else None,
             lambda: self.shared_api,
         )
+
+    def dispatcher(self) -> Dispatcher | None:
+        """The dispatcher the console works on: the gateway's, or the shared store's view."""
+        return self.commands.dispatcher if self.commands is not None else self.viewer
+
+    async def _view(self, store: PgCommandStore, every_s: float) -> None:
+        """Copy the shared station state into the viewer's, every ``every_s``."""
+        assert self.viewer is not None
+        states = self.viewer.states
+        while True:
+            try:
+                rows = await asyncio.to_thread(store.stations)
+            except Exception as e:  # the database may be back at the next look
+                log.warning("HJ 212 shared station state unreadable: %s", str(e).strip()[:200])
+                rows = None
+            for row in rows or ():
+                s = states.get(row.mn)
+                if s is None:
+                    continue
+                s.online, s.edition, s.last_packet, s.packets = (
+                    row.online, row.edition, row.last_packet, row.packets,
+                )  # fmt: skip
+                s.last_command, s.last_result, s.clock_offset_s, s.gaps = (
+                    row.last_command, row.last_result, row.clock_offset_s, row.gaps,
+                )  # fmt: skip
+                s.connected_at, s.peer = row.connected_at or 0.0, row.peer
+            await asyncio.sleep(every_s)
 
     def _shared_api(self, store: Store, client: MqttClient | None) -> SharedApi | None:
         if not isinstance(store, PgCommandStore):
@@ -883,6 +914,9 @@ class ServiceGateway:
                     log.warning("/api/hj212 unavailable: %s", e)
                     return
                 self.shared_api = self._shared_api(store, None)
+                tz = ZoneInfo(self.settings.standards.timezone)
+                self.viewer = Dispatcher(self.settings.hj212, self.stations, store, tz)
+                self._viewing = asyncio.create_task(self._view(store, self.shared.renew_s))
             return
         # A publish-only connection of its own rather than the service's: its PUBACKs never
         # wait behind the readings the broker streams to the consumer (shared, replies took
@@ -917,6 +951,11 @@ class ServiceGateway:
         if self.commands is not None:
             await self.commands.stop()
         elif self.shared_api is not None:
+            if self._viewing is not None:
+                self._viewing.cancel()
+                await asyncio.gather(self._viewing, return_exceptions=True)
+            if self.viewer is not None:
+                await self.viewer.stop()
             self.shared_api.store.close()
         if self.client is not None:
             await self.client.close()

@@ -232,9 +232,12 @@ async def test_a_process_without_the_gateway_serves_the_api_from_the_shared_stor
     from envgrid.app import DEFAULT_REGISTRY
     from envgrid.settings import load_settings
     from hj212.gateway import ServiceGateway
+    from tests.helpers import wait_for
 
     settings = load_settings(None, devices={"registry": DEFAULT_REGISTRY})
-    hj = ServiceGateway(settings, load_registry(DEFAULT_REGISTRY), SharedConfig(pg_url, "x"))
+    hj = ServiceGateway(
+        settings, load_registry(DEFAULT_REGISTRY), SharedConfig(pg_url, "x", 0.2, 30.0)
+    )
 
     class AlertsRole:
         evaluate_only = True
@@ -268,6 +271,17 @@ async def test_a_process_without_the_gateway_serves_the_api_from_the_shared_stor
             assert shown[mn]["peer"] == "10.1.2.3:5000"
             claimed = gateway.claim(mn)
             assert claimed is not None and claimed.qn == qn
+            # The console's view: every host's stations, and its buttons queue in the store.
+            viewer = hj.dispatcher()
+            assert viewer is not None
+
+            def connected() -> bool:
+                assert viewer is not None
+                return viewer.states[mn].online and viewer.states[mn].peer == "10.1.2.3:5000"
+
+            await wait_for(connected, 5, "the console's view shows the station connected")
+            sync = viewer.sync_clock(mn, "operator:ops")
+            assert sync is not None and gateway.get(sync.qn) is not None
             # The database gone: a 503 with the reason, no stack trace, no password.
             store = hj.shared_api.store
             store.cfg = SharedConfig("postgresql://envgrid:secret@127.0.0.1:1/gone", "x")
