@@ -397,7 +397,7 @@ class PgCommandStore:
             "%(t)s) ON CONFLICT (mn) DO UPDATE SET gateway = excluded.gateway, "
             "member = excluded.member, peer = excluded.peer, connected_at = excluded.connected_at, "
             "last_seen = excluded.last_seen, edition = excluded.edition, "
-            "last_packet = excluded.last_packet, packets = 0",
+            "last_packet = excluded.last_packet",
             {"mn": mn, "g": self.gateway, "m": self.member, "p": peer, "t": now, "e": edition},
         )
         self._published.pop(mn, None)

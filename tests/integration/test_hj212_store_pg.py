@@ -141,7 +141,7 @@ def test_a_dead_hosts_stations_show_offline_and_its_claims_are_free(
     got = b.claim(MN)
     assert got is not None and got.qn == cmd.qn
     (row,) = a.stations()
-    assert (row.online, row.member, row.packets) == (True, "b", 0)
+    assert (row.online, row.member, row.peer) == (True, "b", "10.0.0.7:4800")
 
 
 def test_a_closed_connection_and_a_clean_stop_free_stations_and_claims(
