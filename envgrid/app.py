@@ -16,6 +16,7 @@ from devices.kinds import KINDS
 from devices.registry import FLEET, Registry, load_registry
 from envgrid.alerting import build_alerting, role_settings
 from envgrid.cluster.leader import Elected
+from envgrid.gateway import hj212_shared
 from envgrid.recovered import recompute_recovered
 from envgrid.review import build_review
 from envgrid.roles import Role
@@ -53,7 +54,9 @@ async def started(
     configure_standards(settings)
     registry = load_registry(settings.devices.registry)
     settings = role_settings(settings, role)
-    hj212 = ServiceGateway(settings, registry)  # HJ 212 intake; TCP gateway if a port is set
+    # HJ 212 intake; TCP gateway if a port is set; commands and station state in the cluster
+    # database when there is one (gateways on several hosts, docs/deploy.md).
+    hj212 = ServiceGateway(settings, registry, hj212_shared(settings))
     service = IngestService(
         settings,
         KINDS,
@@ -70,7 +73,7 @@ async def started(
             alerting.engine,
             registry,
             notify=alerting.dispatcher,
-            hj212=lambda: hj212.commands.dispatcher if hj212.commands is not None else None,
+            hj212=hj212.dispatcher,  # with a cluster database: every host's stations
         )
         if alerting
         else None

@@ -12,6 +12,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from devices.registry import load_registry
 from envgrid.settings import Settings
+from hj212.config import command_store_path
 from hj212.gateway import (
     Commands,
     Hj212Gateway,
@@ -20,19 +21,64 @@ from hj212.gateway import (
     wait_for_broker,
 )
 from hj212.intake import load_stations
+from hj212.routing import publish_command
+from hj212.store import CommandStore, Store
+from hj212.store_pg import PgCommandStore, SharedConfig
 from ingest.http import HttpServer, create_app
 from ingest.mqtt import MqttClient
 
 log = logging.getLogger("envgrid.hj212")
 
 
-def commands_router(commands: Commands, settings: Settings) -> APIRouter:
-    """/api/hj212 (commands, station state) of this gateway; writes need ENVGRID_HTTP__TOKEN."""
-    from hj212.api import create_router
+def hj212_shared(settings: Settings) -> SharedConfig | None:
+    """With a cluster database: where the gateways share commands and station state."""
+    c = settings.cluster
+    if not c.enabled:
+        return None
+    return SharedConfig(
+        c.database_url(), c.member(), c.renew.total_seconds(), c.failover.total_seconds()
+    )
+
+
+def command_store(settings: Settings) -> Store:
+    """The command store as the CLI opens it: the cluster's PostgreSQL (queue and read only, no
+    gateway lease) when there is one, else the SQLite file."""
+    shared = hj212_shared(settings)
+    if shared is not None:
+        return PgCommandStore(shared, gateway=False)
+    return CommandStore(command_store_path(settings))
+
+
+def commands_router(
+    commands: Commands, settings: Settings, client: MqttClient | None = None
+) -> APIRouter:
+    """/api/hj212 (commands, station state) of this gateway; writes need ENVGRID_HTTP__TOKEN.
+    With a shared store it shows every host's stations and commands."""
+    from zoneinfo import ZoneInfo
+
+    from hj212.api import SharedApi, create_router
+    from hj212.commands import Command
 
     token = settings.http.token
+    shared = None
+    if isinstance(commands.store, PgCommandStore):
+        prefix = settings.mqtt.topic_prefix
+
+        async def nudge(cmd: Command) -> None:
+            assert client is not None
+            await publish_command(client, prefix, cmd)
+
+        shared = SharedApi(
+            commands.store,
+            commands.dispatcher.stations,
+            settings.hj212,
+            ZoneInfo(settings.standards.timezone),
+            nudge if client is not None else None,
+        )
     return create_router(
-        lambda: commands.dispatcher, token.get_secret_value() if token is not None else None
+        lambda: commands.dispatcher,
+        token.get_secret_value() if token is not None else None,
+        lambda: shared,
     )
 
 
@@ -55,7 +101,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None) -> 
     # Its own client id: an `envgrid run` gateway on the same host uses "-hj212".
     client = MqttClient(publisher_options(settings, "hj212-gateway"), no_messages, on_state)
     metrics = CollectorRegistry()
-    commands = Commands(settings, stations, metrics, "hj212-gateway-cmd")
+    commands = Commands(settings, stations, metrics, "hj212-gateway-cmd", hj212_shared(settings))
     gateway = Hj212Gateway(
         settings, stations, client, metrics=metrics, dispatcher=commands.dispatcher
     )
@@ -74,7 +120,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event | None = None) -> 
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     http = HttpServer(
-        create_app(metrics, readiness, [commands_router(commands, settings)]),
+        create_app(metrics, readiness, [commands_router(commands, settings, client)]),
         settings.http.host,
         settings.http.port,
         settings.http.trusted_proxies,

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeVar
 from zoneinfo import ZoneInfo
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -38,11 +40,13 @@ from hj212.commands import (
 )
 from hj212.config import Hj212Settings
 from hj212.intake import Station
-from hj212.store import CommandStore
+from hj212.store import Store
 
 __all__ = ["Dispatcher", "StationLink", "StationState"]
 
 log = logging.getLogger("envgrid.hj212.commands")
+
+_T = TypeVar("_T")
 
 _ST: Final = {"water": "21", "air": "22"}
 # How often queued commands are checked for expiry.
@@ -65,15 +69,20 @@ class StationState:
     clock_syncs: int = 0
     gaps: int = 0  # missing hours found by the last backfill scan
     last_clock_sync: float = 0.0  # monotonic
+    connected_at: float = 0.0  # epoch seconds of the current connection
+    peer: str = ""  # its source address
 
 
 class StationLink:
     """The live connection of one station, as the dispatcher writes to it."""
 
-    def __init__(self, send: Callable[[bytes], Awaitable[None]], edition: str, crc: str) -> None:
+    def __init__(
+        self, send: Callable[[bytes], Awaitable[None]], edition: str, crc: str, peer: str = ""
+    ) -> None:
         self.send = send
         self.edition = edition
         self.crc = crc
+        self.peer = peer
 
 
 @dataclass(slots=True)
@@ -90,8 +99,9 @@ class Dispatcher:
         self,
         cfg: Hj212Settings,
         stations: MutableMapping[str, Station],
-        store: CommandStore,
+        store: Store,
         tz: ZoneInfo,
+        share_every_s: float = 5.0,
     ) -> None:
         self.cfg = cfg
         self.stations = stations
@@ -103,21 +113,59 @@ class Dispatcher:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._inflight: dict[str, _InFlight] = {}  # MN → the command sent and not finished
         self._sweeper: asyncio.Task[None] | None = None
+        self._sharer: asyncio.Task[None] | None = None
+        self.share_every_s = share_every_s
+        # One thread for the store: its calls run in the order made (a station's hold before
+        # the claim of its commands, a let-go before the next hold), off the event loop.
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="hj212-store")
+        self._unheld: set[str] = set()  # connected here, but the store did not take the hold
         self.on_connect: list[Callable[[str], None]] = []  # e.g. the backfill's trigger
         self.on_finished: list[Callable[[Command], None]] = []
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        """Start expiring commands for stations that never connect."""
+        """Start expiring commands for stations that never connect (and, with a shared store,
+        renewing this gateway's lease, sharing station state and picking up routed commands)."""
         self._sweeper = asyncio.create_task(self._sweep())
+        if self.store.shared:
+            self._sharer = asyncio.create_task(self._share())
 
     async def stop(self) -> None:
         """Stop sending; open commands stay in the store and go out after a restart."""
-        tasks = [t for t in (self._sweeper, *self._workers.values()) if t is not None]
+        tasks = [t for t in (self._sweeper, self._sharer, *self._workers.values()) if t]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._workers.clear()
+        self._db.shutdown(wait=True)
+
+    async def _call(self, fn: Callable[..., _T], *args: object) -> _T:
+        """``fn(*args)`` on the store's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, functools.partial(fn, *args))
+
+    def _hold(self, mn: str, link: StationLink) -> None:
+        """On the store's thread: record that the station is connected here. If the database
+        does not take it, the share tick tries again (without it the station's commands cannot
+        be claimed here)."""
+        try:
+            self.store.hold(mn, link.peer, link.edition)
+            self._unheld.discard(mn)
+        except Exception:
+            self._unheld.add(mn)
+            raise
+
+    def _background(self, fn: Callable[..., object], *args: object) -> None:
+        """``fn(*args)`` on the store's thread, in order, without waiting for it."""
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except Exception as e:  # the next share tick writes the state again
+                log.warning("HJ 212 shared station state: %s", str(e).strip()[:200])
+
+        with contextlib.suppress(RuntimeError):  # stopped: the lease runs out instead
+            self._db.submit(run)
 
     # ---------------------------------------------------------------- connections
     def attach(self, mn: str, link: StationLink) -> None:
@@ -130,6 +178,10 @@ class Dispatcher:
         state.online = True
         state.edition = link.edition
         if fresh:
+            state.connected_at, state.peer = time.time(), link.peer
+            if self.store.shared:
+                # Before the sender's first claim (same thread): the claim needs the hold.
+                self._background(self._hold, mn, link)
             # Only a new connection can make waiting commands sendable; a command submitted
             # later kicks the sender itself, so packets on a known link cost no store query.
             for callback in self.on_connect:
@@ -144,6 +196,8 @@ class Dispatcher:
             worker = self._workers.pop(mn, None)
             if worker is not None:
                 worker.cancel()
+            if self.store.shared:
+                self._background(self.store.let_go, mn)
 
     def online(self, mn: str) -> bool:
         """Whether the station has a connection to this gateway."""
@@ -187,10 +241,11 @@ class Dispatcher:
     async def _worker(self, mn: str) -> None:
         try:
             while mn in self._links:
-                pending = self.store.open_commands(mn)
-                if not pending:
-                    return
-                await self._run(pending[0], self._links[mn])
+                cmd = await self._call(self.store.claim, mn)
+                if cmd is None:
+                    return  # none, or another gateway holds the station (shared store)
+                if not await self._run(cmd, self._links[mn]):
+                    return  # another gateway claimed it: the station moved there
         except asyncio.CancelledError:
             raise
         except ConnectionError:
@@ -202,12 +257,14 @@ class Dispatcher:
             if self._workers.get(mn) is asyncio.current_task():
                 del self._workers[mn]
 
-    async def _run(self, cmd: Command, link: StationLink) -> None:
+    async def _run(self, cmd: Command, link: StationLink) -> bool:
+        """Send one command and follow it to its end; False if another gateway took it."""
         station = self.stations[cmd.mn]
         state = self.states[cmd.mn]
         if cmd.expires <= time.time():
-            await self._finish(cmd, "expired", "the station did not take it before it expired")
-            return
+            return await self._finish(
+                cmd, "expired", "the station did not take it before it expired"
+            )
         flight = _InFlight(cmd, asyncio.Event(), asyncio.Event())
         self._inflight[cmd.mn] = flight
         state.last_command = f"{cmd.cn} {cmd.qn}"
@@ -216,24 +273,25 @@ class Dispatcher:
         frame = build(request_packet(cmd, _ST[station.kind], station.pw, link.edition), link.crc)  # type: ignore[arg-type]
         for attempt in range(tries):
             cmd.status, cmd.attempts, cmd.updated = "sent", cmd.attempts + 1, time.time()
-            if attempt == 0:
-                await self._save(cmd)  # re-sends are counted in memory, saved with the outcome
+            if attempt == 0 and not await self._save(cmd):
+                return False  # re-sends are counted in memory, saved with the outcome
+            if attempt and self.store.shared and not await self._call(self.store.save, cmd):
+                return False  # the station connected to another gateway meanwhile
             await link.send(frame)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await flight.answered.wait()
                 break
         else:
-            await self._finish(
+            return await self._finish(
                 cmd, "timed_out", f"no 9011 after {tries} sends, {timeout:g} s apart"
             )
-            return
         if cmd.qn_rtn != 1:
             why = QN_RTN.get(cmd.qn_rtn or 0, "unknown answer")
-            await self._finish(cmd, "refused", f"QnRtn {cmd.qn_rtn}: {why}")
-            return
+            return await self._finish(cmd, "refused", f"QnRtn {cmd.qn_rtn}: {why}")
         cmd.status, cmd.updated = "accepted", time.time()
-        await self._save(cmd)
+        if not await self._save(cmd):
+            return False
         wait = self.cfg.execute_timeout.total_seconds()
         while cmd.exe_rtn is None:
             flight.progress.clear()
@@ -241,27 +299,29 @@ class Dispatcher:
                 async with asyncio.timeout(wait):
                     await flight.progress.wait()
             except TimeoutError:
-                await self._finish(
+                return await self._finish(
                     cmd, "timed_out", f"no 9012 within {wait:g} s of the last answer"
                 )
-                return
         if cmd.exe_rtn == 1:
             if cmd.cn == "1072":
-                self._new_pw(cmd)
-            await self._finish(cmd, "succeeded", "")
-        elif cmd.exe_rtn == 100:
-            await self._finish(cmd, "no_data", "ExeRtn 100: the station has no data for it")
-        else:
-            await self._finish(cmd, "failed", f"ExeRtn {cmd.exe_rtn}")
+                await self._new_pw(cmd)
+            return await self._finish(cmd, "succeeded", "")
+        if cmd.exe_rtn == 100:
+            return await self._finish(cmd, "no_data", "ExeRtn 100: the station has no data for it")
+        return await self._finish(cmd, "failed", f"ExeRtn {cmd.exe_rtn}")
 
-    async def _save(self, cmd: Command) -> None:
-        # A commit waits for the disk (synchronous FULL): off the event loop, so hundreds of
-        # stations' commands do not hold up the packets of every connection.
-        await asyncio.to_thread(self.store.save, cmd)
+    async def _save(self, cmd: Command) -> bool:
+        # A commit waits for the disk (synchronous FULL) or the database: off the event loop,
+        # so hundreds of stations' commands do not hold up the packets of every connection.
+        return await self._call(self.store.save, cmd)
 
-    async def _finish(self, cmd: Command, status: str, detail: str) -> None:
+    async def _finish(self, cmd: Command, status: str, detail: str) -> bool:
+        """Record the end of a command; False if it was not ours to end (shared store: another
+        gateway claimed it, or ended it first)."""
         cmd.status, cmd.detail, cmd.updated = status, detail, time.time()
-        await self._save(cmd)
+        if not await self._save(cmd):
+            self._inflight.pop(cmd.mn, None)
+            return False
         self._inflight.pop(cmd.mn, None)
         state = self.states.get(cmd.mn)
         if state is not None:
@@ -270,22 +330,60 @@ class Dispatcher:
         log.info("HJ 212 command %s CN %s for MN %s: %s %s", cmd.qn, cmd.cn, cmd.mn, status, detail)
         for callback in self.on_finished:
             callback(cmd)
+        return True
 
-    def _new_pw(self, cmd: Command) -> None:
+    async def _new_pw(self, cmd: Command) -> None:
         # Only now, with the station's confirmation, does the platform switch passwords.
         pw = cmd.params["NewPW"]
         self.stations[cmd.mn] = replace(self.stations[cmd.mn], pw=pw)
-        self.store.set_pw(cmd.mn, pw)
+        await self._call(self.store.set_pw, cmd.mn, pw)
 
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(_SWEEP_S)
             now = time.time()
-            for cmd in self.store.open_commands():
-                if cmd.expires <= now and cmd.mn not in self._inflight:
+            try:
+                due = [c for c in await self._call(self.store.open_commands) if c.expires <= now]
+            except Exception as e:  # e.g. the shared database unreachable: next sweep
+                log.warning("HJ 212 command expiry: %s", str(e).strip()[:200])
+                continue
+            for cmd in due:
+                if cmd.mn in self._inflight:
+                    continue
+                try:
                     await self._finish(
                         cmd, "expired", "the station did not connect before it expired"
                     )
+                except Exception as e:  # the next sweep tries again
+                    log.warning("HJ 212 command %s not expired: %s", cmd.qn, str(e)[:200])
+                    break
+
+    async def _share(self) -> None:
+        """Every ``share_every_s``: renew this gateway's lease, write the state of the stations
+        connected here (throttled: not per packet), take passwords other gateways confirmed,
+        and start sending commands queued through another host for stations connected here
+        (the MQTT nudge only makes that sooner)."""
+        while True:
+            try:
+                await self._call(self.store.renew)
+                for mn in list(self._unheld):
+                    link = self._links.get(mn)
+                    if link is None:
+                        self._unheld.discard(mn)
+                    else:
+                        await self._call(self._hold, mn, link)
+                held = [self.states[mn] for mn in list(self._links)]
+                await self._call(self.store.publish, held)
+                for mn, pw in (await self._call(self.store.passwords)).items():
+                    if mn in self.stations and self.stations[mn].pw != pw:
+                        self.stations[mn] = replace(self.stations[mn], pw=pw)
+                for mn in await self._call(self.store.waiting, [s.mn for s in held]):
+                    self.kick(mn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the database may be back at the next tick
+                log.warning("HJ 212 shared state: %s", str(e).strip()[:200])
+            await asyncio.sleep(self.share_every_s)
 
     # ---------------------------------------------------------------- packets from stations
     def packet(self, mn: str, packet: Packet, link: StationLink) -> bool:
@@ -325,7 +423,7 @@ class Dispatcher:
             return True
         if cn == "1013":
             # The station asks for the time: HJ 212-2017 answers a 1013 with a 1012.
-            self.sync_clock(mn, "station")
+            self._sync_quietly(mn, "station")
             return True
         if cn == "9015":
             return True  # HJ 212-2025 heartbeat: the connection is alive, nothing to store
@@ -358,7 +456,17 @@ class Dispatcher:
             time.monotonic() - state.last_clock_sync < self.cfg.clock_sync_interval.total_seconds()
         ):
             return
-        self.sync_clock(mn, "auto")
+        self._sync_quietly(mn, "auto")
+
+    def _sync_quietly(self, mn: str, requested_by: str) -> None:
+        # On the packet path: a store that cannot be reached (a shared database cut off) must
+        # not cost the station its connection; the next packet tries again.
+        try:
+            self.sync_clock(mn, requested_by)
+        except CommandError:
+            raise
+        except Exception as e:
+            log.warning("HJ 212 clock sync for MN %s not queued: %s", mn, str(e).strip()[:200])
 
     def sync_clock(self, mn: str, requested_by: str) -> Command | None:
         """Queue a 1012 with the platform's time (unless one is already waiting)."""

@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from pydantic import SecretStr
 
 from devices.registry import Registry
+from hj212.api import SharedApi
 from hj212.codec import (
     MAX_FRAME_LEN,
     CrcError,
@@ -44,10 +45,13 @@ from hj212.codec import (
     build_reply,
     parse,
 )
+from hj212.commands import Command
 from hj212.config import GatewayConfig, command_store_path
 from hj212.dispatch import Dispatcher, StationLink
 from hj212.intake import PROTOCOL, Station, decoder_factory, load_stations
-from hj212.store import CommandStore
+from hj212.routing import publish_command
+from hj212.store import CommandStore, Store
+from hj212.store_pg import PgCommandStore, SharedConfig, StoreError
 from ingest.broker import client_options
 from ingest.deadletter import make_deadletter
 from ingest.mqtt import ConnectError, MqttClient, MqttError, MqttOptions
@@ -612,7 +616,9 @@ class Hj212Gateway:
         conn.rejects_in_a_row = 0
         if self.dispatcher is not None and packet is not None:
             if conn.link is None:
-                conn.link = StationLink(_sender(writer, self._idle_s), "2017", station.leniency.crc)
+                conn.link = StationLink(
+                    _sender(writer, self._idle_s), "2017", station.leniency.crc, conn.peer
+                )
             if self.dispatcher.packet(mn, packet, conn.link):
                 self.stats.count(mn, ANSWER)  # a command's answer: nothing to store
                 return
@@ -761,6 +767,13 @@ class _ServiceLike(Protocol):
     metrics: CollectorRegistry
 
 
+def open_store(settings: GatewayConfig, shared: SharedConfig | None) -> Store:
+    """The command store: PostgreSQL when gateways share one (a cluster), else SQLite."""
+    if shared is not None:
+        return PgCommandStore(shared)
+    return CommandStore(command_store_path(settings))
+
+
 class Commands:
     """The command side of a gateway: store, dispatcher, MQTT inbox and the backfill task."""
 
@@ -770,19 +783,26 @@ class Commands:
         stations: dict[str, Station],
         metrics: CollectorRegistry | None = None,
         client_suffix: str = "hj212cmd",
+        shared: SharedConfig | None = None,
     ) -> None:
         from devices.kinds import KINDS
         from hj212.recovery import Backfill
         from hj212.routing import CommandInbox
 
-        self.store = CommandStore(command_store_path(settings))
+        self.store = open_store(settings, shared)
         # Passwords stations confirmed by 1072 replace the registry's (the dict is shared
         # with the intake, so both check the new one).
         for mn, pw in self.store.passwords().items():
             if mn in stations:
                 stations[mn] = dataclasses.replace(stations[mn], pw=pw)
         tz = ZoneInfo(settings.standards.timezone)
-        self.dispatcher = Dispatcher(settings.hj212, stations, self.store, tz)
+        self.dispatcher = Dispatcher(
+            settings.hj212,
+            stations,
+            self.store,
+            tz,
+            share_every_s=shared.renew_s if shared is not None else 5.0,
+        )
         if metrics is not None:
             metrics.register(self.dispatcher.collector())
         self.backfill = Backfill(
@@ -805,10 +825,21 @@ class Commands:
 
 
 class ServiceGateway:
-    """HJ 212 in ``envgrid run``: the intake decoder always, the gateway when a port is set."""
+    """HJ 212 in ``envgrid run``: the intake decoder always, the gateway when a port is set.
 
-    def __init__(self, settings: GatewayConfig, registry: Registry) -> None:
+    With ``shared`` (a cluster database) the command store and station state are PostgreSQL's,
+    and a process without the gateway still serves /api/hj212 from them."""
+
+    def __init__(
+        self, settings: GatewayConfig, registry: Registry, shared: SharedConfig | None = None
+    ) -> None:
         self.settings = settings
+        self.shared = shared
+        self.shared_api: SharedApi | None = None
+        # Without the gateway here, with a shared store: a dispatcher that never sends, over
+        # the shared store, its station state copied from the shared table (for the console).
+        self.viewer: Dispatcher | None = None
+        self._viewing: asyncio.Task[None] | None = None
         # Validates every station's mn/pw/hj212 facts now: a bad entry stops start-up.
         self.stations = load_stations(
             registry, settings.standards.timezone, settings.devices.registry
@@ -825,11 +856,67 @@ class ServiceGateway:
         return create_router(
             lambda: self.commands.dispatcher if self.commands is not None else None,
             token.get_secret_value() if token is not None else None,
+            lambda: self.shared_api,
+        )
+
+    def dispatcher(self) -> Dispatcher | None:
+        """The dispatcher the console works on: the gateway's, or the shared store's view."""
+        return self.commands.dispatcher if self.commands is not None else self.viewer
+
+    async def _view(self, store: PgCommandStore, every_s: float) -> None:
+        """Copy the shared station state into the viewer's, every ``every_s``."""
+        assert self.viewer is not None
+        states = self.viewer.states
+        while True:
+            try:
+                rows = await asyncio.to_thread(store.stations)
+            except Exception as e:  # the database may be back at the next look
+                log.warning("HJ 212 shared station state unreadable: %s", str(e).strip()[:200])
+                rows = None
+            for row in rows or ():
+                s = states.get(row.mn)
+                if s is None:
+                    continue
+                s.online, s.edition, s.last_packet, s.packets = (
+                    row.online, row.edition, row.last_packet, row.packets,
+                )  # fmt: skip
+                s.last_command, s.last_result, s.clock_offset_s, s.gaps = (
+                    row.last_command, row.last_result, row.clock_offset_s, row.gaps,
+                )  # fmt: skip
+                s.connected_at, s.peer = row.connected_at or 0.0, row.peer
+            await asyncio.sleep(every_s)
+
+    def _shared_api(self, store: Store, client: MqttClient | None) -> SharedApi | None:
+        if not isinstance(store, PgCommandStore):
+            return None
+        prefix = self.settings.mqtt.topic_prefix
+
+        async def nudge(cmd: Command) -> None:
+            assert client is not None
+            await publish_command(client, prefix, cmd)
+
+        return SharedApi(
+            store,
+            self.stations,
+            self.settings.hj212,
+            ZoneInfo(self.settings.standards.timezone),
+            nudge if client is not None else None,
         )
 
     async def start(self, service: _ServiceLike) -> None:
         """Start the TCP gateway if ENVGRID_HJ212__PORT is set (not in the alerts role)."""
         if self.settings.hj212.port is None or service.evaluate_only:
+            if self.shared is not None:
+                # No gateway here, but /api/hj212 works from the shared store.
+                try:
+                    store = await asyncio.to_thread(PgCommandStore, self.shared, gateway=False)
+                except StoreError as e:
+                    log.warning("/api/hj212 unavailable: %s", e)
+                    return
+                self.shared_api = self._shared_api(store, None)
+                tz = ZoneInfo(self.settings.standards.timezone)
+                self.viewer = Dispatcher(self.settings.hj212, self.stations, store, tz)
+                self._viewing = asyncio.create_task(self._view(store, self.shared.renew_s))
             return
         # A publish-only connection of its own rather than the service's: its PUBACKs never
         # wait behind the readings the broker streams to the consumer (shared, replies took
@@ -837,7 +924,7 @@ class ServiceGateway:
         # pausing consumption does not stall the stations.
         client = MqttClient(publisher_options(self.settings, worker=service.worker), no_messages)
         await client.start()
-        commands = Commands(self.settings, self.stations, service.metrics)
+        commands = Commands(self.settings, self.stations, service.metrics, shared=self.shared)
         try:
             await wait_for_broker(client, self.settings)
             self.gateway = Hj212Gateway(
@@ -855,6 +942,7 @@ class ServiceGateway:
             raise
         self.client = client
         self.commands = commands
+        self.shared_api = self._shared_api(commands.store, client)
 
     async def stop(self) -> None:
         """Close the gateway and its MQTT connection (unreplied packets are resent)."""
@@ -862,6 +950,13 @@ class ServiceGateway:
             await self.gateway.stop()
         if self.commands is not None:
             await self.commands.stop()
+        elif self.shared_api is not None:
+            if self._viewing is not None:
+                self._viewing.cancel()
+                await asyncio.gather(self._viewing, return_exceptions=True)
+            if self.viewer is not None:
+                await self.viewer.stop()
+            self.shared_api.store.close()
         if self.client is not None:
             await self.client.close()
 

@@ -3,7 +3,14 @@
 A command is published (QoS 1) as JSON on ``<prefix>/hj212cmd/<MN>``. Each gateway subscribes
 with a persistent session and acknowledges a command only after it is committed to its command
 store, so a command published while the gateway was down, or taken just before a restart, is not
-lost. A gateway that has no such station acknowledges and ignores it.
+lost. Every gateway keeps every command of a registered station, connected or not, so a station
+that connects later still gets it; a message for an MN not in the registry is acknowledged and
+ignored.
+
+With a shared store (gateways on several hosts, ``hj212/store_pg.py``) the gateways write the
+same row (same QN: stored once), and only the gateway holding the station's connection claims
+and sends it; there the message is a nudge, since a command queued straight into the database
+(the API of a host without the station) is found at the holding gateway's next look anyway.
 """
 
 from __future__ import annotations

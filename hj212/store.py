@@ -11,12 +11,16 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from hj212.commands import OPEN, Command
 
-__all__ = ["CommandStore"]
+if TYPE_CHECKING:
+    from hj212.dispatch import StationState
+
+__all__ = ["CommandStore", "Store"]
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS hj212_commands (
@@ -66,8 +70,40 @@ def _command(row: sqlite3.Row) -> Command:
     return Command(**values)
 
 
+class Store(Protocol):
+    """What the dispatcher, the API and the inbox need of a command store: this SQLite one on a
+    single host, :class:`hj212.store_pg.PgCommandStore` when gateways share PostgreSQL."""
+
+    shared: bool  # True: several gateways use it (claims, shared station state)
+
+    def close(self) -> None: ...
+    def add(self, cmd: Command) -> bool: ...
+    def save(self, cmd: Command) -> bool: ...
+    def get(self, qn: str) -> Command | None: ...
+    def find(
+        self,
+        mn: str | None = None,
+        status: str | None = None,
+        cn: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[Command]: ...
+    def open_commands(self, mn: str | None = None) -> list[Command]: ...
+    def claim(self, mn: str) -> Command | None: ...
+    def set_pw(self, mn: str, pw: str) -> None: ...
+    def passwords(self) -> dict[str, str]: ...
+    # Shared station state; no-ops on a single host.
+    def renew(self) -> None: ...
+    def hold(self, mn: str, peer: str, edition: str) -> None: ...
+    def let_go(self, mn: str) -> None: ...
+    def publish(self, states: Iterable[StationState]) -> None: ...
+    def waiting(self, mns: Collection[str]) -> set[str]: ...
+
+
 class CommandStore:
     """Commands by QN; small and synchronous (a command is a few hundred bytes, rarely)."""
+
+    shared = False
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,13 +138,14 @@ class CommandStore:
         )
         return cur.rowcount == 1
 
-    def save(self, cmd: Command) -> None:
-        """Write a command's current state."""
+    def save(self, cmd: Command) -> bool:
+        """Write a command's current state (True: one gateway, nobody else claims commands)."""
         self._exec(
             f"INSERT OR REPLACE INTO hj212_commands ({', '.join(_COLUMNS)}) "
             f"VALUES ({', '.join('?' * len(_COLUMNS))})",
             _row(cmd),
         )
+        return True
 
     def get(self, qn: str) -> Command | None:
         """The command with this QN."""
@@ -150,6 +187,27 @@ class CommandStore:
             args.append(mn)
         sql += " ORDER BY created, qn"
         return [_command(r) for r in self._rows(sql, args)]
+
+    def claim(self, mn: str) -> Command | None:
+        """The station's oldest open command, to send next (one gateway: nobody to race)."""
+        pending = self.open_commands(mn)
+        return pending[0] if pending else None
+
+    def renew(self) -> None:
+        """Nothing to renew: one gateway."""
+
+    def hold(self, mn: str, peer: str, edition: str) -> None:
+        """Station state stays in the dispatcher on a single host."""
+
+    def let_go(self, mn: str) -> None:
+        """Station state stays in the dispatcher on a single host."""
+
+    def publish(self, states: Iterable[StationState]) -> None:
+        """Station state stays in the dispatcher on a single host."""
+
+    def waiting(self, mns: Collection[str]) -> set[str]:
+        """Stations among ``mns`` with open commands."""
+        return {c.mn for c in self.open_commands() if c.mn in mns}
 
     def set_pw(self, mn: str, pw: str) -> None:
         """A station confirmed a new access password (1072): it replaces the registry's."""

@@ -21,7 +21,7 @@ from typing import Literal
 
 from ingest.config import StorageConfig
 from ingest.writer import InfluxWriter, Outcome
-from report import air_assessment
+from report import air_assessment, charger_availability, shore_calls, water_assessment
 from report.figures import PlanReport, ReportError
 from report.sections import Builder, Period, Section, SectionContext
 
@@ -29,7 +29,12 @@ Kind = Literal["month", "quarter", "year", "custom"]
 KINDS: tuple[Kind, ...] = ("month", "quarter", "year", "custom")
 
 # The statistics sections of the period report, in the order every format shows them.
-BUILDERS: tuple[Builder, ...] = (air_assessment.build,)
+BUILDERS: tuple[Builder, ...] = (
+    air_assessment.build,
+    water_assessment.build,
+    shore_calls.build,
+    charger_availability.build,
+)
 
 _MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
 _QUARTER = re.compile(r"^(\d{4})-?[Qq]([1-4])$")

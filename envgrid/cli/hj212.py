@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from devices.registry import RegistryError
 from envgrid.cli.common import ConfigOpt, fail, run_async, settings_or_exit, setup_logging
 from envgrid.settings import Settings
+
+if TYPE_CHECKING:
+    from hj212.store import Store
 
 hj212_app = typer.Typer(
     help="HJ 212-2017 TCP gateway: station data loggers connect, packets go to the broker."
@@ -144,10 +147,10 @@ def send_command(
     from zoneinfo import ZoneInfo
 
     from devices.registry import load_registry
+    from envgrid.gateway import command_store
     from hj212.commands import SYSTEM_TIME_NOW, CommandError, new_command
-    from hj212.config import command_store_path
     from hj212.intake import load_stations
-    from hj212.store import CommandStore
+    from hj212.store_pg import StoreError
 
     settings = settings_or_exit(config)
     try:
@@ -179,7 +182,10 @@ def send_command(
         )
     except CommandError as e:
         raise fail(str(e)) from None
-    store = CommandStore(command_store_path(settings))
+    try:
+        store = command_store(settings)
+    except StoreError as e:
+        raise fail(str(e)) from None
     try:
         store.add(cmd)
         run_async(lambda: _route(settings, cmd))
@@ -209,12 +215,9 @@ async def _route(settings: Settings, cmd: object) -> None:
         await client.close()
 
 
-def _wait(store: object, qn: str, seconds: float) -> str:
+def _wait(store: Store, qn: str, seconds: float) -> str:
     import time
 
-    from hj212.store import CommandStore
-
-    assert isinstance(store, CommandStore)
     deadline = time.monotonic() + seconds
     while True:
         cmd = store.get(qn)
@@ -236,11 +239,14 @@ def list_commands(
     """The commands in the store, newest first."""
     from datetime import datetime
 
-    from hj212.config import command_store_path
-    from hj212.store import CommandStore
+    from envgrid.gateway import command_store
+    from hj212.store_pg import StoreError
 
     settings = settings_or_exit(config)
-    store = CommandStore(command_store_path(settings))
+    try:
+        store = command_store(settings)
+    except StoreError as e:
+        raise fail(str(e)) from None
     try:
         rows = store.find(mn=mn, status=status, limit=limit)
     finally:
