@@ -369,7 +369,9 @@ def test_every_format_shows_the_ranking_and_store_writes_it(
 
     r = CliRunner().invoke(app, ["report", "--config", str(env.config), *args, "--store"])
     assert r.exit_code == 0, r.output
-    assert "stored 7 statistics points (2026-03)" in r.output  # city + 2 counties + 4 stations
+    assert r.output.count(" statistics points (2026-03)") == 1, r.output
+    air = influxdb.points('SELECT count("composite_index") FROM "air_assessment"', env.db)
+    assert air and air[0]["count"] == 7  # city + 2 counties + 4 stations
     got = influxdb.points(
         'SELECT "composite_index", "rank" FROM "air_assessment" '
         'WHERE "level" = \'county\' GROUP BY "county", "period", "label"',
