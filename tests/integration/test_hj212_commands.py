@@ -46,10 +46,10 @@ def _settings(
     return make_settings(mosquitto, influxdb, db, tmp, hj212={**base, **hj})
 
 
-def _window() -> list[datetime]:
-    """The hours the backfill looks at with a 30 h lookback (naive Shanghai time)."""
+def _window(lookback: timedelta = timedelta(hours=30)) -> list[datetime]:
+    """The hours the backfill looks at with a lookback (30 h: the default; naive Shanghai time)."""
     now = datetime.now(SHANGHAI)
-    start = hour_floor(now - timedelta(hours=30)).replace(tzinfo=None)
+    start = hour_floor(now - lookback).replace(tzinfo=None)
     end = hour_floor(now - timedelta(minutes=15)).replace(tzinfo=None)
     out = []
     while start < end:
@@ -296,7 +296,8 @@ async def test_recovered_hours_make_yesterdays_daily_rollup_valid(
     from rollups.runner import Rollup
 
     settings = _settings(mosquitto, influxdb, influx_db, tmp_path, backfill_lookback="48h")
-    hours = [h for h in _window()]
+    # All of yesterday lies inside a 48 h lookback at any time of today (not a 30 h one).
+    hours = _window(timedelta(hours=48))
     today = datetime.now(SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0)
     yesterday = today - timedelta(days=1)
     day = [yesterday.replace(tzinfo=None) + k * HOUR for k in range(24)]
