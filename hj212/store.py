@@ -70,6 +70,32 @@ def _command(row: sqlite3.Row) -> Command:
     return Command(**values)
 
 
+def find_clause(
+    mark: str,
+    prefix: str,
+    mn: str | None,
+    status: str | None,
+    cn: str | None,
+    since: float | None,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """The WHERE/ORDER BY/LIMIT of a command search and its arguments, shared by both stores
+    (``mark``: the driver's placeholder; ``prefix``: the table alias, e.g. ``"c."``)."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("mn", mn), ("status", status), ("cn", cn)):
+        if value is not None:
+            where.append(f"{prefix}{column} = {mark}")
+            args.append(value)
+    if since is not None:
+        where.append(f"{prefix}updated >= {mark}")
+        args.append(since)
+    sql = " WHERE " + " AND ".join(where) if where else ""
+    sql += f" ORDER BY {prefix}created DESC, {prefix}qn DESC LIMIT {mark}"
+    args.append(max(1, min(limit, 10_000)))
+    return sql, args
+
+
 class Store(Protocol):
     """What the dispatcher, the API and the inbox need of a command store: this SQLite one on a
     single host, :class:`hj212.store_pg.PgCommandStore` when gateways share PostgreSQL."""
@@ -161,20 +187,8 @@ class CommandStore:
         limit: int = 100,
     ) -> list[Command]:
         """Commands, newest first, filtered by MN, status, CN and creation time."""
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (("mn", mn), ("status", status), ("cn", cn)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if since is not None:
-            where.append("updated >= ?")
-            args.append(since)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM hj212_commands"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created DESC, qn DESC LIMIT ?"
-        args.append(max(1, min(limit, 10_000)))
+        tail, args = find_clause("?", "", mn, status, cn, since, limit)
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM hj212_commands{tail}"
         return [_command(r) for r in self._rows(sql, args)]
 
     def open_commands(self, mn: str | None = None) -> list[Command]:

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from hj212.commands import OPEN, Command
+from hj212.store import find_clause
 
 if TYPE_CHECKING:
     from hj212.dispatch import StationState
@@ -305,20 +306,8 @@ class PgCommandStore:
         limit: int = 100,
     ) -> list[Command]:
         """Commands, newest first, filtered by MN, status, CN and time of last change."""
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (("mn", mn), ("status", status), ("cn", cn)):
-            if value is not None:
-                where.append(f"c.{column} = %s")
-                args.append(value)
-        if since is not None:
-            where.append("c.updated >= %s")
-            args.append(since)
-        sql = f"SELECT {_SELECT} FROM hj212_commands c"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY c.created DESC, c.qn DESC LIMIT %s"
-        args.append(max(1, min(limit, 10_000)))
+        tail, args = find_clause("%s", "c.", mn, status, cn, since, limit)
+        sql = f"SELECT {_SELECT} FROM hj212_commands c{tail}"
         return [_command(r) for r in self._rows(sql, args)]
 
     def open_commands(self, mn: str | None = None) -> list[Command]:
